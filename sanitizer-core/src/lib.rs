@@ -1,0 +1,58 @@
+#![warn(missing_docs)]
+
+//! # sanitizer-core: Content Disarm and Reconstruction for mail and files
+//!
+//! Untrusted bytes in; a newly built safe form and a [`Report`] out. Mail bodies become plain
+//! text, attachments are rebuilt by their own format sanitizers or removed, and every decision is
+//! recorded with a stable threat id ([`threats`]). This crate is pure and synchronous: no
+//! sockets, no files, no async runtime; the only clock it reads is the deadline in its
+//! [`Budget`].
+//!
+//! Main types:
+//! - [`Policy`]: what to do per content kind, links, notices and [`Limits`]; loaded from TOML.
+//! - [`sanitize_mail`] → [`MailOutcome`]: a mail is never blocked; at worst it becomes a
+//!   notice-only message.
+//! - [`sanitize_file`] → [`FileOutcome`]: a file is sanitized or blocked.
+//! - [`FormatSanitizer`]: the one trait every format implements; [`Context::sanitize_child`] is
+//!   the one place recursion happens.
+//! - [`SafeBytes`]: output bytes, constructible only inside this crate.
+//!
+//! ## Example
+//! ```
+//! use sanitizer_core::{Policy, Verdict, sanitize_file};
+//!
+//! let policy = Policy::default();
+//! // An executable is blocked whatever its name says.
+//! let outcome = sanitize_file(b"MZ\x90\x00\x03", Some("invoice.pdf"), &policy);
+//! assert!(outcome.output.is_none());
+//! assert_eq!(outcome.report.verdict, Verdict::Blocked);
+//! assert!(outcome.report.threats().contains(&"executable.binary"));
+//! ```
+//!
+//! ## Invariants
+//! - Fail closed: a part that cannot be parsed, rebuilt or finished within its limits is removed;
+//!   a file that cannot be made safe is blocked. Input bytes are never passed through on error.
+//! - Bounded: every input is charged to a [`Budget`] (bytes, decoded bytes, depth, parts, pages,
+//!   pixels, deadline); a tripped limit is a verdict, not a panic.
+//! - The content decides which sanitizer runs; a dangerous name or declared type removes the part
+//!   whatever its bytes.
+
+pub mod error;
+pub mod formats;
+pub mod limits;
+pub mod mail;
+pub mod pipeline;
+pub mod policy;
+pub mod report;
+pub mod sniff;
+pub mod threats;
+pub mod unicode;
+
+pub use error::SanitizeError;
+pub use limits::{Budget, LimitKind, Limits};
+pub use pipeline::{
+    Context, FileOutcome, FormatSanitizer, MailOutcome, PartInput, PartOutcome, Rebuilt, Removal,
+    SafeBytes, SafeFile, SafePart, sanitize_file, sanitize_mail,
+};
+pub use policy::{DEFAULT_POLICY_TOML, Policy, PolicyError};
+pub use report::{Action, FileInfo, Kind, Report, ReportItem, Verdict};

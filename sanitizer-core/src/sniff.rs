@@ -1,0 +1,642 @@
+//! Content sniffing: what a piece of content really is, from its bytes.
+//!
+//! The sniffed [`Kind`] picks the sanitizer. The declared MIME type and the file name are only
+//! compared with it: a mismatch is reported (`mime.type_mismatch`), and a name or declared type
+//! that says executable or script removes the part whatever its bytes (CONTRACT.md's "dangerous
+//! name" rule, see [`dangerous_name`] and [`dangerous_mime`]).
+
+use crate::report::Kind;
+use crate::unicode::extension;
+
+/// Extensions that are executable or script on some desktop, or otherwise always removed.
+pub const DANGEROUS_EXTENSIONS: &[&str] = &[
+    "exe",
+    "com",
+    "scr",
+    "pif",
+    "cpl",
+    "msi",
+    "msp",
+    "mst",
+    "msc",
+    "msix",
+    "msixbundle",
+    "appx",
+    "appxbundle",
+    "dll",
+    "sys",
+    "drv",
+    "ocx",
+    "lnk",
+    "url",
+    "website",
+    "hta",
+    "js",
+    "jse",
+    "mjs",
+    "vbs",
+    "vbe",
+    "wsf",
+    "wsh",
+    "wsc",
+    "ws",
+    "sct",
+    "ps1",
+    "ps1xml",
+    "ps2",
+    "psc1",
+    "psm1",
+    "psd1",
+    "bat",
+    "cmd",
+    "jar",
+    "class",
+    "iso",
+    "img",
+    "vhd",
+    "vhdx",
+    "one",
+    "onepkg",
+    "chm",
+    "hlp",
+    "library-ms",
+    "searchconnector-ms",
+    "settingcontent-ms",
+    "reg",
+    "scf",
+    "inf",
+    "ins",
+    "isp",
+    "application",
+    "appref-ms",
+    "gadget",
+    "xbap",
+    "xll",
+    "dotm",
+    "xltm",
+    "potm",
+    "xlam",
+    "ppam",
+    "ppsm",
+    "sldm",
+    "sh",
+    "bash",
+    "zsh",
+    "csh",
+    "ksh",
+    "command",
+    "app",
+    "dmg",
+    "pkg",
+    "apk",
+    "deb",
+    "rpm",
+    "elf",
+    "bin",
+    "run",
+    "py",
+    "pyw",
+    "pyc",
+    "pl",
+    "rb",
+    "php",
+    "vb",
+    "mde",
+    "mda",
+    "accde",
+    "ade",
+    "adp",
+    "mdb",
+    "mdw",
+    "ldb",
+    "cab",
+    "diagcab",
+    "msh",
+    "msh1",
+    "msh2",
+    "mshxml",
+    "msh1xml",
+    "msh2xml",
+    "hpj",
+    "jnlp",
+    "cer",
+    "crt",
+    "der",
+    "pol",
+    "mof",
+    "grp",
+    "lib",
+    "cnt",
+    "appcontent-ms",
+    "glk",
+    "theme",
+    "themepack",
+    "desktopthemepackfile",
+];
+
+/// Declared MIME types that are executable or script.
+pub const DANGEROUS_MIME_TYPES: &[&str] = &[
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-dosexec",
+    "application/x-executable",
+    "application/x-elf",
+    "application/x-mach-binary",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-ms-installer",
+    "application/x-msi",
+    "application/x-ole-storage-msi",
+    "application/x-ms-shortcut",
+    "application/x-sh",
+    "application/x-shellscript",
+    "application/x-csh",
+    "application/x-bat",
+    "application/bat",
+    "application/x-powershell",
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "text/javascript",
+    "text/ecmascript",
+    "text/jscript",
+    "text/vbscript",
+    "text/vbs",
+    "application/x-vbscript",
+    "application/hta",
+    "application/x-hta",
+    "application/java-archive",
+    "application/x-java-archive",
+    "application/x-java-applet",
+    "application/x-iso9660-image",
+    "application/x-apple-diskimage",
+    "application/vnd.ms-htmlhelp",
+    "application/x-chm",
+    "application/onenote",
+    "application/msonenote",
+    "application/x-python",
+    "text/x-python",
+    "application/x-perl",
+    "text/x-shellscript",
+    "application/x-php",
+];
+
+/// Whether a file name's extension says executable/script. Every extension of a name is
+/// considered (`invoice.pdf.exe`), trailing dots and spaces ignored.
+pub fn dangerous_name(name: &str) -> bool {
+    let trimmed = name.trim_end_matches(['.', ' ']).to_ascii_lowercase();
+    let last = trimmed.rsplit(['/', '\\']).next().unwrap_or_default();
+    match last.rsplit_once('.') {
+        Some((_, ext)) => DANGEROUS_EXTENSIONS.contains(&ext),
+        None => false,
+    }
+}
+
+/// Whether a name has a document-looking extension followed by another one
+/// (`invoice.pdf.exe`, `scan.jpg.js`).
+pub fn double_extension(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let mut parts = lower.rsplit('.');
+    let _last = parts.next();
+    let Some(second) = parts.next() else {
+        return false;
+    };
+    parts.next().is_some()
+        && matches!(
+            second,
+            "pdf"
+                | "doc"
+                | "docx"
+                | "xls"
+                | "xlsx"
+                | "ppt"
+                | "pptx"
+                | "jpg"
+                | "jpeg"
+                | "png"
+                | "gif"
+                | "txt"
+                | "zip"
+                | "rtf"
+                | "csv"
+                | "html"
+                | "htm"
+        )
+        && dangerous_name(name)
+}
+
+/// Whether a declared MIME type says executable/script.
+pub fn dangerous_mime(declared: &str) -> bool {
+    let base = mime_base(declared);
+    DANGEROUS_MIME_TYPES.contains(&base.as_str())
+}
+
+/// The lower-case `type/subtype` of a Content-Type value, without parameters.
+pub fn mime_base(declared: &str) -> String {
+    declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn starts(b: &[u8], magic: &[u8]) -> bool {
+    b.starts_with(magic)
+}
+
+fn window(b: &[u8], n: usize) -> &[u8] {
+    b.get(..n.min(b.len())).unwrap_or_default()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn find_ci(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && hay
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// Sniffs the kind of `bytes` from magic numbers and structure.
+pub fn sniff(bytes: &[u8]) -> Kind {
+    let b = bytes;
+    let head = window(b, 1024);
+    // Executables first: they must never be mistaken for anything else.
+    if starts(b, b"MZ") || starts(b, b"\x7fELF") {
+        return Kind::Executable;
+    }
+    if matches!(
+        window(b, 4),
+        [0xFE, 0xED, 0xFA, 0xCE | 0xCF] | [0xCE | 0xCF, 0xFA, 0xED, 0xFE]
+    ) || starts(b, &[0xCA, 0xFE, 0xBA, 0xBE])
+    {
+        // Mach-O (and Java class files share CAFEBABE: both forbidden).
+        return Kind::Executable;
+    }
+    if starts(b, b"L\0\0\0\x01\x14\x02\0") {
+        return Kind::Executable; // Windows shortcut (.lnk)
+    }
+    if starts(b, &[0xE4, 0x52, 0x5C, 0x7B, 0x8C, 0xD8, 0xA7, 0x4D]) {
+        return Kind::Executable; // OneNote section
+    }
+    if starts(b, b"ITSF") {
+        return Kind::Executable; // Compiled HTML help (.chm)
+    }
+    if starts(b, b"#!") {
+        return Kind::Script;
+    }
+    if find(window(b, 1024), b"%PDF-") {
+        return Kind::Pdf;
+    }
+    if starts(b, b"PK\x03\x04") || starts(b, b"PK\x05\x06") || starts(b, b"PK\x07\x08") {
+        return sniff_zip(b);
+    }
+    if starts(b, &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]) {
+        return sniff_ole2(b);
+    }
+    if starts(b, &[0x78, 0x9F, 0x3E, 0x22]) {
+        return Kind::Tnef;
+    }
+    if starts(b, b"{\\rt") {
+        return Kind::Rtf;
+    }
+    if starts(b, &[0x89, b'P', b'N', b'G'])
+        || starts(b, &[0xFF, 0xD8, 0xFF])
+        || starts(b, b"GIF87a")
+        || starts(b, b"GIF89a")
+        || starts(b, b"BM")
+        || (starts(b, b"RIFF") && window(b, 12).get(8..12) == Some(b"WEBP"))
+        || starts(b, b"II*\0")
+        || starts(b, b"MM\0*")
+        || starts(b, &[0, 0, 1, 0])
+    {
+        return Kind::Image;
+    }
+    if window(b, 12).get(4..8) == Some(b"ftyp") {
+        // HEIC/HEIF/AVIF and MP4 family: not decoded.
+        return Kind::Unsupported;
+    }
+    if starts(b, &[0x1F, 0x8B]) {
+        return Kind::Gzip;
+    }
+    if b.get(257..262) == Some(b"ustar") {
+        return Kind::Tar;
+    }
+    if starts(b, b"7z\xBC\xAF\x27\x1C")
+        || starts(b, b"Rar!\x1A\x07")
+        || starts(b, b"MSCF")
+        || (b.get(2..5) == Some(b"-lh") || b.get(2..5) == Some(b"-lz"))
+        || b.get(32769..32774) == Some(b"CD001")
+        || starts(b, b"xar!")
+        || starts(b, &[0xFD, b'7', b'z', b'X', b'Z', 0])
+        || starts(b, b"BZh")
+        || starts(b, &[0x28, 0xB5, 0x2F, 0xFD])
+    {
+        return Kind::ArchiveUnsupported;
+    }
+    if starts(b, b"%XDW") || starts(b, b"HWP Document File") {
+        return Kind::Unsupported;
+    }
+    if b.is_empty() {
+        return Kind::Text;
+    }
+    if looks_binary(head) {
+        return Kind::Unknown;
+    }
+    sniff_text(b)
+}
+
+/// Text-like content: mail, HTML, SVG, calendar, script, or plain text.
+fn sniff_text(b: &[u8]) -> Kind {
+    let head = window(b, 4096);
+    let trimmed = trim_ascii_start(strip_bom(head));
+    if looks_like_mail(trimmed) {
+        return Kind::Mail;
+    }
+    if find_ci(head, b"<svg") && !find_ci(window(b, 512), b"<html") {
+        return Kind::Svg;
+    }
+    for marker in [
+        &b"<!doctype html"[..],
+        b"<html",
+        b"<head",
+        b"<body",
+        b"<script",
+        b"<iframe",
+        b"<meta",
+        b"<hta:",
+        b"<table",
+        b"<div",
+        b"<a href",
+        b"<p>",
+        b"<br",
+        b"<img",
+        b"<style",
+    ] {
+        if find_ci(window(trimmed, 512), marker) {
+            return Kind::Html;
+        }
+    }
+    if starts(trimmed, b"BEGIN:VCALENDAR") || starts(trimmed, b"BEGIN:VCARD") {
+        return Kind::Calendar;
+    }
+    if starts(trimmed, b"<?xml") && find_ci(head, b"<svg") {
+        return Kind::Svg;
+    }
+    Kind::Text
+}
+
+fn strip_bom(b: &[u8]) -> &[u8] {
+    b.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(b)
+}
+
+fn trim_ascii_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
+    b.get(n..).unwrap_or_default()
+}
+
+/// Whether the start of `b` is an RFC 5322 header block with at least two well-known fields.
+pub fn looks_like_mail(b: &[u8]) -> bool {
+    const FIELDS: &[&[u8]] = &[
+        b"from:",
+        b"to:",
+        b"subject:",
+        b"date:",
+        b"received:",
+        b"return-path:",
+        b"message-id:",
+        b"mime-version:",
+        b"content-type:",
+        b"delivered-to:",
+        b"reply-to:",
+        b"cc:",
+        b"x-",
+        b"dkim-signature:",
+        b"authentication-results:",
+    ];
+    let mut known = 0;
+    for line in b.split(|&c| c == b'\n').take(40) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
+            continue; // folded continuation
+        }
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            return false;
+        };
+        let name = line.get(..colon).unwrap_or_default();
+        if name.is_empty() || !name.iter().all(|c| c.is_ascii_graphic()) {
+            return false;
+        }
+        let lower: Vec<u8> = line.get(..=colon).unwrap_or_default().to_ascii_lowercase();
+        if FIELDS.iter().any(|f| lower.starts_with(f)) {
+            known += 1;
+        }
+    }
+    known >= 2
+}
+
+/// Binary if it has NUL bytes or many C0 controls (ISO-2022-JP uses ESC, which is allowed).
+fn looks_binary(head: &[u8]) -> bool {
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return false; // UTF-16 text with BOM
+    }
+    if head.contains(&0) {
+        return true;
+    }
+    let controls = head
+        .iter()
+        .filter(|&&c| c < 0x20 && !matches!(c, b'\n' | b'\r' | b'\t' | 0x1B | 0x0C))
+        .count();
+    controls * 20 > head.len().max(1)
+}
+
+/// Tells OOXML, ODF, JAR and plain ZIP apart by the member names in the central directory.
+fn sniff_zip(b: &[u8]) -> Kind {
+    // ODF puts an uncompressed `mimetype` member first.
+    if b.get(30..38) == Some(b"mimetype") && find(window(b, 200), b"application/vnd.oasis") {
+        return Kind::Odf;
+    }
+    if find(b, b"META-INF/MANIFEST.MF") && find(b, b".class") {
+        return Kind::Executable;
+    }
+    if find(b, b"[Content_Types].xml") {
+        return Kind::Ooxml;
+    }
+    if find(window(b, 4096), b"application/vnd.oasis.opendocument") {
+        return Kind::Odf;
+    }
+    Kind::Zip
+}
+
+/// Tells Outlook .msg, 一太郎 and MSI apart from Office documents in an OLE2 compound file,
+/// by directory entry names (UTF-16LE).
+fn sniff_ole2(b: &[u8]) -> Kind {
+    let utf16 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(u16::to_le_bytes).collect() };
+    if find(b, &utf16("__substg1.0_")) {
+        return Kind::Msg;
+    }
+    if find(b, &utf16("JSRV_")) || find(b, &utf16("DocumentText")) {
+        return Kind::Unsupported; // 一太郎
+    }
+    // MSI databases name their streams with a custom encoding; the summary info says so.
+    if find(b, b"Windows Installer") || find(b, b"Installation Database") {
+        return Kind::Executable;
+    }
+    Kind::Ole2
+}
+
+/// The kind a declared MIME type claims, when it claims a specific one.
+pub fn kind_from_mime(declared: &str) -> Option<Kind> {
+    let base = mime_base(declared);
+    if dangerous_mime(&base) {
+        return Some(Kind::Executable);
+    }
+    Some(match base.as_str() {
+        "message/rfc822" | "message/global" => Kind::Mail,
+        "text/plain" => Kind::Text,
+        "text/html" | "application/xhtml+xml" => Kind::Html,
+        "text/csv" => Kind::Csv,
+        "text/calendar" | "text/vcard" | "text/x-vcard" | "text/directory" => Kind::Calendar,
+        "application/pdf" | "application/x-pdf" => Kind::Pdf,
+        "application/rtf" | "text/rtf" => Kind::Rtf,
+        "image/svg+xml" => Kind::Svg,
+        "application/zip" | "application/x-zip-compressed" => Kind::Zip,
+        "application/x-tar" => Kind::Tar,
+        "application/gzip" | "application/x-gzip" => Kind::Gzip,
+        "application/ms-tnef" | "application/vnd.ms-tnef" => Kind::Tnef,
+        "application/vnd.ms-outlook" => Kind::Msg,
+        "application/msword" | "application/vnd.ms-excel" | "application/vnd.ms-powerpoint" => {
+            Kind::Ole2
+        }
+        "application/x-7z-compressed"
+        | "application/x-rar-compressed"
+        | "application/vnd.rar"
+        | "application/x-lzh-compressed" => Kind::ArchiveUnsupported,
+        b if b.starts_with("application/vnd.openxmlformats-officedocument.")
+            || b.starts_with("application/vnd.ms-word.")
+            || b.starts_with("application/vnd.ms-excel.")
+            || b.starts_with("application/vnd.ms-powerpoint.") =>
+        {
+            Kind::Ooxml
+        }
+        b if b.starts_with("application/vnd.oasis.opendocument.") => Kind::Odf,
+        b if b.starts_with("image/") => Kind::Image,
+        _ => return None,
+    })
+}
+
+/// The kind a file name's extension claims, when it claims a specific one.
+pub fn kind_from_extension(name: &str) -> Option<Kind> {
+    if dangerous_name(name) {
+        return Some(Kind::Executable);
+    }
+    let ext = extension(name)?;
+    Some(match ext.as_str() {
+        "eml" => Kind::Mail,
+        "txt" | "log" | "md" => Kind::Text,
+        "html" | "htm" | "xhtml" => Kind::Html,
+        "csv" | "tsv" => Kind::Csv,
+        "ics" | "vcs" | "vcf" => Kind::Calendar,
+        "pdf" => Kind::Pdf,
+        "rtf" => Kind::Rtf,
+        "svg" | "svgz" => Kind::Svg,
+        "zip" => Kind::Zip,
+        "tar" => Kind::Tar,
+        "gz" | "tgz" => Kind::Gzip,
+        "dat" => return None,
+        "msg" => Kind::Msg,
+        "doc" | "xls" | "ppt" | "dot" | "xlt" | "pot" | "pps" => Kind::Ole2,
+        "docx" | "docm" | "xlsx" | "xlsm" | "pptx" | "pptm" | "dotx" | "xltx" | "potx" | "ppsx" => {
+            Kind::Ooxml
+        }
+        "odt" | "ods" | "odp" | "odg" | "ott" | "ots" | "otp" => Kind::Odf,
+        "png" | "jpg" | "jpeg" | "jpe" | "gif" | "bmp" | "webp" | "tif" | "tiff" | "ico" => {
+            Kind::Image
+        }
+        "7z" | "rar" | "lzh" | "lha" | "xz" | "bz2" | "zst" => Kind::ArchiveUnsupported,
+        "jtd" | "jtt" | "jtdc" | "xdw" | "xbd" | "hwp" | "heic" | "heif" | "dwg" | "dxf"
+        | "psd" | "jp2" | "avif" => Kind::Unsupported,
+        _ => return None,
+    })
+}
+
+/// Whether a claimed kind is compatible with the sniffed one (no mismatch to report).
+pub fn compatible(claimed: Kind, sniffed: Kind) -> bool {
+    use Kind::*;
+    claimed == sniffed
+        || matches!(
+            (claimed, sniffed),
+            // Text-like content sniffs loosely: a CSV or calendar is "text" to the sniffer, and
+            // an HTML fragment may look like plain text.
+            (Csv | Calendar | Html | Text | Mail, Text)
+                | (Text, Html | Csv | Calendar | Mail)
+                | (Html, Svg)
+                | (Zip, Ooxml | Odf)
+                | (Ooxml | Odf, Zip)
+                | (Ole2, Msg | Unsupported)
+                | (Unsupported, Ole2)
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_numbers() {
+        assert_eq!(sniff(b"MZ\x90\0rest"), Kind::Executable);
+        assert_eq!(sniff(b"\x7fELF\x02\x01"), Kind::Executable);
+        assert_eq!(sniff(b"%PDF-1.7\n"), Kind::Pdf);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n"), Kind::Image);
+        assert_eq!(sniff(b"\xff\xd8\xff\xe0"), Kind::Image);
+        assert_eq!(sniff(b"{\\rtf1\\ansi"), Kind::Rtf);
+        assert_eq!(sniff(b"#!/bin/sh\nrm -rf /"), Kind::Script);
+        assert_eq!(sniff(b"\x1f\x8b\x08\0"), Kind::Gzip);
+        assert_eq!(sniff(b"7z\xbc\xaf\x27\x1c\0"), Kind::ArchiveUnsupported);
+        assert_eq!(sniff(b"\0\0\0\x18ftypheic"), Kind::Unsupported);
+    }
+
+    #[test]
+    fn text_kinds() {
+        assert_eq!(sniff("こんにちは\n".as_bytes()), Kind::Text);
+        assert_eq!(sniff(b"<!DOCTYPE html><html>"), Kind::Html);
+        assert_eq!(
+            sniff(b"<svg xmlns='http://www.w3.org/2000/svg'>"),
+            Kind::Svg
+        );
+        assert_eq!(
+            sniff(b"From: a@example.jp\r\nSubject: x\r\n\r\nbody"),
+            Kind::Mail
+        );
+        assert_eq!(sniff(b"BEGIN:VCALENDAR\r\n"), Kind::Calendar);
+        // ISO-2022-JP text uses ESC sequences but is text.
+        assert_eq!(sniff(b"\x1b$B$3$s$K$A$O\x1b(B\n"), Kind::Text);
+    }
+
+    #[test]
+    fn dangerous_names_and_types() {
+        assert!(dangerous_name("invoice.pdf.exe"));
+        assert!(dangerous_name("INVOICE.EXE. . "));
+        assert!(dangerous_name("run.PS1"));
+        assert!(!dangerous_name("report.pdf"));
+        assert!(!dangerous_name("exe"));
+        assert!(double_extension("invoice.pdf.exe"));
+        assert!(!double_extension("archive.tar.gz"));
+        assert!(dangerous_mime("application/x-msdownload; name=a.pdf"));
+        assert!(!dangerous_mime("application/pdf"));
+    }
+
+    #[test]
+    fn claims_compare() {
+        assert_eq!(kind_from_mime("application/pdf"), Some(Kind::Pdf));
+        assert_eq!(kind_from_extension("a.docm"), Some(Kind::Ooxml));
+        assert_eq!(kind_from_mime("application/octet-stream"), None);
+        assert!(!compatible(Kind::Pdf, Kind::Executable));
+        assert!(compatible(Kind::Csv, Kind::Text));
+    }
+}
