@@ -40,6 +40,7 @@
 pub mod error;
 pub mod formats;
 pub mod limits;
+pub mod links;
 pub mod mail;
 pub mod pipeline;
 pub mod policy;
@@ -51,8 +52,9 @@ pub mod unicode;
 pub use error::SanitizeError;
 pub use limits::{Budget, LimitKind, Limits};
 pub use pipeline::{
-    Context, FileOutcome, FormatSanitizer, MailOutcome, PartInput, PartOutcome, Rebuilt, Removal,
-    SafeBytes, SafeFile, SafePart, sanitize_file, sanitize_mail,
+    Context, Converter, FileOutcome, FormatSanitizer, MailOutcome, PartInput, PartOutcome, Rebuilt,
+    Removal, SafeBytes, SafeFile, SafePart, Services, sanitize_file, sanitize_file_with,
+    sanitize_mail, sanitize_mail_with,
 };
 pub use policy::{DEFAULT_POLICY_TOML, Policy, PolicyError};
 pub use report::{Action, FileInfo, Kind, Report, ReportItem, Verdict};

@@ -133,6 +133,38 @@ pub trait FormatSanitizer: Sync {
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError>;
 }
 
+/// A document converter outside the pure core (LibreOffice, run by the daemon in its own
+/// sandbox). The core never starts processes itself; a caller that has a converter passes it in
+/// [`Services`], and formats that need one (legacy OLE2, Office rasterize mode) use it when
+/// present and remove the part with a reason when not.
+pub trait Converter: Sync {
+    /// Converts `input`, whose original extension is `from_ext` (`doc`, `xls`, `ppt`, `docx`,
+    /// ...), to the format named by `to` (`docx`, `xlsx`, `pptx`, `pdf`). Must give up by
+    /// `deadline`.
+    fn convert(
+        &self,
+        input: &[u8],
+        from_ext: &str,
+        to: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// Capabilities the caller lends the core for one item.
+#[derive(Clone, Copy, Default)]
+pub struct Services<'a> {
+    /// Document converter, if one is available.
+    pub converter: Option<&'a dyn Converter>,
+}
+
+impl std::fmt::Debug for Services<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("converter", &self.converter.is_some())
+            .finish()
+    }
+}
+
 /// State shared by every part of one item.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -156,6 +188,7 @@ impl Session {
 /// What a sanitizer sees of the item it works in: the policy, the budget, its position.
 pub struct Context<'a> {
     policy: &'a Policy,
+    services: Services<'a>,
     session: &'a mut Session,
     path: String,
     depth: u32,
@@ -214,9 +247,15 @@ pub enum PartOutcome {
 }
 
 impl<'a> Context<'a> {
-    pub(crate) fn new(policy: &'a Policy, session: &'a mut Session, path: String) -> Self {
+    pub(crate) fn new(
+        policy: &'a Policy,
+        services: Services<'a>,
+        session: &'a mut Session,
+        path: String,
+    ) -> Self {
         Context {
             policy,
+            services,
             session,
             path,
             depth: 0,
@@ -226,6 +265,11 @@ impl<'a> Context<'a> {
     /// The policy in force.
     pub fn policy(&self) -> &'a Policy {
         self.policy
+    }
+
+    /// The document converter lent by the caller, if any.
+    pub fn converter(&self) -> Option<&'a dyn Converter> {
+        self.services.converter
     }
 
     /// The item's budget.
@@ -277,6 +321,7 @@ impl<'a> Context<'a> {
         let depth = self.depth.saturating_add(1);
         let mut child = Context {
             policy: self.policy,
+            services: self.services,
             session: &mut *self.session,
             path,
             depth,
@@ -502,6 +547,16 @@ pub struct SafeFile {
 ///
 /// A file that cannot be made safe as a whole is **blocked**: no output, and the report says why.
 pub fn sanitize_file(input: &[u8], name: Option<&str>, policy: &Policy) -> FileOutcome {
+    sanitize_file_with(input, name, policy, Services::default())
+}
+
+/// [`sanitize_file`] with capabilities lent by the caller (a document converter).
+pub fn sanitize_file_with(
+    input: &[u8],
+    name: Option<&str>,
+    policy: &Policy,
+    services: Services<'_>,
+) -> FileOutcome {
     let mut session = Session::new(policy);
     let in_kind = sniff::sniff(input);
     let top = name
@@ -509,7 +564,7 @@ pub fn sanitize_file(input: &[u8], name: Option<&str>, policy: &Policy) -> FileO
         .unwrap_or_else(|| "input".to_owned());
     let outcome = match session.budget.check_input(input.len() as u64) {
         Err(e) => {
-            let mut cx = Context::new(policy, &mut session, top.clone());
+            let mut cx = Context::new(policy, services, &mut session, top.clone());
             cx.removed(
                 in_kind,
                 Some(top.clone()),
@@ -518,7 +573,7 @@ pub fn sanitize_file(input: &[u8], name: Option<&str>, policy: &Policy) -> FileO
             )
         }
         Ok(()) => {
-            let mut cx = Context::new(policy, &mut session, top.clone());
+            let mut cx = Context::new(policy, services, &mut session, top.clone());
             process(
                 &mut cx,
                 PartInput {
@@ -593,11 +648,16 @@ pub struct MailOutcome {
 /// Never blocked: a message that cannot be parsed, or whose every part is removed, still yields
 /// a safe notice-only message; a panic inside is caught and turned into one too.
 pub fn sanitize_mail(input: &[u8], policy: &Policy) -> MailOutcome {
+    sanitize_mail_with(input, policy, Services::default())
+}
+
+/// [`sanitize_mail`] with capabilities lent by the caller (a document converter).
+pub fn sanitize_mail_with(input: &[u8], policy: &Policy, services: Services<'_>) -> MailOutcome {
     let mut session = Session::new(policy);
     let result = match session.budget.check_input(input.len() as u64) {
         Err(e) => Err(e),
         Ok(()) => {
-            let mut cx = Context::new(policy, &mut session, String::new());
+            let mut cx = Context::new(policy, services, &mut session, String::new());
             match catch_unwind(AssertUnwindSafe(|| {
                 crate::mail::sanitize_message(input, &mut cx)
             })) {
@@ -617,7 +677,7 @@ pub fn sanitize_mail(input: &[u8], policy: &Policy) -> MailOutcome {
                 reason: e.to_string(),
                 detail: None,
             });
-            let cx = Context::new(policy, &mut session, String::new());
+            let cx = Context::new(policy, services, &mut session, String::new());
             crate::mail::notice_only(input, &e, &cx)
         }
     };

@@ -3,6 +3,8 @@
 //! [`sanitizer_for`] is the registry: the sniffed kind (never the name or declared type) picks
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
+pub mod html;
+
 use crate::pipeline::FormatSanitizer;
 use crate::policy::Policy;
 use crate::report::Kind;
@@ -12,6 +14,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
     let _ = policy;
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
+        Kind::Html => Some(&html::HtmlSanitizer),
         _ => None,
     }
 }
