@@ -1,0 +1,731 @@
+//! The `mugai` command line: argument parsing (clap derive) and the one-shot commands
+//! `sanitize`, `mail`, `policy` and `check-policy`.
+//!
+//! Exit codes (CONTRACT.md): 0 every input produced a safe output; 3 at least one input was
+//! blocked; 2 usage or configuration error; 1 anything else (I/O). When several apply, 1 wins
+//! over 3, and 3 over 0.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sanitizer_core::report::{Action, Verdict};
+use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
+
+use crate::atomic::{Existing, write_atomic};
+use crate::outbox::write_new;
+use crate::quarantine::{DirStore, QuarantineId, QuarantineStore};
+use crate::sanitize::{InProcess, Job, JobOutcome, Mode, Transform};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every input produced a safe output
+  3  at least one input was blocked (no output; the report says why)
+  2  usage or configuration error (bad option, invalid policy file)
+  1  anything else (an input could not be read, an output could not be written)
+  When several apply: 1 wins over 3, 3 over 0.";
+
+const SANITIZE_HELP: &str = "\
+Output naming:
+  One input file: OUTPUT is that file ('-' = standard output); if OUTPUT is an existing
+  directory, the output is written into it.
+  Several inputs or a directory: OUTPUT is a directory (created if missing). Each output keeps
+  its path relative to the input directory it came from (for file arguments, just the file
+  name). The extension changes when the type changed (page.html -> page.txt,
+  a.docm -> a.docx, mail -> .eml). An existing file is never overwritten: a numeric suffix is
+  added instead (a.txt, a (2).txt, ...). A blocked input gets no output, but a note
+  NAME.blocked.txt with the reason is written where its output would have gone.
+  Mail files (.eml, or content that is an RFC 5322 message) are sanitized as mail.
+
+Reports:
+  --report FILE writes one JSON object per input (JSON Lines); '-' writes them to standard
+  output. Without --report, a one-line summary per input goes to standard error (unless
+  --quiet).
+
+Examples:
+  mugai sanitize invoice.html -o invoice.txt
+  mugai sanitize --report report.jsonl inbox/ -o safe/
+  mugai sanitize --quarantine /var/lib/mugai/quarantine a.pdf b.docx c.eml -o out/
+  mugai sanitize page.html -o - | less
+
+";
+
+const MAIL_HELP: &str = "\
+Examples:
+  mugai mail < in.eml > safe.eml
+  mugai mail --report report.json in.eml -o safe.eml
+  mugai mail --policy strict.toml --quarantine /var/lib/mugai/quarantine in.eml -o -
+
+";
+
+const POLICY_HELP: &str = "\
+Examples:
+  mugai policy > policy.toml         # start from the defaults, then edit
+  mugai policy --check policy.toml   # same as: mugai check-policy policy.toml
+
+";
+
+/// Content Disarm and Reconstruction for mail and files.
+///
+/// Mugai turns untrusted mail and files into safe ones: mail bodies become plain text,
+/// documents are rebuilt from an allow-list or rendered to images, and everything active
+/// (scripts, macros, executables, external links) is removed. Each input gets a JSON report
+/// saying what was found and done.
+#[derive(Debug, Parser)]
+#[command(name = "mugai", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sanitize files (and mail files) into an output file or directory.
+    ///
+    /// Each INPUT (a file or a directory, walked recursively) is sanitized under the policy:
+    /// rebuilt, converted or re-encoded into a safe form, or blocked when that is impossible
+    /// (executables, encrypted or malformed files, bombs). Nothing is ever written in place;
+    /// outputs go to OUTPUT following the naming rules below.
+    #[command(after_help = format!("{SANITIZE_HELP}{EXIT_CODES}"))]
+    Sanitize(SanitizeArgs),
+    /// Sanitize one RFC 5322 message (standard input to standard output by default).
+    ///
+    /// The message is rebuilt: the body becomes plain text with a notice of what was done at
+    /// the top, attachments are sanitized or removed, and the verdict is recorded in the
+    /// X-Mugai-Sanitized and X-Mugai-Report-Id headers. A mail is never blocked: at worst the
+    /// recipient gets a notice-only message, and the exit code is 0.
+    #[command(after_help = format!("{MAIL_HELP}{EXIT_CODES}"))]
+    Mail(MailArgs),
+    /// Print the default policy (commented TOML), or check a policy file.
+    ///
+    /// The printed policy is the built-in default; save it, edit it and pass it with --policy.
+    /// Unknown keys are errors, so a typo cannot silently weaken the policy.
+    #[command(after_help = POLICY_HELP)]
+    Policy(PolicyArgs),
+    /// Check a policy file: prints OK, or the error naming the file and key (exit 2).
+    CheckPolicy {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// Options shared by `sanitize` and `mail`.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Sanitizing policy (TOML; see `mugai policy`). Default: the built-in policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Write the JSON report(s) here, one object per line; `-` for standard output.
+    #[arg(long, value_name = "FILE|-")]
+    pub report: Option<PathBuf>,
+    /// Keep each original whose verdict is not `clean`, with its report, in this directory
+    /// (content-addressed; the same store the daemon uses).
+    #[arg(long, value_name = "DIR")]
+    pub quarantine: Option<PathBuf>,
+    /// No per-input summary on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `mugai sanitize`.
+#[derive(Debug, Args)]
+pub struct SanitizeArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Input files or directories.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output file (one input file; `-` for standard output) or directory.
+    #[arg(short, long, value_name = "OUTPUT", required = true)]
+    pub output: PathBuf,
+}
+
+/// `mugai mail`.
+#[derive(Debug, Args)]
+pub struct MailArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// The message; `-` (default) for standard input.
+    #[arg(value_name = "INPUT|-", default_value = "-")]
+    pub input: PathBuf,
+    /// Where the safe message goes; `-` (default) for standard output.
+    #[arg(short, long, value_name = "OUTPUT|-", default_value = "-")]
+    pub output: PathBuf,
+}
+
+/// `mugai policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Check this policy file instead of printing the defaults.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+}
+
+/// Exit code 2, with a message; usage errors are formatted by clap.
+#[derive(Debug)]
+enum Fatal {
+    /// A usage error in the named subcommand.
+    Usage(&'static str, String),
+    Config(String),
+    Io(String),
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Fatal::Usage(sub, msg)) => {
+            let mut cmd = Cli::command();
+            cmd.build();
+            let err = match cmd.find_subcommand_mut(sub) {
+                Some(sc) => sc.error(clap::error::ErrorKind::ArgumentConflict, msg),
+                None => cmd.error(clap::error::ErrorKind::ArgumentConflict, msg),
+            };
+            let _ = err.print();
+            ExitCode::from(2)
+        }
+        Err(Fatal::Config(msg)) => {
+            eprintln!("mugai: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Fatal::Io(msg)) => {
+            eprintln!("mugai: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs go to standard error, filtered by `RUST_LOG` (`warn` by default). They never contain
+/// message bodies.
+fn init_tracing() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_filter(filter),
+        )
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Fatal> {
+    match cli.command {
+        Command::Policy(PolicyArgs { check: Some(file) }) | Command::CheckPolicy { file } => {
+            load_policy(&file)?;
+            println!("{}: OK", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyArgs { check: None }) => {
+            let mut out = io::stdout().lock();
+            out.write_all(DEFAULT_POLICY_TOML.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| Fatal::Io(format!("standard output: {e}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sanitize(args) => run_sanitize(args),
+        Command::Mail(args) => run_mail(args),
+    }
+}
+
+fn is_dash(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// Reads and validates a policy file; any problem is a configuration error (exit 2) naming
+/// the file (and, from the parser, the key).
+fn load_policy(path: &Path) -> Result<Policy, Fatal> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Fatal::Config(format!("policy file {}: {e}", path.display())))?;
+    Policy::from_toml(&text)
+        .map_err(|e| Fatal::Config(format!("policy file {}: {e}", path.display())))
+}
+
+/// Where the per-item reports go.
+enum ReportSink {
+    /// No `--report`: human summaries on stderr (unless quiet).
+    Summary { quiet: bool },
+    /// JSON Lines to stdout.
+    Stdout,
+    /// JSON Lines to a file.
+    File(BufWriter<File>, PathBuf),
+}
+
+/// Where outputs go.
+enum Dest {
+    /// Standard output.
+    Stdout,
+    /// Exactly this file (replaced atomically if it exists: the user named it).
+    File(PathBuf),
+    /// Into this directory, never overwriting; blocked inputs leave `NAME.blocked.txt`.
+    Dir(PathBuf),
+}
+
+/// One input, read.
+struct Item {
+    bytes: Vec<u8>,
+    name: Option<String>,
+    display: String,
+    /// The input was longer than the policy's `max_input_bytes` and only a prefix was read
+    /// (the core blocks it; a prefix is not worth quarantining).
+    truncated: bool,
+}
+
+/// The state of one command run.
+struct Runner {
+    transform: Box<dyn Transform>,
+    max_input: u64,
+    quarantine: Option<DirStore>,
+    reports: ReportSink,
+    progress: Option<ProgressBar>,
+    blocked: bool,
+    failed: bool,
+}
+
+fn setup(sub: &'static str, common: &Common, output_is_stdout: bool) -> Result<Runner, Fatal> {
+    let report_to_stdout = common.report.as_deref().is_some_and(is_dash);
+    if report_to_stdout && output_is_stdout {
+        return Err(Fatal::Usage(
+            sub,
+            "--report - and -o - both want standard output; send one of them to a file".into(),
+        ));
+    }
+    let policy = match &common.policy {
+        Some(p) => load_policy(p)?,
+        None => Policy::default(),
+    };
+    let quarantine = match &common.quarantine {
+        Some(dir) => Some(DirStore::open(dir).map_err(|e| Fatal::Io(e.to_string()))?),
+        None => None,
+    };
+    let reports = match &common.report {
+        None => ReportSink::Summary {
+            quiet: common.quiet,
+        },
+        Some(p) if is_dash(p) => ReportSink::Stdout,
+        Some(p) => {
+            let f = File::create(p)
+                .map_err(|e| Fatal::Io(format!("report file {}: {e}", p.display())))?;
+            ReportSink::File(BufWriter::new(f), p.clone())
+        }
+    };
+    Ok(Runner {
+        max_input: policy.limits.max_input_bytes,
+        transform: Box::new(InProcess::new(policy)),
+        quarantine,
+        reports,
+        progress: None,
+        blocked: false,
+        failed: false,
+    })
+}
+
+impl Runner {
+    /// The exit code so far: 1 over 3 over 0.
+    fn exit_code(&self) -> ExitCode {
+        if self.failed {
+            ExitCode::from(1)
+        } else if self.blocked {
+            ExitCode::from(3)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+
+    /// Prints a line on stderr without tearing the progress bar.
+    fn note(&self, line: &str) {
+        match &self.progress {
+            Some(pb) => pb.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn error(&mut self, msg: String) {
+        tracing::debug!(error = %msg, "Item failed.");
+        self.note(&format!("mugai: {msg}"));
+        self.failed = true;
+    }
+
+    /// Reads an input file (at most one byte over the input limit).
+    fn read(&self, path: &Path) -> io::Result<Item> {
+        let f = File::open(path)?;
+        let mut bytes = Vec::new();
+        f.take(self.max_input.saturating_add(1))
+            .read_to_end(&mut bytes)?;
+        Ok(Item {
+            truncated: bytes.len() as u64 > self.max_input,
+            bytes,
+            name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            display: path.display().to_string(),
+        })
+    }
+
+    fn read_stdin(&self) -> io::Result<Item> {
+        let mut bytes = Vec::new();
+        io::stdin()
+            .lock()
+            .take(self.max_input.saturating_add(1))
+            .read_to_end(&mut bytes)?;
+        Ok(Item {
+            truncated: bytes.len() as u64 > self.max_input,
+            bytes,
+            name: None,
+            display: "<stdin>".into(),
+        })
+    }
+
+    /// Sanitizes one item, writes its output (or blocked note), quarantines the original when
+    /// the verdict is not clean, and emits its report.
+    fn handle(&mut self, item: Item, mode: Mode, dest: &Dest) {
+        let job = Job {
+            input: item.bytes,
+            name: item.name,
+            mode,
+        };
+        let mut outcome = self.transform.run(&job);
+        let written = self.write_output(&job, &mut outcome, dest, &item.display);
+        if outcome.report.verdict != Verdict::Clean
+            && let Some(store) = &self.quarantine
+        {
+            if item.truncated {
+                self.note(&format!(
+                    "mugai: {}: larger than the input limit; original not quarantined",
+                    item.display
+                ));
+            } else {
+                let id = QuarantineId::of(&job.input);
+                outcome.report.quarantine_id = Some(id.to_string());
+                if let Err(e) = store.put(&job.input, &outcome.report) {
+                    outcome.report.quarantine_id = None;
+                    let kind = if e.is_transient() {
+                        "transient"
+                    } else {
+                        "permanent"
+                    };
+                    self.error(format!("{}: not quarantined ({kind}): {e}", item.display));
+                }
+            }
+        }
+        if outcome.is_blocked() {
+            self.blocked = true;
+        }
+        self.emit(&item.display, &outcome, written.as_deref());
+    }
+
+    /// Writes the output; returns where it went (for the summary).
+    fn write_output(
+        &mut self,
+        job: &Job,
+        outcome: &mut JobOutcome,
+        dest: &Dest,
+        display: &str,
+    ) -> Option<String> {
+        let result = match (&outcome.output, dest) {
+            (Some(out), Dest::Stdout) => {
+                let mut so = io::stdout().lock();
+                so.write_all(out.bytes())
+                    .and_then(|()| so.flush())
+                    .map(|()| "<stdout>".to_owned())
+            }
+            (Some(out), Dest::File(path)) => write_exact(path, out.bytes()).map(|p| {
+                set_output_name(outcome, &p);
+                p.display().to_string()
+            }),
+            (Some(out), Dest::Dir(dir)) => std::fs::create_dir_all(dir)
+                .and_then(|()| write_new(dir, &out.name, out.bytes()))
+                .map(|p| {
+                    set_output_name(outcome, &p);
+                    p.display().to_string()
+                }),
+            (None, Dest::Dir(dir)) => {
+                let name = format!("{}.blocked.txt", job.name.as_deref().unwrap_or("input"));
+                let name = sanitizer_core::unicode::normalize_filename(&name).name;
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| write_new(dir, &name, blocked_note(outcome).as_bytes()))
+                    .map(|p| p.display().to_string())
+            }
+            (None, _) => return None,
+        };
+        match result {
+            Ok(w) => Some(w),
+            Err(e) => {
+                self.error(format!("{display}: cannot write output: {e}"));
+                None
+            }
+        }
+    }
+
+    fn emit(&mut self, display: &str, outcome: &JobOutcome, written: Option<&str>) {
+        let line = outcome.report.to_json_line();
+        let res = match &mut self.reports {
+            ReportSink::Summary { quiet: true } => Ok(()),
+            ReportSink::Summary { quiet: false } => {
+                self.note(&summary(display, outcome, written));
+                Ok(())
+            }
+            ReportSink::Stdout => {
+                let mut so = io::stdout().lock();
+                writeln!(so, "{line}").and_then(|()| so.flush())
+            }
+            ReportSink::File(w, _) => writeln!(w, "{line}"),
+        };
+        if let Err(e) = res {
+            self.error(format!("cannot write report: {e}"));
+        }
+    }
+
+    fn finish(&mut self) -> ExitCode {
+        if let Some(pb) = self.progress.take() {
+            pb.finish_and_clear();
+        }
+        if let ReportSink::File(w, path) = &mut self.reports {
+            let res = w.flush().and_then(|()| w.get_ref().sync_all());
+            if let Err(e) = res {
+                let msg = format!("report file {}: {e}", path.display());
+                self.error(msg);
+            }
+        }
+        self.exit_code()
+    }
+}
+
+/// Writes exactly `path`, atomically, replacing what is there.
+fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
+    write_atomic(dir, &name.to_string_lossy(), bytes, Existing::Replace)?;
+    Ok(path.to_owned())
+}
+
+/// The report names the file actually written (it may carry a collision suffix).
+fn set_output_name(outcome: &mut JobOutcome, written: &Path) {
+    if let (Some(info), Some(n)) = (outcome.report.output.as_mut(), written.file_name()) {
+        info.name = Some(n.to_string_lossy().into_owned());
+    }
+}
+
+/// Why an item was blocked: the reason of its first removed part.
+fn block_reason(outcome: &JobOutcome) -> &str {
+    outcome
+        .report
+        .items
+        .iter()
+        .find(|i| i.action == Action::Removed)
+        .map_or("could not be made safe", |i| i.reason.as_str())
+}
+
+/// The text of `NAME.blocked.txt`.
+fn blocked_note(outcome: &JobOutcome) -> String {
+    let r = &outcome.report;
+    let threats = r.threats().join(", ");
+    format!(
+        "このファイルは安全にできないため、出力されませんでした（Mugai）。\n\
+         This file was blocked by Mugai: it could not be made safe.\n\n\
+         File: {}\nReason: {}\nThreats: {}\nReport ID: {}\n",
+        r.input.name.as_deref().unwrap_or("(no name)"),
+        block_reason(outcome),
+        if threats.is_empty() { "-" } else { &threats },
+        r.id,
+    )
+}
+
+/// One line per item for people: `a.html: sanitized [html.script] -> out/a.txt`.
+fn summary(display: &str, outcome: &JobOutcome, written: Option<&str>) -> String {
+    let r = &outcome.report;
+    let verdict = match r.verdict {
+        Verdict::Clean => "clean",
+        Verdict::Sanitized => "sanitized",
+        Verdict::Blocked => "blocked",
+    };
+    let threats = r.threats();
+    let mut line = format!("{display}: {verdict}");
+    if !threats.is_empty() {
+        line.push_str(&format!(" [{}]", threats.join(", ")));
+    }
+    if r.verdict == Verdict::Blocked {
+        line.push_str(&format!(": {}", block_reason(outcome)));
+    }
+    match (written, r.verdict) {
+        (Some(w), Verdict::Blocked) => line.push_str(&format!(" (note: {w})")),
+        (Some(w), _) => line.push_str(&format!(" -> {w}")),
+        (None, _) => {}
+    }
+    line
+}
+
+fn run_mail(args: MailArgs) -> Result<ExitCode, Fatal> {
+    let to_stdout = is_dash(&args.output);
+    let mut runner = setup("mail", &args.common, to_stdout)?;
+    let item = if is_dash(&args.input) {
+        runner.read_stdin()
+    } else {
+        runner.read(&args.input)
+    };
+    let item = match item {
+        Ok(i) => i,
+        Err(e) => {
+            return Err(Fatal::Io(format!(
+                "cannot read {}: {e}",
+                args.input.display()
+            )));
+        }
+    };
+    let dest = if to_stdout {
+        Dest::Stdout
+    } else {
+        Dest::File(args.output.clone())
+    };
+    runner.handle(item, Mode::Mail, &dest);
+    Ok(runner.finish())
+}
+
+/// One input file found for a batch: its path and the output directory it goes to.
+struct Planned {
+    path: PathBuf,
+    out_dir: PathBuf,
+}
+
+fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
+    let to_stdout = is_dash(&args.output);
+    let single = match args.inputs.as_slice() {
+        [one] => !one.is_dir() && !args.output.is_dir(),
+        _ => false,
+    };
+    if !single && to_stdout {
+        return Err(Fatal::Usage(
+            "sanitize",
+            "-o - (standard output) takes exactly one input file; give a directory for several \
+             inputs or a directory input"
+                .into(),
+        ));
+    }
+    if !single && args.output.exists() && !args.output.is_dir() {
+        return Err(Fatal::Usage(
+            "sanitize",
+            format!(
+                "{} is not a directory; several inputs or a directory input need an output directory",
+                args.output.display()
+            ),
+        ));
+    }
+    let mut runner = setup("sanitize", &args.common, to_stdout)?;
+
+    if single {
+        let Some(path) = args.inputs.first() else {
+            return Err(Fatal::Usage("sanitize", "no input".into()));
+        };
+        let dest = if to_stdout {
+            Dest::Stdout
+        } else {
+            Dest::File(args.output.clone())
+        };
+        match runner.read(path) {
+            Ok(item) => {
+                let mode = Mode::detect(item.name.as_deref(), &item.bytes);
+                runner.handle(item, mode, &dest);
+            }
+            Err(e) => runner.error(format!("cannot read {}: {e}", path.display())),
+        }
+        return Ok(runner.finish());
+    }
+
+    let plan = plan_batch(&mut runner, &args.inputs, &args.output);
+    if io::stderr().is_terminal() && !args.common.quiet {
+        let pb = ProgressBar::new(plan.len() as u64);
+        if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}") {
+            pb.set_style(style);
+        }
+        runner.progress = Some(pb);
+    }
+    for p in plan {
+        if let Some(pb) = &runner.progress {
+            pb.set_message(p.path.display().to_string());
+        }
+        match runner.read(&p.path) {
+            Ok(item) => {
+                let mode = Mode::detect(item.name.as_deref(), &item.bytes);
+                runner.handle(item, mode, &Dest::Dir(p.out_dir));
+            }
+            Err(e) => runner.error(format!("cannot read {}: {e}", p.path.display())),
+        }
+        if let Some(pb) = &runner.progress {
+            pb.inc(1);
+        }
+    }
+    Ok(runner.finish())
+}
+
+/// Lists the files of a batch: file arguments go straight into OUTPUT; directories are walked
+/// (sorted, symlinked directories skipped, OUTPUT itself skipped) keeping relative paths.
+fn plan_batch(runner: &mut Runner, inputs: &[PathBuf], output: &Path) -> Vec<Planned> {
+    let output_canon = std::fs::canonicalize(output).ok();
+    let mut plan = Vec::new();
+    for input in inputs {
+        if !input.is_dir() {
+            // Missing or unreadable files are reported when they are read.
+            plan.push(Planned {
+                path: input.clone(),
+                out_dir: output.to_owned(),
+            });
+            continue;
+        }
+        let mut stack = vec![(input.clone(), output.to_owned())];
+        while let Some((dir, out_dir)) = stack.pop() {
+            let mut entries: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+                Ok(it) => it.filter_map(Result::ok).map(|e| e.path()).collect(),
+                Err(e) => {
+                    runner.error(format!("cannot list {}: {e}", dir.display()));
+                    continue;
+                }
+            };
+            entries.sort();
+            let mut subdirs = Vec::new();
+            for path in entries {
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    plan.push(Planned {
+                        path,
+                        out_dir: out_dir.clone(),
+                    });
+                    continue;
+                };
+                let Some(fname) = path.file_name().map(|n| n.to_owned()) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    if output_canon.is_some() && std::fs::canonicalize(&path).ok() == output_canon {
+                        continue;
+                    }
+                    subdirs.push((path, out_dir.join(fname)));
+                } else if meta.file_type().is_symlink() && path.is_dir() {
+                    tracing::warn!(path = %path.display(), "Symlinked directory skipped.");
+                } else {
+                    plan.push(Planned {
+                        path,
+                        out_dir: out_dir.clone(),
+                    });
+                }
+            }
+            // Reverse so the stack visits subdirectories in sorted order.
+            stack.extend(subdirs.into_iter().rev());
+        }
+    }
+    plan
+}
