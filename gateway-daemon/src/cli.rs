@@ -16,7 +16,7 @@ use sanitizer_core::report::{Action, Verdict};
 use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
 
 use crate::atomic::{Existing, write_atomic};
-use crate::outbox::write_new;
+use crate::outbox::{write_blocked_note, write_new};
 use crate::quarantine::{DirStore, QuarantineId, QuarantineStore};
 use crate::sanitize::{InProcess, Job, JobOutcome, Mode, Transform};
 
@@ -451,10 +451,10 @@ impl Runner {
                     p.display().to_string()
                 }),
             (None, Dest::Dir(dir)) => {
-                let name = format!("{}.blocked.txt", job.name.as_deref().unwrap_or("input"));
-                let name = sanitizer_core::unicode::normalize_filename(&name).name;
+                let name = job.name.as_deref().unwrap_or("input");
+                let name = sanitizer_core::unicode::normalize_filename(name).name;
                 std::fs::create_dir_all(dir)
-                    .and_then(|()| write_new(dir, &name, blocked_note(outcome).as_bytes()))
+                    .and_then(|()| write_blocked_note(dir, &name, &blocked_note(outcome)))
                     .map(|p| p.display().to_string())
             }
             (None, _) => return None,

@@ -36,8 +36,26 @@ pub fn suffixed(name: &str, n: u32) -> String {
 /// Writes `bytes` as `dir/name`, or under the first free suffixed name; never overwrites.
 /// Returns the path written.
 pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+    write_first_free(dir, name, bytes, |n| suffixed(name, n))
+}
+
+/// Writes the note for a blocked input named `input_name` as `dir/NAME.blocked.txt` (the
+/// drop-directory convention), suffixing NAME on a collision (`a (2).exe.blocked.txt`), so the
+/// note always ends in `.blocked.txt`. Never overwrites.
+pub fn write_blocked_note(dir: &Path, input_name: &str, note: &str) -> io::Result<PathBuf> {
+    write_first_free(dir, input_name, note.as_bytes(), |n| {
+        format!("{}.blocked.txt", suffixed(input_name, n))
+    })
+}
+
+fn write_first_free(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    candidate: impl Fn(u32) -> String,
+) -> io::Result<PathBuf> {
     for n in 1..=MAX_SUFFIX {
-        match write_atomic(dir, &suffixed(name, n), bytes, Existing::Keep) {
+        match write_atomic(dir, &candidate(n), bytes, Existing::Keep) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             other => return other,
         }
@@ -71,5 +89,14 @@ mod tests {
         assert_eq!(p3.file_name().unwrap(), "a (3).txt");
         assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"precious");
         assert_eq!(std::fs::read(p3).unwrap(), b"two");
+    }
+
+    #[test]
+    fn blocked_notes_keep_their_suffix() {
+        let d = tempfile::tempdir().unwrap();
+        let a = write_blocked_note(d.path(), "x.exe", "one").unwrap();
+        let b = write_blocked_note(d.path(), "x.exe", "two").unwrap();
+        assert_eq!(a.file_name().unwrap(), "x.exe.blocked.txt");
+        assert_eq!(b.file_name().unwrap(), "x (2).exe.blocked.txt");
     }
 }
