@@ -282,6 +282,28 @@ struct Item {
     /// The input was longer than the policy's `max_input_bytes` and only a prefix was read
     /// (the core blocks it; a prefix is not worth quarantining).
     truncated: bool,
+    /// Size and SHA-256 of the whole input when only a prefix was read.
+    real: Option<(u64, String)>,
+}
+
+/// Size and hex SHA-256 of `prefix` followed by the rest of `rest`, without keeping it.
+fn hash_rest(prefix: &[u8], rest: &mut impl Read) -> io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(prefix);
+    let mut size = prefix.len() as u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(buf.get(..n).unwrap_or_default());
+        size = size.saturating_add(n as u64);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
 }
 
 /// The state of one command run.
@@ -359,14 +381,23 @@ impl Runner {
         self.failed = true;
     }
 
-    /// Reads an input file (at most one byte over the input limit).
+    /// Reads an input file (at most one byte over the input limit: the core blocks it, and
+    /// the report gets the real size and hash, computed by streaming the rest).
     fn read(&self, path: &Path) -> io::Result<Item> {
-        let f = File::open(path)?;
+        let mut f = File::open(path)?;
         let mut bytes = Vec::new();
-        f.take(self.max_input.saturating_add(1))
+        (&mut f)
+            .take(self.max_input.saturating_add(1))
             .read_to_end(&mut bytes)?;
+        let truncated = bytes.len() as u64 > self.max_input;
+        let real = if truncated {
+            Some(hash_rest(&bytes, &mut f)?)
+        } else {
+            None
+        };
         Ok(Item {
-            truncated: bytes.len() as u64 > self.max_input,
+            truncated,
+            real,
             bytes,
             name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
             display: path.display().to_string(),
@@ -381,6 +412,7 @@ impl Runner {
             .read_to_end(&mut bytes)?;
         Ok(Item {
             truncated: bytes.len() as u64 > self.max_input,
+            real: None,
             bytes,
             name: None,
             display: "<stdin>".into(),
@@ -396,6 +428,17 @@ impl Runner {
             mode,
         };
         let mut outcome = self.transform.run(&job);
+        if let Some((size, sha256)) = item.real {
+            outcome.report.input.size = size;
+            outcome.report.input.sha256 = sha256;
+        }
+        tracing::info!(
+            report = %outcome.report.id,
+            verdict = ?outcome.report.verdict,
+            kind = %outcome.report.input.kind,
+            ms = outcome.report.duration_ms,
+            "Item sanitized."
+        );
         let written = self.write_output(&job, &mut outcome, dest, &item.display);
         if outcome.report.verdict != Verdict::Clean
             && let Some(store) = &self.quarantine
@@ -716,6 +759,9 @@ fn plan_batch(runner: &mut Runner, inputs: &[PathBuf], output: &Path) -> Vec<Pla
                     subdirs.push((path, out_dir.join(fname)));
                 } else if meta.file_type().is_symlink() && path.is_dir() {
                     tracing::warn!(path = %path.display(), "Symlinked directory skipped.");
+                } else if !path.is_file() {
+                    // FIFOs, sockets, devices: reading them could block or never end.
+                    tracing::warn!(path = %path.display(), "Not a regular file, skipped.");
                 } else {
                     plan.push(Planned {
                         path,

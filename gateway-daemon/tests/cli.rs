@@ -637,3 +637,101 @@ fn help_teaches_and_version_prints() {
         .code(0)
         .stdout(predicate::str::starts_with("mugai "));
 }
+
+#[test]
+fn input_over_the_size_limit_is_blocked_with_its_real_size_and_hash() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = write(d.path(), "p.toml", b"[limits]\nmax_input_bytes = 100\n");
+    let big: Vec<u8> = b"<p>"
+        .iter()
+        .chain(b"x".repeat(70_000).iter())
+        .chain(b"</p>".iter())
+        .copied()
+        .collect();
+    let input = write(d.path(), "big.html", &big);
+    let report = d.path().join("r.json");
+    let out = d.path().join("big.txt");
+    mugai()
+        .arg("sanitize")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--report")
+        .arg(&report)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    assert!(!out.exists());
+    let r = &json_lines(&std::fs::read_to_string(&report).unwrap())[0];
+    assert_eq!(r["verdict"], "blocked");
+    assert_eq!(r["input"]["size"], big.len() as u64);
+    assert_eq!(r["input"]["sha256"], sha256(&big));
+    assert!(
+        r["items"][0]["threats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().starts_with("limit.")),
+        "{r}"
+    );
+}
+
+#[test]
+fn quiet_silences_the_summary_and_report_file_replaces_it() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "a.html", HTML);
+    mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("1.txt"))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "a.html: sanitized [html.script] ->",
+        ));
+    mugai()
+        .arg("sanitize")
+        .arg("--quiet")
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("2.txt"))
+        .assert()
+        .code(0)
+        .stderr("");
+    mugai()
+        .arg("sanitize")
+        .arg("--report")
+        .arg(d.path().join("r.json"))
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("3.txt"))
+        .assert()
+        .code(0)
+        .stderr("");
+}
+
+#[test]
+fn special_files_in_a_directory_are_skipped_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "a.html", HTML);
+    let fifo = inbox.join("pipe.html");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("Not a regular file"));
+    assert_eq!(files(&out), ["a.txt"]);
+}
