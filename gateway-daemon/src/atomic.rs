@@ -23,6 +23,15 @@ pub enum Existing {
     Keep,
 }
 
+/// Who may read the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Owner only (0600): quarantined originals and their reports.
+    Private,
+    /// What the user's umask allows (0666 & !umask): outputs meant for people.
+    Umask,
+}
+
 /// Writes `bytes` to `dir/name` atomically and durably (see the module docs).
 ///
 /// With [`Existing::Keep`] an existing file is never replaced, even by a concurrent writer:
@@ -32,10 +41,18 @@ pub fn write_atomic(
     name: &str,
     bytes: &[u8],
     existing: Existing,
+    access: Access,
 ) -> io::Result<PathBuf> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(TEMP_PREFIX);
+    #[cfg(unix)]
+    if access == Access::Umask {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    #[cfg(not(unix))]
+    let _ = access;
+    let mut tmp = builder.tempfile_in(dir)?;
     tmp.as_file_mut().write_all(bytes)?;
     tmp.as_file_mut().sync_all()?;
     let target = dir.join(name);
@@ -86,7 +103,7 @@ mod tests {
     #[test]
     fn writes_complete_file_and_leaves_no_temp() {
         let d = tempfile::tempdir().unwrap();
-        let p = write_atomic(d.path(), "a.txt", b"hello", Existing::Keep).unwrap();
+        let p = write_atomic(d.path(), "a.txt", b"hello", Existing::Keep, Access::Umask).unwrap();
         assert_eq!(std::fs::read(p).unwrap(), b"hello");
         assert_eq!(names(d.path()), vec!["a.txt"]);
     }
@@ -94,8 +111,9 @@ mod tests {
     #[test]
     fn keep_never_overwrites() {
         let d = tempfile::tempdir().unwrap();
-        write_atomic(d.path(), "a.txt", b"first", Existing::Keep).unwrap();
-        let err = write_atomic(d.path(), "a.txt", b"second", Existing::Keep).unwrap_err();
+        write_atomic(d.path(), "a.txt", b"first", Existing::Keep, Access::Umask).unwrap();
+        let err =
+            write_atomic(d.path(), "a.txt", b"second", Existing::Keep, Access::Umask).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"first");
         assert_eq!(names(d.path()), vec!["a.txt"], "no temp file left behind");
@@ -104,8 +122,22 @@ mod tests {
     #[test]
     fn replace_replaces() {
         let d = tempfile::tempdir().unwrap();
-        write_atomic(d.path(), "a.txt", b"first", Existing::Replace).unwrap();
-        write_atomic(d.path(), "a.txt", b"second", Existing::Replace).unwrap();
+        write_atomic(
+            d.path(),
+            "a.txt",
+            b"first",
+            Existing::Replace,
+            Access::Umask,
+        )
+        .unwrap();
+        write_atomic(
+            d.path(),
+            "a.txt",
+            b"second",
+            Existing::Replace,
+            Access::Umask,
+        )
+        .unwrap();
         assert_eq!(std::fs::read(d.path().join("a.txt")).unwrap(), b"second");
     }
 
@@ -113,8 +145,23 @@ mod tests {
     fn failure_leaves_nothing_visible() {
         let d = tempfile::tempdir().unwrap();
         let missing = d.path().join("no-such-dir");
-        assert!(write_atomic(&missing, "a.txt", b"x", Existing::Keep).is_err());
+        assert!(write_atomic(&missing, "a.txt", b"x", Existing::Keep, Access::Umask).is_err());
         assert!(names(d.path()).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = write_atomic(d.path(), "q", b"x", Existing::Keep, Access::Private).unwrap();
+        assert_eq!(p.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+
+        // Outputs get the same mode as any file the user creates (0666 & !umask).
+        let p = write_atomic(d.path(), "o", b"x", Existing::Keep, Access::Umask).unwrap();
+        std::fs::write(d.path().join("plain"), b"x").unwrap();
+        let mode = |p: &Path| p.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), mode(&d.path().join("plain")));
     }
 
     #[test]

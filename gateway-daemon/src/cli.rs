@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sanitizer_core::report::{Action, Verdict};
 use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
 
-use crate::atomic::{Existing, write_atomic};
+use crate::atomic::{Access, Existing, write_atomic};
 use crate::outbox::{write_blocked_note, write_new};
 use crate::quarantine::{DirStore, QuarantineId, QuarantineStore};
 use crate::sanitize::{InProcess, Job, JobOutcome, Mode, Transform};
@@ -554,7 +554,13 @@ fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
-    write_atomic(dir, &name.to_string_lossy(), bytes, Existing::Replace)?;
+    write_atomic(
+        dir,
+        &name.to_string_lossy(),
+        bytes,
+        Existing::Replace,
+        Access::Umask,
+    )?;
     Ok(path.to_owned())
 }
 

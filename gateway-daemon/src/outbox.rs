@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use sanitizer_core::unicode::extension;
 
-use crate::atomic::{Existing, write_atomic};
+use crate::atomic::{Access, Existing, write_atomic};
 
 /// How many suffixes are tried before giving up (a directory with that many `a (n).txt` files
 /// is a misconfiguration, not something to loop over forever).
@@ -55,7 +55,7 @@ fn write_first_free(
     candidate: impl Fn(u32) -> String,
 ) -> io::Result<PathBuf> {
     for n in 1..=MAX_SUFFIX {
-        match write_atomic(dir, &candidate(n), bytes, Existing::Keep) {
+        match write_atomic(dir, &candidate(n), bytes, Existing::Keep, Access::Umask) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             other => return other,
         }

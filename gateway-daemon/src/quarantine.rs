@@ -24,6 +24,8 @@
 //!   [`QuarantineStore::get`]) exactly when its `original` file exists. `put` writes the
 //!   original first, then the report, and returns only when both are durable.
 //! - `get` re-hashes the original and refuses an entry whose bytes do not match its id.
+//! - Files are owner-only (0600), directories the store creates 0700: originals may be
+//!   confidential as well as hostile.
 //! - Ids and report ids are validated before they become path components (no traversal).
 //!
 //! ## Failure modes
@@ -42,7 +44,7 @@ use std::path::{Path, PathBuf};
 use sanitizer_core::Report;
 use sanitizer_core::report::sha256_hex;
 
-use crate::atomic::{Existing, TEMP_PREFIX, sync_dir, write_atomic};
+use crate::atomic::{Access, Existing, TEMP_PREFIX, sync_dir, write_atomic};
 
 /// The id of a quarantined original: the lower-case hex SHA-256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,6 +153,18 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Quarantine
     move |source| QuarantineError::Io { op, path, source }
 }
 
+/// Creates `dir` and its missing parents, owner-only (originals may be confidential).
+fn private_dir_all(dir: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
 /// Report ids become file names: allow only what a UUID or ULID contains.
 fn valid_report_id(id: &str) -> bool {
     !id.is_empty()
@@ -164,7 +178,7 @@ impl DirStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> Result<DirStore, QuarantineError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(io_err("create", &root))?;
+        private_dir_all(&root).map_err(io_err("create", &root))?;
         Ok(DirStore { root })
     }
 
@@ -188,7 +202,7 @@ impl QuarantineStore for DirStore {
         let id = QuarantineId::of(original);
         let dir = self.entry_dir(&id);
         let reports = dir.join("reports");
-        std::fs::create_dir_all(&reports).map_err(io_err("create", &reports))?;
+        private_dir_all(&reports).map_err(io_err("create", &reports))?;
         // Make the new directories themselves durable.
         for d in [Some(reports.as_path()), Some(dir.as_path()), dir.parent()]
             .into_iter()
@@ -197,15 +211,21 @@ impl QuarantineStore for DirStore {
             sync_dir(d).map_err(io_err("fsync", d))?;
         }
         if !dir.join("original").exists() {
-            write_atomic(&dir, "original", original, Existing::Replace)
-                .map_err(io_err("write", &dir.join("original")))?;
+            write_atomic(
+                &dir,
+                "original",
+                original,
+                Existing::Replace,
+                Access::Private,
+            )
+            .map_err(io_err("write", &dir.join("original")))?;
         }
         let json = serde_json::to_vec_pretty(report).map_err(|e| QuarantineError::Corrupt {
             id: id.clone(),
             detail: format!("report does not serialise: {e}"),
         })?;
         let name = format!("{}.json", report.id);
-        write_atomic(&reports, &name, &json, Existing::Replace)
+        write_atomic(&reports, &name, &json, Existing::Replace, Access::Private)
             .map_err(io_err("write", &reports.join(&name)))?;
         tracing::debug!(id = %id, report = %report.id, "Original quarantined.");
         Ok(id)
