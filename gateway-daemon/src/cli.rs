@@ -4,6 +4,23 @@
 //! Exit codes (CONTRACT.md): 0 every input produced a safe output; 3 at least one input was
 //! blocked; 2 usage or configuration error; 1 anything else (I/O). When several apply, 1 wins
 //! over 3, and 3 over 0.
+//!
+//! Choices where CONTRACT.md is silent (what a user would expect):
+//! - `sanitize` with one input file and an OUTPUT that is an existing directory writes into
+//!   that directory, as `cp` would.
+//! - An explicit output file (`-o FILE`, one input) is replaced atomically if it exists: the user
+//!   named it. In a directory, nothing is ever replaced (collision suffixes).
+//! - The report's `output.name` is the sanitized name (`page.txt`); in a batch it is the name
+//!   actually written, including a collision suffix.
+//! - A blocked input in a batch leaves `NAME.blocked.txt` (a second one `NAME (2).ext.blocked.txt`)
+//!   with the reason, threats and report id; a single blocked file leaves nothing.
+//! - Directory walks skip the output directory when it lies inside an input directory, symlinked
+//!   directories (loops), and FIFOs, sockets and devices (reads that may never end).
+//! - An input over `limits.max_input_bytes` is read only up to the limit (the core blocks it);
+//!   its report still carries the real size and SHA-256; it is not quarantined (the original is
+//!   still where the user has it).
+//! - A quarantine failure is exit 1, the item's report then has `quarantine_id: null`; the
+//!   message says whether it was transient (disk full) or permanent.
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
@@ -27,6 +44,16 @@ Exit codes:
   2  usage or configuration error (bad option, invalid policy file)
   1  anything else (an input could not be read, an output could not be written)
   When several apply: 1 wins over 3, 3 over 0.";
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  mugai sanitize invoice.html -o invoice.txt
+  mugai sanitize --report report.jsonl inbox/ -o safe/
+  mugai mail < in.eml > safe.eml
+  mugai policy > policy.toml
+  RUST_LOG=info mugai sanitize ...   # logs on standard error (default: warnings only)
+
+";
 
 const SANITIZE_HELP: &str = "\
 Output naming:
@@ -75,7 +102,7 @@ Examples:
 /// (scripts, macros, executables, external links) is removed. Each input gets a JSON report
 /// saying what was found and done.
 #[derive(Debug, Parser)]
-#[command(name = "mugai", version, after_help = EXIT_CODES)]
+#[command(name = "mugai", version, after_help = format!("{TOP_EXAMPLES}{EXIT_CODES}"))]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
@@ -217,6 +244,7 @@ fn init_tracing() {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(io::stderr)
+                .with_ansi(io::stderr().is_terminal())
                 .with_filter(filter),
         )
         .try_init();
@@ -483,10 +511,10 @@ impl Runner {
                     .and_then(|()| so.flush())
                     .map(|()| "<stdout>".to_owned())
             }
-            (Some(out), Dest::File(path)) => write_exact(path, out.bytes()).map(|p| {
-                set_output_name(outcome, &p);
-                p.display().to_string()
-            }),
+            // The report keeps the sanitized name (`a.docx`): the user chose the path.
+            (Some(out), Dest::File(path)) => {
+                write_exact(path, out.bytes()).map(|p| p.display().to_string())
+            }
             (Some(out), Dest::Dir(dir)) => std::fs::create_dir_all(dir)
                 .and_then(|()| write_new(dir, &out.name, out.bytes()))
                 .map(|p| {
@@ -564,7 +592,7 @@ fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
     Ok(path.to_owned())
 }
 
-/// The report names the file actually written (it may carry a collision suffix).
+/// In a batch, the report names the file actually written (it may carry a collision suffix).
 fn set_output_name(outcome: &mut JobOutcome, written: &Path) {
     if let (Some(info), Some(n)) = (outcome.report.output.as_mut(), written.file_name()) {
         info.name = Some(n.to_string_lossy().into_owned());

@@ -106,7 +106,7 @@ fn assert_report_shape(r: &Value) {
 fn single_html_file_becomes_text_and_the_report_has_the_contract_fields() {
     let d = tempfile::tempdir().unwrap();
     let input = write(d.path(), "page.html", HTML);
-    let out = d.path().join("page.txt");
+    let out = d.path().join("chosen-by-user");
     let report = d.path().join("r.json");
     mugai()
         .arg("sanitize")
@@ -130,6 +130,8 @@ fn single_html_file_becomes_text_and_the_report_has_the_contract_fields() {
     assert_eq!(r["input"]["sha256"], sha256(HTML));
     assert_eq!(r["input"]["kind"], "html");
     assert_eq!(r["output"]["kind"], "text");
+    // The report names the sanitized file (extension changed), not the path the user chose.
+    assert_eq!(r["output"]["name"], "page.txt");
     assert_eq!(r["output"]["sha256"], sha256(text.as_bytes()));
     assert_eq!(r["items"][0]["action"], "converted_to_text");
     assert!(
