@@ -22,10 +22,13 @@
 //! - A quarantine failure is exit 1, the item's report then has `quarantine_id: null`; the
 //!   message says whether it was transient (disk full) or permanent.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Read, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, mpsc};
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -171,6 +174,9 @@ pub struct SanitizeArgs {
     /// Output file (one input file; `-` for standard output) or directory.
     #[arg(short, long, value_name = "OUTPUT", required = true)]
     pub output: PathBuf,
+    /// Inputs sanitized in parallel in a batch. Default: the number of CPUs.
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
 }
 
 /// `mugai mail`.
@@ -314,6 +320,64 @@ struct Item {
     real: Option<(u64, String)>,
 }
 
+/// Reads an input file (at most one byte over the input limit: the core blocks it, and the
+/// report gets the real size and hash, computed by streaming the rest).
+fn read_file(path: &Path, max_input: u64) -> io::Result<Item> {
+    let mut f = File::open(path)?;
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(max_input.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    let truncated = bytes.len() as u64 > max_input;
+    let real = if truncated {
+        Some(hash_rest(&bytes, &mut f)?)
+    } else {
+        None
+    };
+    Ok(Item {
+        truncated,
+        real,
+        bytes,
+        name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        display: path.display().to_string(),
+    })
+}
+
+/// An item after the transform, before delivery.
+struct Sanitized {
+    job: Job,
+    outcome: JobOutcome,
+    display: String,
+    truncated: bool,
+}
+
+/// Runs the transform on one item (any thread).
+fn sanitize_item(transform: &dyn Transform, item: Item, mode: Mode) -> Sanitized {
+    let job = Job {
+        input: item.bytes,
+        name: item.name,
+        mode,
+    };
+    let mut outcome = transform.run(&job);
+    if let Some((size, sha256)) = item.real {
+        outcome.report.input.size = size;
+        outcome.report.input.sha256 = sha256;
+    }
+    tracing::info!(
+        report = %outcome.report.id,
+        verdict = ?outcome.report.verdict,
+        kind = %outcome.report.input.kind,
+        ms = outcome.report.duration_ms,
+        "Item sanitized."
+    );
+    Sanitized {
+        job,
+        outcome,
+        display: item.display,
+        truncated: item.truncated,
+    }
+}
+
 /// Size and hex SHA-256 of `prefix` followed by the rest of `rest`, without keeping it.
 fn hash_rest(prefix: &[u8], rest: &mut impl Read) -> io::Result<(u64, String)> {
     use sha2::{Digest, Sha256};
@@ -336,7 +400,7 @@ fn hash_rest(prefix: &[u8], rest: &mut impl Read) -> io::Result<(u64, String)> {
 
 /// The state of one command run.
 struct Runner {
-    transform: Box<dyn Transform>,
+    transform: Arc<dyn Transform>,
     max_input: u64,
     quarantine: Option<DirStore>,
     reports: ReportSink,
@@ -374,7 +438,7 @@ fn setup(sub: &'static str, common: &Common, output_is_stdout: bool) -> Result<R
     };
     Ok(Runner {
         max_input: policy.limits.max_input_bytes,
-        transform: Box::new(InProcess::new(policy)),
+        transform: Arc::new(InProcess::new(policy)),
         quarantine,
         reports,
         progress: None,
@@ -409,29 +473,6 @@ impl Runner {
         self.failed = true;
     }
 
-    /// Reads an input file (at most one byte over the input limit: the core blocks it, and
-    /// the report gets the real size and hash, computed by streaming the rest).
-    fn read(&self, path: &Path) -> io::Result<Item> {
-        let mut f = File::open(path)?;
-        let mut bytes = Vec::new();
-        (&mut f)
-            .take(self.max_input.saturating_add(1))
-            .read_to_end(&mut bytes)?;
-        let truncated = bytes.len() as u64 > self.max_input;
-        let real = if truncated {
-            Some(hash_rest(&bytes, &mut f)?)
-        } else {
-            None
-        };
-        Ok(Item {
-            truncated,
-            real,
-            bytes,
-            name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
-            display: path.display().to_string(),
-        })
-    }
-
     fn read_stdin(&self) -> io::Result<Item> {
         let mut bytes = Vec::new();
         io::stdin()
@@ -447,34 +488,30 @@ impl Runner {
         })
     }
 
-    /// Sanitizes one item, writes its output (or blocked note), quarantines the original when
-    /// the verdict is not clean, and emits its report.
+    /// Sanitizes one item in this thread and delivers it.
     fn handle(&mut self, item: Item, mode: Mode, dest: &Dest) {
-        let job = Job {
-            input: item.bytes,
-            name: item.name,
-            mode,
-        };
-        let mut outcome = self.transform.run(&job);
-        if let Some((size, sha256)) = item.real {
-            outcome.report.input.size = size;
-            outcome.report.input.sha256 = sha256;
-        }
-        tracing::info!(
-            report = %outcome.report.id,
-            verdict = ?outcome.report.verdict,
-            kind = %outcome.report.input.kind,
-            ms = outcome.report.duration_ms,
-            "Item sanitized."
-        );
-        let written = self.write_output(&job, &mut outcome, dest, &item.display);
+        let done = sanitize_item(self.transform.as_ref(), item, mode);
+        self.deliver(done, dest);
+    }
+
+    /// Writes an item's output (or blocked note), quarantines the original when the verdict is
+    /// not clean, and emits its report. Runs on the main thread, in input order, so naming
+    /// and report order do not depend on which worker finished first.
+    fn deliver(&mut self, done: Sanitized, dest: &Dest) {
+        let Sanitized {
+            job,
+            mut outcome,
+            display,
+            truncated,
+        } = done;
+        let written = self.write_output(&job, &mut outcome, dest, &display);
         if outcome.report.verdict != Verdict::Clean
             && let Some(store) = &self.quarantine
         {
-            if item.truncated {
+            if truncated {
                 self.note(&format!(
                     "mugai: {}: larger than the input limit; original not quarantined",
-                    item.display
+                    display
                 ));
             } else {
                 let id = QuarantineId::of(&job.input);
@@ -486,14 +523,14 @@ impl Runner {
                     } else {
                         "permanent"
                     };
-                    self.error(format!("{}: not quarantined ({kind}): {e}", item.display));
+                    self.error(format!("{display}: not quarantined ({kind}): {e}"));
                 }
             }
         }
         if outcome.is_blocked() {
             self.blocked = true;
         }
-        self.emit(&item.display, &outcome, written.as_deref());
+        self.emit(&display, &outcome, written.as_deref());
     }
 
     /// Writes the output; returns where it went (for the summary).
@@ -654,7 +691,7 @@ fn run_mail(args: MailArgs) -> Result<ExitCode, Fatal> {
     let item = if is_dash(&args.input) {
         runner.read_stdin()
     } else {
-        runner.read(&args.input)
+        read_file(&args.input, runner.max_input)
     };
     let item = match item {
         Ok(i) => i,
@@ -714,7 +751,7 @@ fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
         } else {
             Dest::File(args.output.clone())
         };
-        match runner.read(path) {
+        match read_file(path, runner.max_input) {
             Ok(item) => {
                 let mode = Mode::detect(item.name.as_deref(), &item.bytes);
                 runner.handle(item, mode, &dest);
@@ -732,22 +769,94 @@ fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
         }
         runner.progress = Some(pb);
     }
-    for p in plan {
-        if let Some(pb) = &runner.progress {
-            pb.set_message(p.path.display().to_string());
-        }
-        match runner.read(&p.path) {
-            Ok(item) => {
-                let mode = Mode::detect(item.name.as_deref(), &item.bytes);
-                runner.handle(item, mode, &Dest::Dir(p.out_dir));
-            }
-            Err(e) => runner.error(format!("cannot read {}: {e}", p.path.display())),
-        }
-        if let Some(pb) = &runner.progress {
-            pb.inc(1);
-        }
-    }
+    let jobs = args.jobs.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    run_batch(&mut runner, plan, jobs);
     Ok(runner.finish())
+}
+
+/// Sanitizes a batch with `jobs` worker threads (reading and sanitizing), delivering results
+/// on this thread in plan order. At most `2 × jobs` items are in flight or waiting, so memory
+/// stays bounded however large the batch.
+fn run_batch(runner: &mut Runner, plan: Vec<Planned>, jobs: usize) {
+    let n = plan.len();
+    let jobs = jobs.clamp(1, n.max(1));
+    let window = jobs.saturating_mul(2);
+    let transform = Arc::clone(&runner.transform);
+    let max_input = runner.max_input;
+    let (job_tx, job_rx) = mpsc::channel::<(usize, PathBuf)>();
+    let job_rx = Mutex::new(job_rx);
+    let (res_tx, res_rx) = mpsc::channel::<(usize, Result<Sanitized, String>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let res_tx = res_tx.clone();
+            let (job_rx, transform) = (&job_rx, &transform);
+            scope.spawn(move || {
+                loop {
+                    let next = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => break,
+                    };
+                    let Ok((i, path)) = next else { break };
+                    let result = catch_unwind(AssertUnwindSafe(|| {
+                        read_file(&path, max_input)
+                            .map(|item| {
+                                let mode = Mode::detect(item.name.as_deref(), &item.bytes);
+                                sanitize_item(transform.as_ref(), item, mode)
+                            })
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "{}: internal error while sanitizing",
+                            path.display()
+                        ))
+                    });
+                    if res_tx.send((i, result)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(res_tx);
+        let mut pending = BTreeMap::new();
+        let (mut sent, mut next) = (0usize, 0usize);
+        while next < n {
+            while sent < n && sent < next.saturating_add(window) {
+                if let Some(p) = plan.get(sent) {
+                    // Workers only stop when this sender is dropped, so this cannot fail.
+                    let _ = job_tx.send((sent, p.path.clone()));
+                }
+                sent += 1;
+            }
+            let Some(result) = pending.remove(&next) else {
+                match res_rx.recv() {
+                    Ok((i, r)) => {
+                        pending.insert(i, r);
+                    }
+                    Err(_) => {
+                        runner.error("the sanitizing threads stopped unexpectedly".into());
+                        break;
+                    }
+                }
+                continue;
+            };
+            let Some(p) = plan.get(next) else { break };
+            if let Some(pb) = &runner.progress {
+                pb.set_message(p.path.display().to_string());
+            }
+            match result {
+                Ok(done) => runner.deliver(done, &Dest::Dir(p.out_dir.clone())),
+                Err(msg) => runner.error(msg),
+            }
+            if let Some(pb) = &runner.progress {
+                pb.inc(1);
+            }
+            next += 1;
+        }
+        drop(job_tx);
+    });
 }
 
 /// Lists the files of a batch: file arguments go straight into OUTPUT; directories are walked

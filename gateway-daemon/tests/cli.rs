@@ -737,3 +737,51 @@ fn special_files_in_a_directory_are_skipped_not_read() {
         .stderr(predicate::str::contains("Not a regular file"));
     assert_eq!(files(&out), ["a.txt"]);
 }
+
+#[test]
+fn parallel_batches_keep_input_order_for_names_and_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let inputs: Vec<PathBuf> = (1..=12)
+        .map(|i| {
+            let bytes: &[u8] = if i % 5 == 0 {
+                EXE
+            } else {
+                &format!("<p>file number {i}</p>").into_bytes()
+            };
+            // Same file name everywhere, so every output after the first needs a suffix.
+            let name = if i % 5 == 0 { "a.exe" } else { "a.html" };
+            write(d.path(), &format!("d{i:02}/{name}"), bytes)
+        })
+        .collect();
+    let out = d.path().join("out");
+    let report = d.path().join("r.jsonl");
+    mugai()
+        .arg("sanitize")
+        .args(["--jobs", "4", "--report"])
+        .arg(&report)
+        .args(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    let reports = json_lines(&std::fs::read_to_string(report).unwrap());
+    assert_eq!(reports.len(), 12);
+    let mut text_no = 0;
+    for (i, r) in (1..=12).zip(&reports) {
+        if i % 5 == 0 {
+            assert_eq!(r["verdict"], "blocked", "report {i} out of order");
+            continue;
+        }
+        text_no += 1;
+        let name = if text_no == 1 {
+            "a.txt".to_owned()
+        } else {
+            format!("a ({text_no}).txt")
+        };
+        assert_eq!(r["output"]["name"], name.as_str());
+        let text = std::fs::read_to_string(out.join(&name)).unwrap();
+        assert!(text.contains(&format!("file number {i}")), "{name}: {text}");
+    }
+    assert_eq!(files(&out).len(), 12);
+    assert!(out.join("a (2).exe.blocked.txt").exists());
+}
