@@ -320,26 +320,41 @@ struct Item {
     real: Option<(u64, String)>,
 }
 
-/// Reads an input file (at most one byte over the input limit: the core blocks it, and the
-/// report gets the real size and hash, computed by streaming the rest).
+/// Reads an input file; see [`read_item`].
 fn read_file(path: &Path, max_input: u64) -> io::Result<Item> {
-    let mut f = File::open(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    read_item(
+        File::open(path)?,
+        name,
+        path.display().to_string(),
+        max_input,
+    )
+}
+
+/// Reads an input, at most one byte over the input limit: the core blocks it, and the report
+/// gets the real size and hash, computed by streaming the rest without keeping it.
+fn read_item(
+    mut r: impl Read,
+    name: Option<String>,
+    display: String,
+    max_input: u64,
+) -> io::Result<Item> {
     let mut bytes = Vec::new();
-    (&mut f)
+    (&mut r)
         .take(max_input.saturating_add(1))
         .read_to_end(&mut bytes)?;
     let truncated = bytes.len() as u64 > max_input;
     let real = if truncated {
-        Some(hash_rest(&bytes, &mut f)?)
+        Some(hash_rest(&bytes, &mut r)?)
     } else {
         None
     };
     Ok(Item {
+        bytes,
+        name,
+        display,
         truncated,
         real,
-        bytes,
-        name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        display: path.display().to_string(),
     })
 }
 
@@ -471,21 +486,6 @@ impl Runner {
         tracing::debug!(error = %msg, "Item failed.");
         self.note(&format!("mugai: {msg}"));
         self.failed = true;
-    }
-
-    fn read_stdin(&self) -> io::Result<Item> {
-        let mut bytes = Vec::new();
-        io::stdin()
-            .lock()
-            .take(self.max_input.saturating_add(1))
-            .read_to_end(&mut bytes)?;
-        Ok(Item {
-            truncated: bytes.len() as u64 > self.max_input,
-            real: None,
-            bytes,
-            name: None,
-            display: "<stdin>".into(),
-        })
     }
 
     /// Sanitizes one item in this thread and delivers it.
@@ -689,7 +689,7 @@ fn run_mail(args: MailArgs) -> Result<ExitCode, Fatal> {
     let to_stdout = is_dash(&args.output);
     let mut runner = setup("mail", &args.common, to_stdout)?;
     let item = if is_dash(&args.input) {
-        runner.read_stdin()
+        read_item(io::stdin().lock(), None, "<stdin>".into(), runner.max_input)
     } else {
         read_file(&args.input, runner.max_input)
     };

@@ -785,3 +785,30 @@ fn parallel_batches_keep_input_order_for_names_and_reports() {
     assert_eq!(files(&out).len(), 12);
     assert!(out.join("a (2).exe.blocked.txt").exists());
 }
+
+#[test]
+fn mail_over_the_size_limit_still_gets_a_safe_message_and_its_real_hash() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = write(d.path(), "p.toml", b"[limits]\nmax_input_bytes = 100\n");
+    let mut mail = MAIL.to_vec();
+    mail.extend(b"padding line\r\n".repeat(500));
+    let report = d.path().join("r.json");
+    let out = mugai()
+        .arg("mail")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--report")
+        .arg(&report)
+        .write_stdin(mail.clone())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!out.is_empty());
+    assert!(!String::from_utf8_lossy(&out).contains("padding line"));
+    let r = &json_lines(&std::fs::read_to_string(&report).unwrap())[0];
+    assert_eq!(r["input"]["size"], mail.len() as u64);
+    assert_eq!(r["input"]["sha256"], sha256(&mail));
+    assert_ne!(r["verdict"], "blocked");
+}
