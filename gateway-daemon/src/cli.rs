@@ -6,8 +6,8 @@
 //! over 3, and 3 over 0.
 //!
 //! Choices where CONTRACT.md is silent (what a user would expect):
-//! - `sanitize` with one input file and an OUTPUT that is an existing directory writes into
-//!   that directory, as `cp` would.
+//! - `sanitize` with one input file and an OUTPUT that is an existing directory (or ends in
+//!   `/`) writes into that directory, as `cp` would.
 //! - An explicit output file (`-o FILE`, one input) is replaced atomically if it exists: the user
 //!   named it. In a directory, nothing is ever replaced (collision suffixes).
 //! - The report's `output.name` is the sanitized name (`page.txt`); in a batch it is the name
@@ -61,7 +61,7 @@ Examples:
 const SANITIZE_HELP: &str = "\
 Output naming:
   One input file: OUTPUT is that file ('-' = standard output); if OUTPUT is an existing
-  directory, the output is written into it.
+  directory or ends in '/', the output is written into it.
   Several inputs or a directory: OUTPUT is a directory (created if missing). Each output keeps
   its path relative to the input directory it came from (for file arguments, just the file
   name). The extension changes when the type changed (page.html -> page.txt,
@@ -719,8 +719,15 @@ struct Planned {
 
 fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
     let to_stdout = is_dash(&args.output);
+    // `-o safe/` means a directory even when it does not exist yet.
+    let output_is_dir = args.output.is_dir()
+        || args
+            .output
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR);
     let single = match args.inputs.as_slice() {
-        [one] => !one.is_dir() && !args.output.is_dir(),
+        [one] => !one.is_dir() && !output_is_dir,
         _ => false,
     };
     if !single && to_stdout {

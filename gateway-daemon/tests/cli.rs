@@ -352,6 +352,16 @@ fn single_input_into_an_existing_directory() {
         .assert()
         .code(0);
     assert_eq!(files(&out), ["a.txt"]);
+    // A trailing slash asks for a directory even when it does not exist yet.
+    let fresh = d.path().join("fresh");
+    mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .arg("-o")
+        .arg(format!("{}/", fresh.display()))
+        .assert()
+        .code(0);
+    assert_eq!(files(&fresh), ["a.txt"]);
 }
 
 #[test]
