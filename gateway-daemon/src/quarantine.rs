@@ -203,10 +203,15 @@ impl QuarantineStore for DirStore {
         let dir = self.entry_dir(&id);
         let reports = dir.join("reports");
         private_dir_all(&reports).map_err(io_err("create", &reports))?;
-        // Make the new directories themselves durable.
-        for d in [Some(reports.as_path()), Some(dir.as_path()), dir.parent()]
-            .into_iter()
-            .flatten()
+        // Make the new directories themselves durable: each one's entry lives in its parent.
+        for d in [
+            Some(reports.as_path()),
+            Some(dir.as_path()),
+            dir.parent(),
+            Some(self.root.as_path()),
+        ]
+        .into_iter()
+        .flatten()
         {
             sync_dir(d).map_err(io_err("fsync", d))?;
         }
