@@ -31,7 +31,8 @@
 //! ## Failure modes
 //! - Disk full, quota, interruption: [`QuarantineError::is_transient`] is true; the caller
 //!   should defer the item (SMTP 451, leave the drop-directory file) and retry. No partial entry
-//!   becomes visible; a crash may leave `.mugai-tmp-*` files, which readers ignore.
+//!   becomes visible; a crash may leave `.mugai-tmp-*` files, which readers ignore and
+//!   [`DirStore::sweep_temp`] removes.
 //! - A crash between the original and its report leaves an entry with fewer reports; a retried
 //!   `put` completes it (writing the same original again is harmless: same bytes, atomic rename).
 //! - Permission errors, a corrupt entry, a bad id: permanent.
@@ -185,6 +186,40 @@ impl DirStore {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Removes temporary files left by crashed writers that are older than `min_age` (younger
+    /// ones may belong to a write in progress in another process). Returns how many were
+    /// removed. Meant for daemon start-up; readers ignore such files anyway.
+    pub fn sweep_temp(&self, min_age: std::time::Duration) -> Result<usize, QuarantineError> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let mut stack = vec![(self.root.clone(), 0u8)];
+        while let Some((dir, depth)) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(io_err("list", &dir))?;
+            for e in entries {
+                let e = e.map_err(io_err("list", &dir))?;
+                let path = e.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                // root/shard/entry/reports: nothing deeper is ours.
+                if meta.is_dir() && depth < 3 {
+                    stack.push((path, depth.saturating_add(1)));
+                } else if meta.is_file()
+                    && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| now.duration_since(m).ok())
+                        .is_some_and(|age| age >= min_age)
+                {
+                    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The directory of an entry.
@@ -412,6 +447,27 @@ mod tests {
             )]
         );
         assert_eq!(store.get(&id).unwrap().original, original);
+    }
+
+    #[test]
+    fn sweep_removes_only_old_temporary_files() {
+        let d = tempfile::tempdir().unwrap();
+        let store = DirStore::open(d.path()).unwrap();
+        let id = store.put(b"MZ keep", &report_for(b"MZ keep")).unwrap();
+        let stale = store.entry_dir(&id).join(format!("{TEMP_PREFIX}stale"));
+        std::fs::write(&stale, b"MZ ke").unwrap();
+        // Too young: may be a write in progress.
+        assert_eq!(
+            store
+                .sweep_temp(std::time::Duration::from_secs(3600))
+                .unwrap(),
+            0
+        );
+        assert!(stale.exists());
+        assert_eq!(store.sweep_temp(std::time::Duration::ZERO).unwrap(), 1);
+        assert!(!stale.exists());
+        assert_eq!(store.get(&id).unwrap().original, b"MZ keep");
+        assert_eq!(store.get(&id).unwrap().reports.len(), 1);
     }
 
     #[test]
