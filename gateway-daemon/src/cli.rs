@@ -366,14 +366,22 @@ struct Sanitized {
     truncated: bool,
 }
 
-/// Runs the transform on one item (any thread).
-fn sanitize_item(transform: &dyn Transform, item: Item, mode: Mode) -> Sanitized {
+/// Runs the transform on one item (any thread). `Err` is a message for the user: the
+/// transform could not run (not a verdict on the content).
+fn sanitize_item(transform: &dyn Transform, item: Item, mode: Mode) -> Result<Sanitized, String> {
     let job = Job {
         input: item.bytes,
         name: item.name,
         mode,
     };
-    let mut outcome = transform.run(&job);
+    let mut outcome = transform.run(&job).map_err(|e| {
+        let kind = if e.transient {
+            "transient"
+        } else {
+            "permanent"
+        };
+        format!("{}: cannot sanitize ({kind}): {e}", item.display)
+    })?;
     if let Some((size, sha256)) = item.real {
         outcome.report.input.size = size;
         outcome.report.input.sha256 = sha256;
@@ -385,12 +393,12 @@ fn sanitize_item(transform: &dyn Transform, item: Item, mode: Mode) -> Sanitized
         ms = outcome.report.duration_ms,
         "Item sanitized."
     );
-    Sanitized {
+    Ok(Sanitized {
         job,
         outcome,
         display: item.display,
         truncated: item.truncated,
-    }
+    })
 }
 
 /// Size and hex SHA-256 of `prefix` followed by the rest of `rest`, without keeping it.
@@ -490,8 +498,10 @@ impl Runner {
 
     /// Sanitizes one item in this thread and delivers it.
     fn handle(&mut self, item: Item, mode: Mode, dest: &Dest) {
-        let done = sanitize_item(self.transform.as_ref(), item, mode);
-        self.deliver(done, dest);
+        match sanitize_item(self.transform.as_ref(), item, mode) {
+            Ok(done) => self.deliver(done, dest),
+            Err(msg) => self.error(msg),
+        }
     }
 
     /// Writes an item's output (or blocked note), quarantines the original when the verdict is
@@ -807,12 +817,10 @@ fn run_batch(runner: &mut Runner, plan: Vec<Planned>, jobs: usize) {
                     };
                     let Ok((i, path)) = next else { break };
                     let result = catch_unwind(AssertUnwindSafe(|| {
-                        read_file(&path, max_input)
-                            .map(|item| {
-                                let mode = Mode::detect(item.name.as_deref(), &item.bytes);
-                                sanitize_item(transform.as_ref(), item, mode)
-                            })
-                            .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                        let item = read_file(&path, max_input)
+                            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                        let mode = Mode::detect(item.name.as_deref(), &item.bytes);
+                        sanitize_item(transform.as_ref(), item, mode)
                     }))
                     .unwrap_or_else(|_| {
                         Err(format!(

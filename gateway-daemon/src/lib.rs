@@ -18,7 +18,7 @@
 //!
 //! let t = InProcess::new(Policy::default());
 //! let job = Job { input: b"<p>Hello</p>".to_vec(), name: Some("a.html".into()), mode: Mode::File };
-//! let out = t.run(&job);
+//! let out = t.run(&job).unwrap();
 //! assert_eq!(out.output.unwrap().name, "a.txt");
 //! ```
 
