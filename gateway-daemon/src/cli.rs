@@ -8,6 +8,8 @@
 //! Choices where CONTRACT.md is silent (what a user would expect):
 //! - `sanitize` with one input file and an OUTPUT that is an existing directory (or ends in
 //!   `/`) writes into that directory, as `cp` would.
+//! - `sanitize -` reads standard input (only as the sole input); the output is named by its
+//!   sniffed type when written into a directory.
 //! - An explicit output file (`-o FILE`, one input) is replaced atomically if it exists: the user
 //!   named it. In a directory, nothing is ever replaced (collision suffixes).
 //! - The report's `output.name` is the sanitized name (`page.txt`); in a batch it is the name
@@ -60,8 +62,8 @@ Examples:
 
 const SANITIZE_HELP: &str = "\
 Output naming:
-  One input file: OUTPUT is that file ('-' = standard output); if OUTPUT is an existing
-  directory or ends in '/', the output is written into it.
+  One input file ('-' = standard input): OUTPUT is that file ('-' = standard output); if
+  OUTPUT is an existing directory or ends in '/', the output is written into it.
   Several inputs or a directory: OUTPUT is a directory (created if missing). Each output keeps
   its path relative to the input directory it came from (for file arguments, just the file
   name). The extension changes when the type changed (page.html -> page.txt,
@@ -80,6 +82,7 @@ Examples:
   mugai sanitize --report report.jsonl inbox/ -o safe/
   mugai sanitize --quarantine /var/lib/mugai/quarantine a.pdf b.docx c.eml -o out/
   mugai sanitize page.html -o - | less
+  curl -s https://example.jp/form.html | mugai sanitize - -o form.txt
 
 ";
 
@@ -168,7 +171,7 @@ pub struct SanitizeArgs {
     /// Shared options.
     #[command(flatten)]
     pub common: Common,
-    /// Input files or directories.
+    /// Input files or directories; `-` (alone) for standard input.
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,
     /// Output file (one input file; `-` for standard output) or directory.
@@ -736,10 +739,17 @@ fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
             .as_os_str()
             .to_string_lossy()
             .ends_with(std::path::MAIN_SEPARATOR);
+    // One input file (or `-`, standard input) is handled on its own; anything else is a batch.
     let single = match args.inputs.as_slice() {
-        [one] => !one.is_dir() && !output_is_dir,
+        [one] => !one.is_dir(),
         _ => false,
     };
+    if !single && args.inputs.iter().any(|p| is_dash(p)) {
+        return Err(Fatal::Usage(
+            "sanitize",
+            "- (standard input) must be the only input".into(),
+        ));
+    }
     if !single && to_stdout {
         return Err(Fatal::Usage(
             "sanitize",
@@ -765,10 +775,17 @@ fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
         };
         let dest = if to_stdout {
             Dest::Stdout
+        } else if output_is_dir {
+            Dest::Dir(args.output.clone())
         } else {
             Dest::File(args.output.clone())
         };
-        match read_file(path, runner.max_input) {
+        let item = if is_dash(path) {
+            read_item(io::stdin().lock(), None, "<stdin>".into(), runner.max_input)
+        } else {
+            read_file(path, runner.max_input)
+        };
+        match item {
             Ok(item) => {
                 let mode = Mode::detect(item.name.as_deref(), &item.bytes);
                 runner.handle(item, mode, &dest);

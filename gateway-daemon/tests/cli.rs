@@ -822,3 +822,34 @@ fn mail_over_the_size_limit_still_gets_a_safe_message_and_its_real_hash() {
     assert_eq!(r["input"]["sha256"], sha256(&mail));
     assert_ne!(r["verdict"], "blocked");
 }
+
+#[test]
+fn standard_input_as_the_only_input() {
+    let d = tempfile::tempdir().unwrap();
+    let out = mugai()
+        .args(["sanitize", "-q", "-", "-o", "-"])
+        .write_stdin(HTML)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("見積書") && !text.contains("stealCookies"));
+    mugai()
+        .args(["sanitize", "-q", "-", "-o"])
+        .arg(d.path().join("x.txt"))
+        .write_stdin(EXE)
+        .assert()
+        .code(3);
+    assert!(!d.path().join("x.txt").exists());
+    let other = write(d.path(), "a.html", HTML);
+    mugai()
+        .args(["sanitize", "-"])
+        .arg(&other)
+        .arg("-o")
+        .arg(d.path().join("out"))
+        .write_stdin(HTML)
+        .assert()
+        .code(2);
+}
