@@ -447,10 +447,9 @@ fn quarantine_keeps_exactly_the_originals_that_were_not_clean() {
             assert_eq!(&stored_report, r);
         }
     }
-    assert!(
-        expected_originals >= 3,
-        "html, exe and mail are never clean"
-    );
+    // HTML with a script and an executable are never clean; the plain text and the simple mail
+    // are clean once their sanitizers exist, which exercises the "clean is not kept" side.
+    assert!(expected_originals >= 2, "html and exe are never clean");
     assert_eq!(
         stored.iter().filter(|f| f.ends_with("/original")).count(),
         expected_originals
