@@ -12,3 +12,8 @@
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod pool;
+pub mod sandbox;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,124 @@
+//! Worker isolation: hostile workers are stopped by the right limit, reported with their cause,
+//! and the pool carries on. Needs the `test-hooks` feature (`cargo test --all-features`); the
+//! hooks make a worker act like an exploited sanitizer.
+#![cfg(feature = "test-hooks")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gateway_daemon::pool::{Pool, PoolConfig};
+use gateway_daemon::sandbox::SandboxConfig;
+use sanitizer_core::{Policy, Verdict, sanitize_file};
+
+fn pool() -> Pool {
+    let mut cfg = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));
+    cfg.size = 2;
+    cfg.grace = Duration::from_millis(500);
+    cfg.sandbox = SandboxConfig {
+        memory_bytes: 768 * 1024 * 1024,
+        cpu_seconds: 30,
+        ..SandboxConfig::default()
+    };
+    Pool::new(cfg, None).unwrap()
+}
+
+fn policy() -> Policy {
+    let mut p = Policy::default();
+    p.limits.deadline_ms = 3_000;
+    p
+}
+
+fn hook(name: &str) -> Vec<u8> {
+    format!("MUGAI-TEST-HOOK:{name}").into_bytes()
+}
+
+/// Runs a hostile file job and returns the threat ids of its blocked report, after checking
+/// that the pool still sanitizes a normal file next.
+fn hostile(pool: &Pool, name: &str) -> Vec<String> {
+    let out = pool
+        .sanitize_file(&hook(name), Some("x.txt"), &policy())
+        .unwrap();
+    assert!(out.output.is_none(), "{name}: hostile worker produced output");
+    assert_eq!(out.report.verdict, Verdict::Blocked, "{name}");
+    let next = pool
+        .sanitize_file(b"<p>hello</p>", Some("a.html"), &policy())
+        .unwrap();
+    assert!(next.output.is_some(), "{name}: the next job failed");
+    out.report
+        .items
+        .iter()
+        .flat_map(|i| i.threats.clone())
+        .collect()
+}
+
+#[test]
+fn spinning_worker_is_killed_at_the_deadline() {
+    let p = pool();
+    assert_eq!(hostile(&p, "spin"), vec!["limit.deadline"]);
+}
+
+#[test]
+fn allocating_worker_hits_the_memory_cap() {
+    let p = pool();
+    assert_eq!(hostile(&p, "alloc"), vec!["limit.memory"]);
+}
+
+#[test]
+fn stack_overflow_is_a_crash_not_a_hang() {
+    let p = pool();
+    assert_eq!(hostile(&p, "stack"), vec!["worker.crashed"]);
+}
+
+#[test]
+fn opening_files_is_refused() {
+    let p = pool();
+    assert_eq!(hostile(&p, "open"), vec!["sandbox.violation"]);
+}
+
+#[test]
+fn sockets_are_refused() {
+    let p = pool();
+    assert_eq!(hostile(&p, "socket"), vec!["sandbox.violation"]);
+}
+
+#[test]
+fn exec_is_refused() {
+    let p = pool();
+    assert_eq!(hostile(&p, "exec"), vec!["sandbox.violation"]);
+}
+
+#[test]
+fn forged_output_is_caught_by_the_parent() {
+    let p = pool();
+    // As a mail: the forged HTML message fails the re-check; the recipient gets a notice.
+    let out = p.sanitize_mail(&hook("forge"), &policy()).unwrap();
+    let text = String::from_utf8_lossy(out.message.as_slice()).to_string();
+    assert!(!text.contains("<script"), "{text}");
+    assert!(
+        out.report
+            .items
+            .iter()
+            .any(|i| i.threats.iter().any(|t| t == "recheck.failed")),
+        "{:?}",
+        out.report
+    );
+    // As a file: blocked.
+    let out = p.sanitize_file(&hook("forge"), Some("x.txt"), &policy()).unwrap();
+    assert!(out.output.is_none());
+}
+
+#[test]
+fn pool_output_equals_in_process_output() {
+    let p = pool();
+    let html = "<html><body><h1>見積書</h1><script>alert(1)</script><p>①㈱髙</p></body></html>";
+    let pooled = p
+        .sanitize_file(html.as_bytes(), Some("a.html"), &policy())
+        .unwrap();
+    let local = sanitize_file(html.as_bytes(), Some("a.html"), &policy());
+    let (a, b) = (pooled.output.unwrap(), local.output.unwrap());
+    assert_eq!(a.bytes.as_slice(), b.bytes.as_slice());
+    assert_eq!(a.name, b.name);
+    assert_eq!(pooled.report.verdict, local.report.verdict);
+    assert_eq!(pooled.report.items, local.report.items);
+}
