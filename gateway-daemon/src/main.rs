@@ -7,5 +7,10 @@ fn main() {
             args.get(1..).unwrap_or_default(),
         ));
     }
+    if args.first().map(String::as_str) == Some(gateway_daemon::confine::CONFINE_ARG) {
+        std::process::exit(gateway_daemon::confine::run(
+            args.get(1..).unwrap_or_default(),
+        ));
+    }
     println!("mugai {}", gateway_daemon::VERSION);
 }

@@ -246,7 +246,7 @@ mod hooks {
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(vec![1u8; 64 * 1024 * 1024]);
+                    hoard.push(vec![0u8; 64 * 1024 * 1024]);
                     std::hint::black_box(&hoard);
                 }
             }

@@ -1,10 +1,11 @@
 //! Worker isolation: hostile workers are stopped by the right limit, reported with their cause,
-//! and the pool carries on. Needs the `test-hooks` feature (`cargo test --all-features`); the
-//! hooks make a worker act like an exploited sanitizer.
-#![cfg(feature = "test-hooks")]
+//! and the pool carries on. The hostile-worker tests need the `test-hooks` feature
+//! (`cargo test --all-features`, as `.ci/run` does); the hooks make a worker act like an
+//! exploited sanitizer. The confinement of helper programs (LibreOffice) is tested too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use gateway_daemon::pool::{Pool, PoolConfig};
@@ -29,17 +30,22 @@ fn policy() -> Policy {
     p
 }
 
+#[cfg(feature = "test-hooks")]
 fn hook(name: &str) -> Vec<u8> {
     format!("MUGAI-TEST-HOOK:{name}").into_bytes()
 }
 
+#[cfg(feature = "test-hooks")]
 /// Runs a hostile file job and returns the threat ids of its blocked report, after checking
 /// that the pool still sanitizes a normal file next.
 fn hostile(pool: &Pool, name: &str) -> Vec<String> {
     let out = pool
         .sanitize_file(&hook(name), Some("x.txt"), &policy())
         .unwrap();
-    assert!(out.output.is_none(), "{name}: hostile worker produced output");
+    assert!(
+        out.output.is_none(),
+        "{name}: hostile worker produced output"
+    );
     assert_eq!(out.report.verdict, Verdict::Blocked, "{name}");
     let next = pool
         .sanitize_file(b"<p>hello</p>", Some("a.html"), &policy())
@@ -52,42 +58,49 @@ fn hostile(pool: &Pool, name: &str) -> Vec<String> {
         .collect()
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn spinning_worker_is_killed_at_the_deadline() {
     let p = pool();
     assert_eq!(hostile(&p, "spin"), vec!["limit.deadline"]);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn allocating_worker_hits_the_memory_cap() {
     let p = pool();
     assert_eq!(hostile(&p, "alloc"), vec!["limit.memory"]);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn stack_overflow_is_a_crash_not_a_hang() {
     let p = pool();
     assert_eq!(hostile(&p, "stack"), vec!["worker.crashed"]);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn opening_files_is_refused() {
     let p = pool();
     assert_eq!(hostile(&p, "open"), vec!["sandbox.violation"]);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn sockets_are_refused() {
     let p = pool();
     assert_eq!(hostile(&p, "socket"), vec!["sandbox.violation"]);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn exec_is_refused() {
     let p = pool();
     assert_eq!(hostile(&p, "exec"), vec!["sandbox.violation"]);
 }
 
+#[cfg(feature = "test-hooks")]
 #[test]
 fn forged_output_is_caught_by_the_parent() {
     let p = pool();
@@ -104,7 +117,9 @@ fn forged_output_is_caught_by_the_parent() {
         out.report
     );
     // As a file: blocked.
-    let out = p.sanitize_file(&hook("forge"), Some("x.txt"), &policy()).unwrap();
+    let out = p
+        .sanitize_file(&hook("forge"), Some("x.txt"), &policy())
+        .unwrap();
     assert!(out.output.is_none());
 }
 
@@ -121,4 +136,90 @@ fn pool_output_equals_in_process_output() {
     assert_eq!(a.name, b.name);
     assert_eq!(pooled.report.verdict, local.report.verdict);
     assert_eq!(pooled.report.items, local.report.items);
+}
+
+fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
+    let mut c = gateway_daemon::confine::command(
+        Path::new(env!("CARGO_BIN_EXE_mugai")),
+        dir,
+        60,
+        8 * 1024 * 1024 * 1024,
+    );
+    c.args(program).output().unwrap()
+}
+
+fn job_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    gateway_daemon::confine::prepare_dir(d.path()).unwrap();
+    d
+}
+
+#[test]
+fn confined_helper_writes_only_its_own_directory() {
+    let d = job_dir();
+    let inside = d.path().join("ok.txt");
+    let out = confined(d.path(), &["/usr/bin/touch", inside.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(inside.exists());
+    let outside = std::env::temp_dir().join(format!("mugai-escape-{}", std::process::id()));
+    let out = confined(d.path(), &["/usr/bin/touch", outside.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(!outside.exists(), "wrote outside its directory");
+}
+
+#[test]
+fn confined_helper_has_no_network() {
+    let d = job_dir();
+    // bash's /dev/tcp opens an AF_INET socket: refused by the sandbox.
+    let out = confined(
+        d.path(),
+        &[
+            "/bin/bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9 && echo connected",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("connected"));
+}
+
+#[test]
+fn libreoffice_converts_inside_the_sandbox() {
+    if Command::new("soffice").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have LibreOffice installed"
+        );
+        eprintln!("soffice not installed here; skipping the confined conversion check");
+        return;
+    }
+    let d = job_dir();
+    let input = d.path().join("in.txt");
+    std::fs::write(&input, "見積書 ①㈱\n").unwrap();
+    gateway_daemon::confine::prepare_dir(&input).unwrap();
+    let profile = format!(
+        "-env:UserInstallation=file://{}/profile",
+        d.path().display()
+    );
+    let outdir = d.path().join("out");
+    let out = confined(
+        d.path(),
+        &[
+            "/usr/bin/soffice",
+            "--headless",
+            "--norestore",
+            "--nologo",
+            "--nodefault",
+            "--nolockcheck",
+            &profile,
+            "--convert-to",
+            "docx",
+            "--outdir",
+            outdir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let docx = std::fs::read(outdir.join("in.docx")).unwrap();
+    assert!(docx.starts_with(b"PK"));
 }
