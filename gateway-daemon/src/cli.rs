@@ -39,6 +39,7 @@ use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
 
 use crate::atomic::{Access, Existing, write_atomic};
 use crate::outbox::{write_blocked_note, write_new};
+use crate::pool::{Isolated, PoolConfig};
 use crate::quarantine::{DirStore, QuarantineId, QuarantineStore};
 use crate::sanitize::{InProcess, Job, JobOutcome, Mode, Transform};
 
@@ -163,6 +164,10 @@ pub struct Common {
     /// No per-input summary on standard error.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Sanitize inside this process instead of sandboxed, one-job worker processes. For
+    /// debugging only: a hostile input could then hang or crash the command itself.
+    #[arg(long)]
+    pub no_isolation: bool,
 }
 
 /// `mugai sanitize`.
@@ -424,6 +429,19 @@ fn hash_rest(prefix: &[u8], rest: &mut impl Read) -> io::Result<(u64, String)> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
+/// In-process with `--no-isolation`, else a pool of sandboxed workers started from this
+/// executable.
+fn transform(policy: Policy, no_isolation: bool) -> Result<Arc<dyn Transform>, Fatal> {
+    if no_isolation {
+        return Ok(Arc::new(InProcess::new(policy)));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Fatal::Io(format!("cannot find the mugai executable for workers: {e}")))?;
+    let pool =
+        Isolated::new(policy, PoolConfig::new(exe), None).map_err(|e| Fatal::Io(e.to_string()))?;
+    Ok(Arc::new(pool))
+}
+
 /// The state of one command run.
 struct Runner {
     transform: Arc<dyn Transform>,
@@ -464,7 +482,7 @@ fn setup(sub: &'static str, common: &Common, output_is_stdout: bool) -> Result<R
     };
     Ok(Runner {
         max_input: policy.limits.max_input_bytes,
-        transform: Arc::new(InProcess::new(policy)),
+        transform: transform(policy, common.no_isolation)?,
         quarantine,
         reports,
         progress: None,

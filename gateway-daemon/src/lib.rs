@@ -30,3 +30,9 @@ pub mod sanitize;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod confine;
+pub mod pool;
+pub mod sandbox;
+pub mod wire;
+pub mod worker;

@@ -50,6 +50,14 @@ threat_ids! {
     INTERNAL_ERROR = "internal.error";
     /// The sanitizing worker process was killed (time, memory, crash).
     WORKER_KILLED = "worker.killed";
+    /// The sanitizing worker crashed (stack overflow, fault).
+    WORKER_CRASHED = "worker.crashed";
+    /// The worker hit its address-space cap.
+    LIMIT_MEMORY = "limit.memory";
+    /// The worker hit its CPU-time cap.
+    LIMIT_CPU = "limit.cpu";
+    /// The worker tried something its sandbox forbids (socket, exec, file access).
+    SANDBOX_VIOLATION = "sandbox.violation";
 
     // --- type and name ---
     /// Declared MIME type or extension disagrees with the bytes.
