@@ -4,7 +4,9 @@
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
 mod archive;
+pub mod gzip;
 pub mod html;
+pub mod tar;
 pub mod zip;
 
 use crate::pipeline::FormatSanitizer;
@@ -18,6 +20,8 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
         Kind::Zip => Some(&self::zip::ZipSanitizer),
+        Kind::Tar => Some(&self::tar::TarSanitizer),
+        Kind::Gzip => Some(&gzip::GzipSanitizer),
         _ => None,
     }
 }
