@@ -7,6 +7,7 @@ mod archive;
 pub mod gzip;
 pub mod html;
 pub mod tar;
+pub mod tnef;
 pub mod zip;
 
 use crate::pipeline::FormatSanitizer;
@@ -22,6 +23,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Zip => Some(&self::zip::ZipSanitizer),
         Kind::Tar => Some(&self::tar::TarSanitizer),
         Kind::Gzip => Some(&gzip::GzipSanitizer),
+        Kind::Tnef => Some(&tnef::TnefSanitizer),
         _ => None,
     }
 }

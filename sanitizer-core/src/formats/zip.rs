@@ -199,7 +199,7 @@ fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeE
     Ok(members)
 }
 
-fn write_zip(kept: &[KeptMember]) -> Result<Vec<u8>, SanitizeError> {
+pub(crate) fn write_zip(kept: &[KeptMember]) -> Result<Vec<u8>, SanitizeError> {
     let fail = |e: &dyn std::fmt::Display| SanitizeError::Internal(format!("writing ZIP: {e}"));
     let mut w = ZipWriter::new(Cursor::new(Vec::new()));
     for m in kept {

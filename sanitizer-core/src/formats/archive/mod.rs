@@ -16,6 +16,8 @@ use crate::report::{Action, Kind, ReportItem};
 use crate::threats;
 use crate::unicode::{is_invisible_control, normalize_filename};
 
+pub(crate) mod outlook;
+
 /// Most directory levels kept in a member path; deeper ones are flattened into the last kept
 /// level (legitimate archives are nowhere near this).
 const MAX_DIR_LEVELS: usize = 32;
@@ -220,7 +222,7 @@ impl Members {
                 let name = part
                     .name
                     .unwrap_or_else(|| normalize_filename(&path.file).name);
-                let unique = self.unique(path.join(&name));
+                let unique = self.unique_path(path.join(&name));
                 self.kept.push(KeptMember {
                     path: unique,
                     bytes: part.bytes,
@@ -245,7 +247,7 @@ impl Members {
 
     /// `path`, or `path` with ` (2)`, ` (3)`, ... before the extension when an earlier member
     /// already has that name (compared case-insensitively, as Windows would).
-    fn unique(&mut self, path: String) -> String {
+    pub(crate) fn unique_path(&mut self, path: String) -> String {
         let (dir, file) = match path.rsplit_once('/') {
             Some((d, f)) => (format!("{d}/"), f.to_owned()),
             None => (String::new(), path.clone()),
@@ -304,12 +306,12 @@ mod tests {
     #[test]
     fn duplicate_names_get_suffixes() {
         let mut m = Members::default();
-        assert_eq!(m.unique("a.txt".into()), "a.txt");
-        assert_eq!(m.unique("A.TXT".into()), "A (2).TXT");
-        assert_eq!(m.unique("a.txt".into()), "a (3).txt");
-        assert_eq!(m.unique("README".into()), "README");
-        assert_eq!(m.unique("readme".into()), "readme (2)");
-        assert_eq!(m.unique("v1.0/README".into()), "v1.0/README");
-        assert_eq!(m.unique("v1.0/readme".into()), "v1.0/readme (2)");
+        assert_eq!(m.unique_path("a.txt".into()), "a.txt");
+        assert_eq!(m.unique_path("A.TXT".into()), "A (2).TXT");
+        assert_eq!(m.unique_path("a.txt".into()), "a (3).txt");
+        assert_eq!(m.unique_path("README".into()), "README");
+        assert_eq!(m.unique_path("readme".into()), "readme (2)");
+        assert_eq!(m.unique_path("v1.0/README".into()), "v1.0/README");
+        assert_eq!(m.unique_path("v1.0/readme".into()), "v1.0/readme (2)");
     }
 }
