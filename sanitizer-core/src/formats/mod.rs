@@ -6,6 +6,7 @@
 mod archive;
 pub mod gzip;
 pub mod html;
+pub mod msg;
 pub mod tar;
 pub mod tnef;
 pub mod zip;
@@ -24,6 +25,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Tar => Some(&self::tar::TarSanitizer),
         Kind::Gzip => Some(&gzip::GzipSanitizer),
         Kind::Tnef => Some(&tnef::TnefSanitizer),
+        Kind::Msg => Some(&msg::MsgSanitizer),
         _ => None,
     }
 }
