@@ -299,7 +299,7 @@ mod tests {
         let names: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
         assert_eq!(names, ["body.txt", "議事録.txt"]);
         let body = String::from_utf8(members[0].1.clone()).unwrap();
-        assert!(body.starts_with("Subject: 会議の件\n"), "{body}");
+        assert!(body.starts_with("Subject: 会議の件\r\n"), "{body}");
         assert!(body.contains("資料を添付します。①㈱"), "{body}");
         assert!(body.contains("hxxp://evil[.]example/login"), "{body}");
         let t = out.report.threats();

@@ -413,7 +413,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
         assert_eq!(names, ["body.txt", "資料.txt"]);
         let body = String::from_utf8(members[0].1.clone()).unwrap();
-        assert!(body.starts_with("Subject: 見積書の送付\n"), "{body}");
+        assert!(body.starts_with("Subject: 見積書の送付\r\n"), "{body}");
         assert!(body.contains("お世話になっております。"));
         assert!(body.contains("hxxps://example[.]jp/x"), "{body}");
         let threats = out.report.threats();
@@ -424,6 +424,45 @@ pub(crate) mod tests {
                 .items
                 .iter()
                 .any(|i| i.path == "winmail.dat/setup.exe")
+        );
+    }
+
+    fn message_with(props: &[(u16, u16, &[u8])]) -> Vec<u8> {
+        let mut t = SIGNATURE.to_le_bytes().to_vec();
+        t.extend_from_slice(&[0, 0]);
+        attr(&mut t, 1, 0x0006_9003, &prop_bytes(props));
+        t
+    }
+
+    #[test]
+    fn html_and_rtf_bodies() {
+        let html = b"<html><body><p>\xe4\xbc\x9a\xe8\xad\xb0</p><script>x()</script>\
+            <a href='https://evil.example/'>link</a></body></html>";
+        let t = message_with(&[(PT_BINARY, PR_BODY_HTML, html)]);
+        let out = sanitize_file(&t, Some("winmail.dat"), &Policy::default());
+        let members = list(out.output.expect("kept").bytes.as_slice());
+        let body = String::from_utf8(members[0].1.clone()).unwrap();
+        assert!(body.contains("会議") && !body.contains("<script"), "{body}");
+        assert!(!body.contains("https://evil.example"), "{body}");
+        let threats = out.report.threats();
+        assert!(threats.contains(&threats::HTML_BODY));
+        assert!(threats.contains(&threats::HTML_SCRIPT));
+
+        // [MS-OXRTFCP] 3.1.1's example: the RTF goes to the pipeline as message.rtf.
+        let rtf: &[u8] = &[
+            0x2d, 0x00, 0x00, 0x00, 0x2b, 0x00, 0x00, 0x00, 0x4c, 0x5a, 0x46, 0x75, 0xf1, 0xc5,
+            0xc7, 0xa7, 0x03, 0x00, 0x0a, 0x00, 0x72, 0x63, 0x70, 0x67, 0x31, 0x32, 0x35, 0x42,
+            0x32, 0x0a, 0xf3, 0x20, 0x68, 0x65, 0x6c, 0x09, 0x00, 0x20, 0x62, 0x77, 0x05, 0xb0,
+            0x6c, 0x64, 0x7d, 0x0a, 0x80, 0x0f, 0xa0,
+        ];
+        let t = message_with(&[(PT_BINARY, PR_RTF_COMPRESSED, rtf)]);
+        let out = sanitize_file(&t, Some("winmail.dat"), &Policy::default());
+        assert!(out.output.is_some());
+        assert!(
+            out.report
+                .items
+                .iter()
+                .any(|i| i.path == "winmail.dat/message.rtf")
         );
     }
 

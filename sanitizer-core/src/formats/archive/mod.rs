@@ -367,7 +367,11 @@ mod corpus {
                 assert_eq!(got, Some(kind), "{file}");
             }
             if let Some(n) = s.get("output_name").and_then(|k| k.as_str()) {
-                assert_eq!(out.output.as_ref().map(|o| o.name.as_str()), Some(n), "{file}");
+                assert_eq!(
+                    out.output.as_ref().map(|o| o.name.as_str()),
+                    Some(n),
+                    "{file}"
+                );
             }
             if let (Some(dir), Some(o)) = (&out_dir, &out.output) {
                 let dir = Path::new(dir);

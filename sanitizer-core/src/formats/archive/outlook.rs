@@ -2,15 +2,16 @@
 //! in one or more forms (plain, HTML, compressed RTF), and attachments; and the one output shape
 //! both become.
 //!
-//! Output: a ZIP (`application/zip`, extension `.zip`) holding `body.txt` (UTF-8, the subject
-//! on its first line, links rewritten by the link policy, bidi and control characters removed)
+//! Output: a ZIP (`application/zip`, extension `.zip`) holding `body.txt` (UTF-8 with CRLF line
+//! ends, the subject on its first line, links rewritten by the link policy, bidi and control
+//! characters removed)
 //! and each attachment that survived the pipeline. A ZIP is used whatever the context (file or
 //! mail attachment) so that the recipient gets one predictable, openable thing: Outlook's own
 //! containers cannot be rebuilt safely and nothing else would open them.
 //!
 //! Body choice: the plain-text body when present; else the HTML body converted to text; else the
-//! compressed RTF body, decompressed (LZFu) and handed to the pipeline as `body.rtf` (the RTF
-//! sanitizer turns it into text, or removes it).
+//! compressed RTF body, decompressed (LZFu) and handed to the pipeline as `message.rtf` (the RTF
+//! sanitizer turns it into text, or removes it); `body.txt` then holds only the subject.
 
 use super::{KeptMember, MemberPath, Members};
 use crate::error::SanitizeError;
@@ -114,28 +115,30 @@ pub(crate) fn rebuild(
         body.push_str("\n\n");
     }
     let mut rtf_body = None;
+    let mut links = 0;
     if let Some(t) = msg.body_text.as_deref().filter(|t| !t.trim().is_empty()) {
-        body.push_str(t);
+        let (rewritten, n) = rewrite_links_in_text(t, cx.policy().links.mode);
+        body.push_str(&rewritten);
+        links = n;
     } else if let Some(h) = msg.body_html.as_deref() {
+        // html_to_text rewrites the links itself.
         let converted = html_to_text(h, cx.policy());
         body_threats.extend(converted.threats);
         body_threats.push(threats::HTML_BODY);
         body.push_str(&converted.text);
+        links = converted.links;
     } else if let Some(c) = msg.body_rtf_compressed.as_deref() {
         rtf_body = Some(decompress_rtf(c, cx.budget())?);
     }
-    let (text, links) = if msg.body_html.is_some() && msg.body_text.is_none() {
-        (body, 0) // html_to_text already rewrote the links
-    } else {
-        rewrite_links_in_text(&body, cx.policy().links.mode)
-    };
     if links > 0 {
         body_threats.push(threats::LINK_REWRITTEN);
     }
-    let (text, had_bidi) = clean_text(&text.replace("\r\n", "\n"));
+    let (text, had_bidi) = clean_text(&body.replace("\r\n", "\n").replace('\r', "\n"));
     if had_bidi {
         body_threats.push(threats::TEXT_BIDI_CONTROL);
     }
+    // CRLF, as the text sanitizer writes text files for Windows desktops.
+    let text = text.replace('\n', "\r\n");
     for t in body_threats {
         members.threat(t);
     }
@@ -149,15 +152,15 @@ pub(crate) fn rebuild(
     });
     if let Some(rtf) = rtf_body {
         let outcome = cx.sanitize_child(
-            "body.rtf",
+            "message.rtf",
             PartInput {
                 bytes: &rtf,
-                name: Some("body.rtf"),
+                name: Some("message.rtf"),
                 declared_type: Some("application/rtf"),
             },
         );
         if let PartOutcome::Kept(p) = outcome {
-            let name = p.name.unwrap_or_else(|| "body.rtf".into());
+            let name = p.name.unwrap_or_else(|| "message.rtf".into());
             let path = members.unique_path(name);
             members.kept.push(KeptMember {
                 path,
