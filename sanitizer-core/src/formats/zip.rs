@@ -87,6 +87,8 @@ struct EntryMeta {
     mode: Option<u32>,
     compressed: u64,
     mtime: Option<u64>,
+    /// The compression method, when this build cannot decompress it.
+    unsupported: Option<CompressionMethod>,
 }
 
 fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeError> {
@@ -126,6 +128,8 @@ fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeE
             },
             compressed: f.compressed_size(),
             mtime: f.last_modified().and_then(zip_time_to_unix),
+            unsupported: Some(f.compression())
+                .filter(|m| !zip::SUPPORTED_COMPRESSION_METHODS.contains(m)),
         });
     }
     if archive.has_overlapping_entries().map_err(malformed)? {
@@ -161,6 +165,13 @@ fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeE
             members.threat(threats::ARCHIVE_SETUID);
         }
         if path.file.is_empty() {
+            continue;
+        }
+        if let Some(method) = meta.unsupported {
+            // Stored and Deflate cover what mail clients and Windows write; Deflate64, bzip2,
+            // LZMA, zstd and the legacy methods are not built in.
+            let reason = format!("compression method {method:?} is not supported");
+            members.drop_member(cx, &path, threats::UNSUPPORTED_FORMAT, &reason);
             continue;
         }
         let data = match archive.by_index(i) {
@@ -634,6 +645,37 @@ pub(crate) mod tests {
             .map(|(n, _)| n)
             .collect();
         assert_eq!(names, ["a.txt"]);
+    }
+
+    #[test]
+    fn members_with_unsupported_compression_are_dropped() {
+        let mut zip = raw_zip(&[
+            RawEntry {
+                name: b"a.html".to_vec(),
+                data: HTML.to_vec(),
+                ..RawEntry::default()
+            },
+            RawEntry {
+                name: b"b.html".to_vec(),
+                data: HTML.to_vec(),
+                ..RawEntry::default()
+            },
+        ]);
+        // Mark the second member as bzip2 (method 12) in its local and central headers.
+        let local = 30 + 6 + HTML.len();
+        zip[local + 8] = 12;
+        let central = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        let second = central + 46 + 6;
+        zip[second + 10] = 12;
+        let out = sanitize_file(&zip, Some("m.zip"), &Policy::default());
+        let names: Vec<String> = list(out.output.expect("kept").bytes.as_slice())
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["a.txt"]);
+        assert!(out.report.items.iter().any(|i| i.path == "m.zip/b.html"
+            && i.action == Action::Removed
+            && i.threats.iter().any(|t| t == threats::UNSUPPORTED_FORMAT)));
     }
 
     #[test]
