@@ -87,7 +87,7 @@ impl MemberPath {
                 }
             }
             if dirs.len() < MAX_DIR_LEVELS {
-                dirs.push(n.name);
+                dirs.push(tidy(&n.name));
             }
         }
         MemberPath {
@@ -112,6 +112,17 @@ impl MemberPath {
     /// The path used in the report for this member (file name normalised, type unchanged).
     pub(crate) fn report_segment(&self) -> String {
         self.join(&normalize_filename(&self.file).name)
+    }
+}
+
+/// A normalised name that also survived truncation: no trailing dots or spaces (Windows drops
+/// them, so two members could collide), never empty.
+fn tidy(name: &str) -> String {
+    let t = name.trim_end_matches(['.', ' ']);
+    if t.is_empty() {
+        "attachment".to_owned()
+    } else {
+        t.to_owned()
     }
 }
 
@@ -219,9 +230,11 @@ impl Members {
         );
         match outcome {
             PartOutcome::Kept(part) => {
-                let name = part
-                    .name
-                    .unwrap_or_else(|| normalize_filename(&path.file).name);
+                let name = tidy(
+                    &part
+                        .name
+                        .unwrap_or_else(|| normalize_filename(&path.file).name),
+                );
                 let unique = self.unique_path(path.join(&name));
                 self.kept.push(KeptMember {
                     path: unique,
@@ -301,6 +314,10 @@ mod tests {
         assert!(!is_normalized_path("a\\b"));
         assert!(!is_normalized_path("a/\u{202E}b"));
         assert!(!is_normalized_path("a//b"));
+        // A name cut at the length limit right after a space is tidied, not rejected later.
+        let long = format!("{} tail", "x".repeat(119));
+        let p = MemberPath::parse(&format!("{long}/f.txt"));
+        assert!(is_normalized_path(&p.join("f.txt")), "{:?}", p.dirs);
     }
 
     #[test]
