@@ -543,6 +543,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn winzip_aes_method_is_treated_as_encrypted() {
+        let mut zip = raw_zip(&[RawEntry {
+            name: b"a.html".to_vec(),
+            data: HTML.to_vec(),
+            ..RawEntry::default()
+        }]);
+        // Method 99 (WinZip AES) in both headers, even without the encryption flag.
+        zip[8] = 99;
+        let central = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        zip[central + 10] = 99;
+        let out = sanitize_file(&zip, Some("aes.zip"), &Policy::default());
+        assert!(out.output.is_none());
+        assert!(out.report.threats().contains(&threats::ARCHIVE_ENCRYPTED));
+    }
+
+    #[test]
     fn overlapping_entries_are_blocked() {
         let zip = raw_zip(&[
             RawEntry {
