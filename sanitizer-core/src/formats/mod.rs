@@ -3,7 +3,13 @@
 //! [`sanitizer_for`] is the registry: the sniffed kind (never the name or declared type) picks
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
+mod archive;
+pub mod gzip;
 pub mod html;
+pub mod msg;
+pub mod tar;
+pub mod tnef;
+pub mod zip;
 
 use crate::pipeline::FormatSanitizer;
 use crate::policy::Policy;
@@ -15,6 +21,11 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
+        Kind::Zip => Some(&self::zip::ZipSanitizer),
+        Kind::Tar => Some(&self::tar::TarSanitizer),
+        Kind::Gzip => Some(&gzip::GzipSanitizer),
+        Kind::Tnef => Some(&tnef::TnefSanitizer),
+        Kind::Msg => Some(&msg::MsgSanitizer),
         _ => None,
     }
 }
