@@ -88,7 +88,8 @@ pub(crate) fn sanitize_message(
     cx: &mut Context<'_>,
 ) -> Result<Vec<u8>, SanitizeError> {
     cx.budget().check_deadline()?;
-    let Some(msg) = MessageParser::default().parse(input) else {
+    let defused = defuse_nesting(input);
+    let Some(msg) = MessageParser::default().parse(defused.as_ref()) else {
         if cx.depth() == 0 {
             let err = SanitizeError::Malformed("no RFC 5322 header could be read".into());
             cx.record(ReportItem {
@@ -272,12 +273,21 @@ struct Walker<'c, 'a, 'm> {
     skipped: usize,
 }
 
+/// Lower-case type and subtype (text/plain when absent), with the private subtypes of
+/// [`defuse_nesting`] mapped back to their real names.
 fn ctype_of(part: &MessagePart<'_>) -> (String, String) {
     match part.content_type() {
-        Some(ct) => (
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
-        ),
+        Some(ct) => {
+            let t = ct.ctype().to_ascii_lowercase();
+            let s = ct.subtype().unwrap_or_default().to_ascii_lowercase();
+            let s = match (t.as_str(), s.as_str()) {
+                ("message", "x-mug1") => "rfc822".to_owned(),
+                ("message", "x-mug2") => "global".to_owned(),
+                ("multipart", "x-mugd") => "digest".to_owned(),
+                _ => s,
+            };
+            (t, s)
+        }
         None => ("text".into(), "plain".into()),
     }
 }
@@ -437,25 +447,27 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                     }
                 }
             }
-            (PartType::Multipart(kids), _, _) => {
+            (PartType::Multipart(kids), _, sub) => {
+                let digest = sub == "digest";
                 for c in children(kids) {
+                    // In a digest, a part without a Content-Type is a message (RFC 2046 5.1.5).
+                    if digest
+                        && let Some(child) = msg.parts.get(c)
+                        && child.content_type().is_none()
+                        && !matches!(child.body, PartType::Multipart(_))
+                    {
+                        if depth + 1 > self.max_depth {
+                            self.walk(c, depth + 1)?;
+                        } else {
+                            self.attach_message(child)?;
+                        }
+                        continue;
+                    }
                     self.walk(c, depth + 1)?;
                 }
             }
             (_, "message", "rfc822" | "global") => {
-                let bytes = match part.encoding {
-                    Encoding::None => {
-                        let raw = self
-                            .raw
-                            .get(part.offset_body as usize..part.offset_end as usize)
-                            .unwrap_or_default();
-                        self.cx.budget().charge_decoded(raw.len() as u64)?;
-                        Cow::Borrowed(raw)
-                    }
-                    _ => self.decoded_bytes(part)?,
-                };
-                let declared = format!("{ctype}/{subtype}");
-                self.attach(part, &bytes, &declared, Some("message.eml"));
+                self.attach_message(part)?;
             }
             (PartType::Text(_) | PartType::Html(_), "text", "plain" | "html")
                 if !is_attachment_disposition(part) && part.attachment_name().is_none() =>
@@ -487,6 +499,20 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 self.attach(part, &bytes, &declared, fallback);
             }
         }
+        Ok(())
+    }
+
+    /// A nested message goes through `sanitize_child` (which re-parses it with its own depth).
+    fn attach_message(&mut self, part: &'m MessagePart<'m>) -> Result<(), SanitizeError> {
+        let bytes = match self.decoded_bytes(part) {
+            Ok(b) => b,
+            Err(e @ SanitizeError::Limit { .. }) => {
+                self.remove_over_limit(part, &e);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.attach(part, &bytes, "message/rfc822", Some("message.eml"));
         Ok(())
     }
 
@@ -993,6 +1019,62 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             });
         }
         text
+    }
+}
+
+/// Content types that make mail-parser parse a nested message, and the same-length private
+/// subtypes they are renamed to before parsing.
+const NESTING_TYPES: [(&[u8], &[u8]); 3] = [
+    (b"message/rfc822", b"message/x-mug1"),
+    (b"message/global", b"message/x-mug2"),
+    (b"multipart/digest", b"multipart/x-mugd"),
+];
+
+/// mail-parser builds nested messages into a recursive structure whose `drop` and `into_owned`
+/// recurse once per level: a message nested 20,000 deep (1.4 MB) overflows the stack, and a
+/// base64-encoded one does so inside the parser. So mail-parser never sees a nested message:
+/// on `Content-Type` lines (and folded continuations) the nesting types are renamed to private
+/// subtypes of the same length, which it keeps as opaque parts; the walk treats those as
+/// messages and hands them to `sanitize_child`, which re-parses each one level at a time under
+/// the depth limit. Bodies are untouched (base64 and quoted-printable lines never start with
+/// `Content-Type:` or whitespace).
+fn defuse_nesting(input: &[u8]) -> Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut start = 0usize;
+    let mut prev_was_ct = false;
+    while start < input.len() {
+        let end = input
+            .get(start..)
+            .and_then(|r| r.iter().position(|b| *b == b'\n'))
+            .map_or(input.len(), |i| start + i + 1);
+        let line = input.get(start..end).unwrap_or_default();
+        let is_ct = line.len() >= 13
+            && line
+                .get(..13)
+                .is_some_and(|h| h.eq_ignore_ascii_case(b"content-type:"));
+        let continuation = prev_was_ct && matches!(line.first(), Some(b' ' | b'\t'));
+        if is_ct || continuation {
+            for (from, to) in NESTING_TYPES {
+                let mut i = 0usize;
+                while let Some(w) = line.get(i..i + from.len()) {
+                    if w.eq_ignore_ascii_case(from) {
+                        let buf = out.get_or_insert_with(|| input.to_vec());
+                        if let Some(dst) = buf.get_mut(start + i..start + i + to.len()) {
+                            dst.copy_from_slice(to);
+                        }
+                        i += from.len();
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+        prev_was_ct = is_ct || continuation;
+        start = end;
+    }
+    match out {
+        Some(v) => Cow::Owned(v),
+        None => Cow::Borrowed(input),
     }
 }
 

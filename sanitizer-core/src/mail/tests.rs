@@ -540,6 +540,54 @@ fn deep_message_rfc822_nesting_is_cut_by_sanitize_child() {
 }
 
 #[test]
+fn very_deep_nested_messages_do_not_overflow_the_stack() {
+    // 40,000 levels inline (2.8 MB), and a base64-wrapped 20,000-level chain: mail-parser
+    // would recurse once per level (drop, into_owned) on its own; the test thread has 2 MB.
+    let chain = |levels: usize| {
+        let mut s = String::with_capacity(levels * 50 + 64);
+        for i in (0..levels).rev() {
+            s.push_str(&format!(
+                "Subject: l{i}\r\nContent-Type: message/rfc822\r\n\r\n"
+            ));
+        }
+        s.push_str("From: a@example.jp\r\nSubject: innermost\r\n\r\ninnermost body\r\n");
+        s
+    };
+    let wrapped = format!(
+        "From: a@example.jp\r\nSubject: wrap\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        b64(chain(20_000).as_bytes())
+    );
+    let o = run(wrapped.as_bytes());
+    assert!(
+        o.threats().contains(&threats::LIMIT_DEPTH),
+        "{:?}",
+        o.report.items
+    );
+    let s = chain(40_000);
+    let started = std::time::Instant::now();
+    let o = run(format!("From: a@example.jp\r\n{s}").as_bytes());
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(o.threats().contains(&threats::LIMIT_DEPTH));
+}
+
+#[test]
+fn digest_parts_are_nested_messages() {
+    let raw = "From: a@example.jp\r\nSubject: digest\r\nContent-Type: multipart/digest; boundary=D\r\n\r\n--D\r\n\r\nFrom: b@example.jp\r\nSubject: first\r\n\r\nfirst body\r\n--D\r\n\r\nFrom: c@example.jp\r\nSubject: second\r\n\r\nsecond body\r\n--D--\r\n";
+    let o = run(raw.as_bytes());
+    // Nested messages are rebuilt as message/rfc822 attachments (sniffed as mail).
+    let atts = o.attachments();
+    assert_eq!(atts.len(), 2, "{}", o.raw());
+    assert!(atts.iter().all(|a| a.1 == "message/rfc822"));
+    let first = MessageParser::default().parse(&atts[0].2).unwrap();
+    assert_eq!(first.subject(), Some("first"));
+    assert!(!o.raw().contains("x-mug"));
+}
+
+#[test]
 fn two_thousand_parts_keep_notice_and_report_bounded() {
     let mut s = String::from(
         "From: a@example.jp\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nmany parts\r\n",
