@@ -322,6 +322,14 @@ fn ctype_of(part: &MessagePart<'_>) -> (String, String) {
     }
 }
 
+fn transfer_encoding(part: &MessagePart<'_>) -> Encoding {
+    match part.content_transfer_encoding().map(str::trim) {
+        Some(e) if e.eq_ignore_ascii_case("base64") => Encoding::Base64,
+        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
+        _ => Encoding::None,
+    }
+}
+
 fn is_attachment_disposition(part: &MessagePart<'_>) -> bool {
     part.content_disposition()
         .is_some_and(|d| d.is_attachment())
@@ -379,7 +387,10 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                     .raw
                     .get(part.offset_body as usize..part.offset_end as usize)
                     .unwrap_or_default();
-                match part.encoding {
+                // The declared encoding, not mail-parser's verdict: when its strict decoder
+                // gave up (broken base64 padding, stray characters) it keeps the encoded text,
+                // which our lenient decoders still read.
+                match transfer_encoding(part) {
                     Encoding::Base64 => Cow::Owned(charset::base64_decode(raw)),
                     Encoding::QuotedPrintable => Cow::Owned(charset::qp_decode(raw)),
                     Encoding::None => Cow::Borrowed(raw),

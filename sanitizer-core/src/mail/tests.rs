@@ -699,3 +699,87 @@ fn link_rewriting_per_line_equals_whole_text() {
         );
     }
 }
+
+#[test]
+fn broken_base64_body_is_still_decoded() {
+    let body = b64("壊れたパディングの本文です".as_bytes());
+    let raw = format!(
+        "From: a@example.jp\r\nSubject: b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}!!\r\n{}\r\n",
+        &body[..8],
+        &body[8..]
+    );
+    let o = run(raw.as_bytes());
+    assert!(
+        o.text().contains("壊れたパディングの本文です"),
+        "{}",
+        o.text()
+    );
+}
+
+#[test]
+fn extra_headers_and_received_policy() {
+    let raw = "Received: from a by b; Tue, 1 Jul 2025 10:00:00 +0900\r\nFrom: a@example.jp\r\nSubject: s\r\nX-Ticket: =?UTF-8?B?5qGI5Lu2?= 42\r\nContent-Type: text/plain\r\n\r\nbody\r\n";
+    let mut policy = Policy::default();
+    policy.mail.extra_headers = vec!["X-Ticket".into(), "Content-Type".into()];
+    policy.mail.keep_received = false;
+    let o = run_with(raw.as_bytes(), &policy);
+    let m = MessageParser::default().parse(&o.bytes).unwrap();
+    // mail-parser keeps unknown fields raw, so decode the RFC 2047 word here.
+    let ticket = m.header_raw("X-Ticket").unwrap();
+    assert_eq!(
+        super::charset::decode_header(ticket.trim().as_bytes()),
+        "案件 42"
+    );
+    assert!(m.header_raw("Received").is_none());
+    // Content-Type cannot be smuggled through extra_headers: exactly one, ours.
+    assert_eq!(o.raw().matches("Content-Type:").count(), 1);
+    assert_eq!(o.report.verdict, Verdict::Clean);
+}
+
+#[test]
+fn related_images_and_calendar_go_through_sanitize_child() {
+    let raw = format!(
+        "From: a@example.jp\r\nSubject: rel\r\nContent-Type: multipart/mixed; boundary=O\r\n\r\n--O\r\nContent-Type: multipart/related; boundary=R\r\n\r\n--R\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>see <img src=\"cid:logo\"></p>\r\n--R\r\nContent-Type: image/png\r\nContent-ID: <logo>\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--R--\r\n--O\r\nContent-Type: text/calendar; method=REQUEST; charset=utf-8\r\n\r\nBEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nSUMMARY:会議\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n--O--\r\n",
+        b64(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    );
+    let o = run(raw.as_bytes());
+    assert!(o.text().contains("see"), "{}", o.text());
+    let paths: Vec<&str> = o.report.items.iter().map(|i| i.path.as_str()).collect();
+    assert!(paths.contains(&"attachment[1]"), "{paths:?}");
+    assert!(paths.contains(&"attachment[2]/invite.ics"), "{paths:?}");
+    let cal = o
+        .report
+        .items
+        .iter()
+        .find(|i| i.path == "attachment[2]/invite.ics")
+        .unwrap();
+    assert_eq!(cal.kind, crate::report::Kind::Calendar);
+}
+
+#[test]
+fn several_inline_text_parts_are_joined_into_the_body() {
+    let raw = "From: a@example.jp\r\nSubject: j\r\nContent-Type: multipart/mixed; boundary=J\r\n\r\n--J\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n--J\r\nContent-Type: text/plain\r\n\r\nmailing list footer\r\n--J--\r\n";
+    let o = run(raw.as_bytes());
+    let t = o.text();
+    assert!(
+        t.contains("first part") && t.contains("mailing list footer"),
+        "{t}"
+    );
+    assert!(o.attachments().is_empty());
+    assert_eq!(o.report.verdict, Verdict::Clean);
+}
+
+#[test]
+fn base64_wrapped_nested_message_is_kept_as_7bit_rfc822() {
+    let inner = "From: b@example.jp\r\nSubject: inner\r\n\r\ninner text\r\n";
+    let raw = format!(
+        "From: a@example.jp\r\nSubject: outer\r\nContent-Type: multipart/mixed; boundary=W\r\n\r\n--W\r\nContent-Type: text/plain\r\n\r\nouter text\r\n--W\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--W--\r\n",
+        b64(inner.as_bytes())
+    );
+    let o = run(raw.as_bytes());
+    let atts = o.attachments();
+    assert_eq!(atts.len(), 1, "{}", o.raw());
+    let nested = MessageParser::default().parse(&atts[0].2).unwrap();
+    assert_eq!(nested.subject(), Some("inner"));
+    assert!(o.raw().contains("Content-Transfer-Encoding: 7bit"));
+}
