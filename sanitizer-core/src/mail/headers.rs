@@ -275,7 +275,7 @@ fn format_addr(x: &Addr<'_>, header: &str, f: &mut HeaderFindings) -> Option<Str
         .unwrap_or_default();
     let addr = x.address.as_deref().unwrap_or_default();
     match safe_addr(addr) {
-        Some(a) if name.is_empty() => Some(format!("<{a}>")),
+        Some(a) if name.is_empty() => Some(a.to_owned()),
         Some(a) => Some(format!("{} <{a}>", build::phrase(&name))),
         None => {
             // Not a deliverable addr-spec (internationalised, garbled): keep it readable as an

@@ -19,7 +19,7 @@
 //!   (`mail.signature`); S/MIME and PGP encrypted content is removed (`mail.encrypted`).
 //!
 //! ## `X-Mugai-Sanitized` tokens
-//! Sorted, space-separated; the header is absent when nothing changed.
+//! Space-separated, in the order of this table; the header is absent when nothing changed.
 //! | token | meaning |
 //! |---|---|
 //! | `CHG_TEXT` | the HTML body was converted to text, or the HTML alternative dropped |
