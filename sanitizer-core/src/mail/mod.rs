@@ -511,7 +511,8 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 self.attach_message(part)?;
             }
             (PartType::Text(_) | PartType::Html(_), "text", "plain" | "html")
-                if !is_attachment_disposition(part) && part.attachment_name().is_none() =>
+                if !is_attachment_disposition(part)
+                    && (id == 0 || part.attachment_name().is_none()) =>
             {
                 let is_html = subtype == "html";
                 let text = self.text_of(part)?;

@@ -783,3 +783,64 @@ fn base64_wrapped_nested_message_is_kept_as_7bit_rfc822() {
     assert_eq!(nested.subject(), Some("inner"));
     assert!(o.raw().contains("Content-Transfer-Encoding: 7bit"));
 }
+
+/// Mutated versions of the samples above (bytes flipped, cut, CR/LF and boundaries inserted):
+/// never a panic, never blocked, always a wire-clean message.
+#[test]
+fn mutated_mail_always_yields_a_clean_message() {
+    let html = HTML_ONLY.to_owned();
+    let seeds: Vec<Vec<u8>> = vec![
+        PLAIN.as_bytes().to_vec(),
+        html.into_bytes(),
+        alternative("text").into_bytes(),
+        with_attachment("application/pdf", "a.pdf", &b64(b"%PDF-1.4 x")).into_bytes(),
+        nested_multipart(12).into_bytes(),
+        labelled("iso-2022-jp", "base64", &enc(ISO_2022_JP, "①㈱髙橋")),
+    ];
+    let inserts: [&[u8]; 8] = [
+        b"\r",
+        b"\n",
+        b"\r\n.\r\n",
+        b"\n--XX\n",
+        b"=?utf-8?b?",
+        b"\x1b$B",
+        b"\xff\xfe",
+        b"\0",
+    ];
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let policy = Policy::default();
+    for round in 0..1500 {
+        let mut m = seeds[round % seeds.len()].clone();
+        for _ in 0..(1 + next() % 6) {
+            let pos = (next() as usize) % (m.len() + 1);
+            match next() % 4 {
+                0 if !m.is_empty() => {
+                    let i = pos.min(m.len() - 1);
+                    m[i] ^= 1 << (next() % 8);
+                }
+                1 => m.truncate(pos),
+                2 => {
+                    let ins = inserts[(next() as usize) % inserts.len()];
+                    m.splice(pos..pos, ins.iter().copied());
+                }
+                _ => {
+                    let end = (pos + (next() as usize) % 16).min(m.len());
+                    m.drain(pos..end);
+                }
+            }
+        }
+        let o = sanitize_mail(&m, &policy);
+        assert_ne!(o.report.verdict, Verdict::Blocked);
+        assert_wire_clean(o.message.as_slice());
+        assert!(
+            !o.report.threats().contains(&threats::INTERNAL_ERROR),
+            "round {round}"
+        );
+    }
+}
