@@ -765,6 +765,25 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                     });
                     self.notice.token(Token::ChgAttach);
                 }
+                // A nested message carries its own notice; say here that it has one.
+                let inner_changed = p.kind == Kind::Mail
+                    && self
+                        .cx
+                        .items()
+                        .get(before..)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|i| !i.threats.is_empty() || i.action.changes_meaning());
+                if inner_changed {
+                    self.notice.add(Entry {
+                        subject_ja: label.clone(),
+                        subject_en: label.clone(),
+                        ja: "添付メールの内容を無害化（詳細は添付メール内の通知）".into(),
+                        en: "attached message sanitized (see the notice inside it)".into(),
+                        removed: false,
+                    });
+                    self.notice.token(Token::ChgAttach);
+                }
                 // What the part's own sanitizer removed inside it (archive members, ...).
                 let inner: Vec<(String, Vec<String>)> = self
                     .cx

@@ -372,6 +372,16 @@ fn nested_message_is_sanitized_and_attached() {
             .iter()
             .any(|i| i.path == "attachment[1]/fwd.eml/body")
     );
+    assert!(
+        o.text().contains("添付メールの内容を無害化"),
+        "{}",
+        o.text()
+    );
+    assert!(
+        o.header("X-Mugai-Sanitized")
+            .unwrap()
+            .contains("CHG_ATTACH")
+    );
 }
 
 #[test]
