@@ -382,6 +382,21 @@ mod tests {
     }
 
     #[test]
+    fn independently_produced_bytes() {
+        // Python: "①㈱髙".encode("cp932") == 87 40 87 8a ee e0 (髙 as NEC-selected IBM ext).
+        assert_eq!(
+            decode(b"\x87\x40\x87\x8a\xee\xe0", Some("cp932")).text,
+            "①㈱髙"
+        );
+        // The same characters as CP50220 writes them: NEC row 13 (2D21, 2D6A) and the
+        // NEC-selected IBM row 92 (7C62 = SJIS EEE0).
+        let jis = b"\x1b$B-!-j|b\x1b(B";
+        for label in ["iso-2022-jp", "CP50220", "cp50221"] {
+            assert_eq!(decode(jis, Some(label)).text, "①㈱髙", "{label}");
+        }
+    }
+
+    #[test]
     fn shift_jis_cp932_and_euc_jp() {
         let sjis = enc(SHIFT_JIS, JA);
         for label in ["Shift_JIS", "cp932", "windows-31j", "x-sjis", "MS932"] {
