@@ -1,7 +1,7 @@
 //! Mail: an untrusted RFC 5322 message in, a newly built safe message out (メールテキスト化).
 //!
-//! The output is never an edited copy. It is written from scratch by [`build`]:
-//! - **Headers**: only allow-listed fields, decoded and re-encoded ([`headers`]); trace fields
+//! The output is never an edited copy. It is written from scratch by `build`:
+//! - **Headers**: only allow-listed fields, decoded and re-encoded (`headers`); trace fields
 //!   (`Received`, trusted `Authentication-Results`) kept; inbound `X-Mugai-*` dropped;
 //!   `MIME-Version: 1.0`, `X-Mugai-Sanitized` and `X-Mugai-Report-Id` added.
 //! - **Body**: one `text/plain; charset=utf-8` part. The text/plain alternative is used unless
@@ -9,7 +9,7 @@
 //!   the HTML survives. Links are rewritten by the link policy; bidi/zero-width controls removed.
 //!   Inline PGP blocks are removed. The body is quoted-printable or base64, with CRLF lines.
 //! - **Notice**: a delimited block at the top of the body, Japanese then English, from the
-//!   policy's templates, listing every part that was removed or converted ([`notice`]). No
+//!   policy's templates, listing every part that was removed or converted (`notice`). No
 //!   notice when nothing changed.
 //! - **Attachments** (and inline non-body parts, nested messages, calendars): each goes through
 //!   [`Context::sanitize_child`] as `attachment[n]/name`; what survives is attached (base64, or
@@ -39,7 +39,7 @@
 //!
 //! ## Failure
 //! A message is never blocked: a top-level message mail-parser cannot read at all becomes a
-//! notice-only message (`mail.unparseable`), as does any error or panic (see [`notice_only`]).
+//! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`).
 
 mod build;
 mod charset;
