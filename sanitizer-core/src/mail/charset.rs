@@ -284,8 +284,9 @@ pub(crate) fn decode_header(raw: &[u8]) -> String {
     let mut i = 0usize;
     // Pending run of encoded words with the same charset.
     let mut pending: Option<(String, Vec<u8>)> = None;
+    let mut closes = CloseFinder::default();
     while i < s.len() {
-        if let Some((charset, bytes, end)) = parse_word(s, i) {
+        if let Some((charset, bytes, end)) = parse_word(s, i, &mut closes) {
             let between = s.get(literal_start..i).unwrap_or_default();
             let only_ws = between.iter().all(|b| *b == b' ' || *b == b'\t');
             match pending.take() {
@@ -321,8 +322,45 @@ pub(crate) fn decode_header(raw: &[u8]) -> String {
     out
 }
 
+/// Finds the next `?=` at or after a position that only grows, scanning each byte at most
+/// once overall: a header full of unclosed `=?` starts must not cost a scan to its end for
+/// every start (quadratic).
+#[derive(Default)]
+struct CloseFinder {
+    /// Searched from here...
+    from: usize,
+    /// ...and found here (`None`: no `?=` after `from`).
+    found: Option<usize>,
+    /// Whether `from`/`found` hold a result.
+    valid: bool,
+}
+
+impl CloseFinder {
+    fn next(&mut self, s: &[u8], at: usize) -> Option<usize> {
+        if self.valid && self.from <= at {
+            match self.found {
+                Some(c) if c >= at => return Some(c),
+                None => return None,
+                Some(_) => {}
+            }
+        }
+        let found = s
+            .get(at..)
+            .and_then(|r| r.windows(2).position(|w| w == b"?="))
+            .map(|p| at + p);
+        self.from = at;
+        self.found = found;
+        self.valid = true;
+        found
+    }
+}
+
+/// Longest encoded-text we accept in one word (RFC 2047 allows 75 characters per word; broken
+/// mailers write longer ones).
+const MAX_WORD: usize = 4096;
+
 /// Parses `=?charset?B|Q?text?=` at `at`: (charset, decoded bytes, end offset).
-fn parse_word(s: &[u8], at: usize) -> Option<(String, Vec<u8>, usize)> {
+fn parse_word(s: &[u8], at: usize, closes: &mut CloseFinder) -> Option<(String, Vec<u8>, usize)> {
     let rest = s.get(at..)?;
     if !rest.starts_with(b"=?") {
         return None;
@@ -335,9 +373,12 @@ fn parse_word(s: &[u8], at: usize) -> Option<(String, Vec<u8>, usize)> {
         return None;
     }
     let text_start = q1 + 3;
-    let text_rest = body.get(text_start..)?;
-    let end_rel = text_rest.windows(2).position(|w| w == b"?=")?;
-    let text = text_rest.get(..end_rel)?;
+    let close = closes.next(s, at + 2 + text_start)?;
+    let end_rel = close - (at + 2 + text_start);
+    if end_rel > MAX_WORD {
+        return None;
+    }
+    let text = body.get(text_start..text_start + end_rel)?;
     if text.contains(&b' ') || charset.is_empty() {
         return None;
     }
@@ -347,7 +388,7 @@ fn parse_word(s: &[u8], at: usize) -> Option<(String, Vec<u8>, usize)> {
         _ => return None,
     };
     let cs = normalize(std::str::from_utf8(charset).ok()?);
-    Some((cs, bytes, at + 2 + text_start + end_rel + 2))
+    Some((cs, bytes, close + 2))
 }
 
 #[cfg(test)]
@@ -469,6 +510,21 @@ mod tests {
         );
         // Raw 8-bit Shift_JIS in a header.
         assert_eq!(decode_header(&enc(SHIFT_JIS, "件名です")), "件名です");
+    }
+
+    #[test]
+    fn unclosed_words_do_not_go_quadratic() {
+        let h = "=?utf-8?b?QUFB".repeat(200_000); // 2.8 MB, no closing ?=
+        let started = std::time::Instant::now();
+        let out = decode_header(h.as_bytes());
+        assert_eq!(out.len(), h.len());
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "took {:?}",
+            started.elapsed()
+        );
+        let ok = format!("{} =?utf-8?q?end?=", "=?x?q?a".repeat(1000));
+        assert!(decode_header(ok.as_bytes()).ends_with("end"));
     }
 
     #[test]

@@ -700,14 +700,38 @@ fn deadline_is_checked_before_work() {
 }
 
 #[test]
-fn link_rewriting_per_line_equals_whole_text() {
-    let text = "a https://x.example.jp/a, b\nwww.example.com\n\nmailto:a@b.jp tel:0312345678 http://y.jp.\nno links here\nftp://f.example/x https://z.example/?q=1";
-    for mode in [LinkMode::Defang, LinkMode::Remove, LinkMode::Keep] {
-        assert_eq!(
-            super::rewrite_links_by_line(text, mode),
-            crate::links::rewrite_links_in_text(text, mode)
-        );
+fn segmented_link_rewriting_equals_whole_text() {
+    let texts = [
+        "a https://x.example.jp/a, b\nwww.example.com\n\nmailto:a@b.jp tel:0312345678 http://y.jp.\nno links here\nftp://f.example/x https://z.example/?q=1",
+        "詳細はhttps://example.jp/a（こちら）とwww.example.com。また<http://b.example/x>\"http://c.example\"",
+        "xhttp://a.b/c:d:e http://a/tel:1 HTTPS://UP.EXAMPLE/X 'www.q.example'(ftp://f.example)",
+        "",
+        ":",
+        "http://",
+    ];
+    for text in texts {
+        for mode in [LinkMode::Defang, LinkMode::Remove, LinkMode::Keep] {
+            assert_eq!(
+                super::rewrite_links_linear(text, mode),
+                crate::links::rewrite_links_in_text(text, mode),
+                "{text}"
+            );
+        }
     }
+}
+
+#[test]
+fn hostile_link_density_stays_linear() {
+    let line = "<http://a".repeat(200_000); // 1.8 MB on one line
+    let started = std::time::Instant::now();
+    let (out, n) = super::rewrite_links_linear(&line, LinkMode::Defang);
+    assert_eq!(n, 200_000);
+    assert!(out.starts_with("<hxxp://a<hxxp://a"));
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
