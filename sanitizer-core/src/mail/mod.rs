@@ -462,6 +462,9 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         };
         let (ctype, subtype) = ctype_of(part);
         if depth > self.max_depth {
+            if !self.charge_own_part() {
+                return Ok(());
+            }
             self.notice.add(Entry {
                 subject_ja: format!("{ctype}/{subtype} の部品"),
                 subject_en: format!("a {ctype}/{subtype} part"),
@@ -667,7 +670,22 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         })
     }
 
+    /// Parts this module removes itself (signatures, encrypted, too deep, over a limit) count
+    /// against the part limit like attachments do, so that their report items stay bounded:
+    /// once it trips they are only counted in the summary.
+    fn charge_own_part(&mut self) -> bool {
+        if !self.parts_exhausted && self.cx.budget().charge_part().is_ok() {
+            return true;
+        }
+        self.parts_exhausted = true;
+        self.skipped += 1;
+        false
+    }
+
     fn remove_over_limit(&mut self, part: &MessagePart<'_>, e: &SanitizeError) {
+        if !self.charge_own_part() {
+            return;
+        }
         self.n += 1;
         let name = self.name_of(part).map(|n| normalize_filename(&n).name);
         let leaf = match &name {
@@ -694,6 +712,9 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
     }
 
     fn remove_special(&mut self, part: &MessagePart<'_>, threat: &'static str, token: Token) {
+        if !self.charge_own_part() {
+            return;
+        }
         self.n += 1;
         let name = self
             .name_of(part)

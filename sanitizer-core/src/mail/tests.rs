@@ -623,6 +623,21 @@ fn two_thousand_parts_keep_notice_and_report_bounded() {
 }
 
 #[test]
+fn many_signature_parts_keep_the_report_bounded() {
+    let mut s = String::from(
+        "From: a@example.jp\r\nSubject: sigs\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nbody\r\n",
+    );
+    for _ in 0..3000 {
+        s.push_str("--M\r\nContent-Type: application/pkcs7-signature\r\n\r\nx\r\n");
+    }
+    s.push_str("--M--\r\n");
+    let o = run(s.as_bytes());
+    assert!(o.report.items.len() < 1100, "{}", o.report.items.len());
+    assert!(o.threats().contains(&threats::LIMIT_PARTS));
+    assert!(o.text().lines().count() < 120);
+}
+
+#[test]
 fn decoded_bytes_limit_removes_the_part() {
     let mut policy = Policy::default();
     policy.limits.max_decoded_bytes = 200;
