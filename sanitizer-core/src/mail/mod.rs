@@ -356,7 +356,7 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
     fn new(cx: &'c mut Context<'a>, msg: &'m Message<'m>) -> Self {
         let limit = cx.policy().limits.max_depth;
         Walker {
-            max_depth: limit.saturating_sub(cx.depth()),
+            max_depth: limit.saturating_sub(cx.depth()).min(MAX_MIME_DEPTH),
             cx,
             msg,
             raw: msg.raw_message(),
@@ -1120,6 +1120,10 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         text
     }
 }
+
+/// The walk recurses once per multipart level; whatever the policy's depth limit says, it
+/// never goes deeper than this (the stack stays small).
+const MAX_MIME_DEPTH: u32 = 64;
 
 /// Content types that make mail-parser parse a nested message, and the same-length private
 /// subtypes they are renamed to before parsing.

@@ -521,6 +521,11 @@ fn deep_multipart_nesting_is_cut_at_the_depth_limit() {
     assert!(o.threats().contains(&threats::LIMIT_DEPTH));
     assert!(!o.text().contains("deepest"));
     assert!(o.text().contains("入れ子が深すぎる"));
+    // A policy allowing absurd depth still cannot make the walk recurse 5,000 times.
+    let mut lax = Policy::default();
+    lax.limits.max_depth = 1_000_000;
+    let o = run_with(nested_multipart(5000).as_bytes(), &lax);
+    assert!(o.threats().contains(&threats::LIMIT_DEPTH));
     // Within the limit, the text is found.
     let o = run(nested_multipart(5).as_bytes());
     assert!(o.text().contains("deepest"));
