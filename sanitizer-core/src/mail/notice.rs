@@ -121,9 +121,15 @@ impl Notice {
             ja_items.push_str(&format!("・ほか {} 件\n", self.more));
             en_items.push_str(&format!("- and {} more\n", self.more));
         }
+        // Templates come from the policy file: no CR, no other controls in the body.
         let fill = |t: &str, items: &str| {
-            t.replace("{items}", items.trim_end())
-                .replace("{report_id}", report_id)
+            let filled = t
+                .replace("{items}", items.trim_end())
+                .replace("{report_id}", report_id);
+            filled
+                .chars()
+                .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+                .collect::<String>()
         };
         let mut s = String::new();
         s.push_str(RULE);
