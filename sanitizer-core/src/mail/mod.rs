@@ -30,6 +30,28 @@
 //! | `DEL_HEADER` | a forged `X-Mugai-*` header or a second `From` was dropped |
 //! | `CHG_HEADER` | invisible or bidi controls were removed from header or body text |
 //!
+//! ## Report paths
+//! `body` (the text body: `kept`, or `converted_to_text` with `html.body`), `body/links`
+//! (`link.rewritten`, with a count), `body/pgp`, `header/<Name>` (bidi controls, duplicate From,
+//! forged `X-Mugai-*`), `attachment[n]/<name>` (every non-body part, numbered in document order;
+//! items inside a part continue its path), `attachment[*]` (the summary once the part limit
+//! tripped), `part[<id>]` (a subtree cut at the depth limit), `message` (unparseable). A nested
+//! message's own items continue its attachment path (`attachment[2]/fwd.eml/body`).
+//!
+//! ## Decisions
+//! - When text/plain is delivered in place of an HTML alternative, the body is recorded as
+//!   `converted_to_text` (`html.body`): the recipient does not get the HTML version. The
+//!   dropped HTML is not scanned, so its threats are not itemised.
+//! - Further inline text parts (mailing-list footers, HTML fragments) are appended to the body
+//!   after a separator line rather than attached.
+//! - Attachment names are written twice: RFC 2231 `filename*` (standard) and an RFC 2047
+//!   `name=` on Content-Type, which older Japanese clients read.
+//! - A rebuilt nested message is attached as `7bit` `message/rfc822` (RFC 2046 forbids base64
+//!   there) when it is ASCII with CRLF lines ≤ 998 octets, which our own output always is;
+//!   anything else is attached base64.
+//! - The body is quoted-printable when mostly ASCII, else base64; both keep `.` and `From `
+//!   lines and bare CR/LF off the wire.
+//!
 //! ## Limits
 //! Decoded part bodies are charged to the budget; the deadline is checked per part; attachments
 //! are counted by `sanitize_child`, and once the part limit trips the rest are summarised as one
