@@ -173,9 +173,12 @@ fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut 
         }
         "From" | "To" | "Cc" | "Reply-To" => {
             let reparsed;
-            let value = if !rawv.is_ascii() && std::str::from_utf8(rawv).is_err() {
-                // Raw 8-bit text in a legacy charset: decode it first, then parse the addresses
-                // from UTF-8 so display names do not turn into U+FFFD.
+            let legacy =
+                (!rawv.is_ascii() && std::str::from_utf8(rawv).is_err()) || rawv.contains(&0x1B);
+            let value = if legacy {
+                // Raw text in a legacy charset (8-bit Shift_JIS, or unencoded ISO-2022-JP
+                // escapes from old clients): decode it first, then parse the addresses from
+                // UTF-8 so display names do not turn into U+FFFD or escape garbage.
                 reparsed = reparse_address(name, rawv);
                 reparsed.as_ref()
             } else {

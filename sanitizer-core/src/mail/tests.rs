@@ -281,6 +281,26 @@ fn japanese_and_other_charsets_decode_without_mojibake() {
 }
 
 #[test]
+fn raw_legacy_charset_headers_are_decoded() {
+    let mut raw = b"From: ".to_vec();
+    raw.extend_from_slice(&enc(ISO_2022_JP, "髙橋"));
+    raw.extend_from_slice(b" <t@example.jp>\r\nTo: ");
+    raw.extend_from_slice(&enc(SHIFT_JIS, "①総務課"));
+    raw.extend_from_slice(b" <soumu@city.example.lg.jp>\r\nSubject: ");
+    raw.extend_from_slice(&enc(ISO_2022_JP, "①至急"));
+    raw.extend_from_slice(b"\r\n\r\nbody\r\n");
+    let o = run(&raw);
+    assert_eq!(o.subject(), "①至急");
+    let m = MessageParser::default().parse(&o.bytes).unwrap();
+    assert_eq!(m.from().unwrap().first().unwrap().name().unwrap(), "髙橋");
+    assert_eq!(m.to().unwrap().first().unwrap().name().unwrap(), "①総務課");
+    assert_eq!(
+        m.to().unwrap().first().unwrap().address().unwrap(),
+        "soumu@city.example.lg.jp"
+    );
+}
+
+#[test]
 fn undecodable_bytes_are_replaced_never_raw() {
     let o = run(&labelled("utf-8", "8bit", b"ok \xff\xfe\x80 end"));
     let text = o.text();
