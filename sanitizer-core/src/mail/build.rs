@@ -152,11 +152,17 @@ pub(crate) fn write_folded(out: &mut Vec<u8>, name: &str, value: &str) {
         let mut rest = token;
         while col + rest.len() > HARD_LINE {
             let room = HARD_LINE.saturating_sub(col).max(1);
+            // Values are 7-bit by contract; stay on a character boundary anyway.
             let mut cut = room.min(rest.len());
             while cut > 0 && !rest.is_char_boundary(cut) {
                 cut -= 1;
             }
-            let (head, tail) = rest.split_at(cut.max(1).min(rest.len()));
+            if cut == 0 {
+                cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+            }
+            let Some((head, tail)) = rest.split_at_checked(cut) else {
+                break;
+            };
             out.extend_from_slice(head.as_bytes());
             out.extend_from_slice(b"\r\n ");
             col = 1;
@@ -326,6 +332,13 @@ mod tests {
             assert!(line.len() <= 999, "{}", line.len());
         }
         assert!(out.ends_with(b"\r\n"));
+    }
+
+    #[test]
+    fn folding_never_splits_a_character() {
+        let mut out = Vec::new();
+        write_folded(&mut out, "X", &"あ".repeat(2000));
+        assert!(String::from_utf8(out).is_ok());
     }
 
     #[test]
