@@ -664,17 +664,23 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 }
             }
         }
+        // Other renderings of the same content (the dropped HTML with its inline images, a
+        // stub, text/enriched) are not delivered; what is not a rendering (an Outlook
+        // text/calendar, an odd attachment) is handled as a part of its own.
+        let is_rendering = |c: usize| {
+            msg.parts.get(c).is_some_and(|p| {
+                let (t, s) = ctype_of(p);
+                (t == "text" && s != "calendar") || t == "multipart"
+            })
+        };
+        let chosen = used_plain.or(html);
         for c in kids.iter().copied() {
             if Some(c) == used_plain {
                 continue;
             }
-            if used_plain.is_some() && (has_html(c) || is_plain(c)) {
-                continue; // the dropped HTML alternative (with its inline images)
+            if chosen.is_none() || Some(c) == chosen || !is_rendering(c) {
+                self.walk(c, depth + 1)?;
             }
-            if used_plain.is_none() && is_plain(c) && html.is_some() {
-                continue; // the stub
-            }
-            self.walk(c, depth + 1)?;
         }
         Ok(())
     }

@@ -176,6 +176,23 @@ fn alternative_prefers_text_plain() {
 }
 
 #[test]
+fn other_renderings_in_an_alternative_are_not_attachments() {
+    let raw = "From: a@example.jp\r\nSubject: alt3\r\nContent-Type: multipart/alternative; boundary=A\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nmeeting at ten\r\n--A\r\nContent-Type: text/enriched\r\n\r\n<bold>meeting</bold>\r\n--A\r\nContent-Type: text/html\r\n\r\n<b>meeting</b>\r\n--A\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\nBEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n--A--\r\n";
+    let o = run(raw.as_bytes());
+    assert!(o.text().contains("meeting at ten"));
+    let paths: Vec<&str> = o.report.items.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p.starts_with("attachment["))
+            .count(),
+        1,
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"attachment[1]/invite.ics"), "{paths:?}");
+}
+
+#[test]
 fn stub_text_alternative_uses_html() {
     for stub in [
         "",
