@@ -520,13 +520,22 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 self.alternative(&kids, depth)?;
             }
             (PartType::Multipart(kids), "multipart", "signed") => {
-                let mut first = true;
+                // The signed content is walked like any part; the signature part (whatever
+                // its position) is removed by its own content type below, or, when its type is
+                // one we do not know, by the protocol the container declares.
+                let protocol = part
+                    .content_type()
+                    .and_then(|ct| ct.attribute("protocol"))
+                    .map(str::to_ascii_lowercase);
                 for c in children(kids) {
-                    if first {
+                    let Some(child) = msg.parts.get(c) else {
+                        continue;
+                    };
+                    let (t, s) = ctype_of(child);
+                    if protocol.as_deref() == Some(&format!("{t}/{s}")) {
+                        self.remove_special(child, threats::MAIL_SIGNATURE, Token::DelSign);
+                    } else {
                         self.walk(c, depth + 1)?;
-                        first = false;
-                    } else if let Some(sig) = msg.parts.get(c) {
-                        self.remove_special(sig, threats::MAIL_SIGNATURE, Token::DelSign);
                     }
                 }
             }

@@ -433,6 +433,15 @@ fn signed_mail_keeps_content_and_drops_signature() {
 }
 
 #[test]
+fn signature_first_or_of_unknown_type_is_still_the_signature() {
+    let raw = "From: a@example.jp\r\nSubject: s\r\nContent-Type: multipart/signed; protocol=\"application/x-odd-signature\"; boundary=S\r\n\r\n--S\r\nContent-Type: application/x-odd-signature\r\n\r\nSIG\r\n--S\r\nContent-Type: text/plain\r\n\r\nthe signed text\r\n--S--\r\n";
+    let o = run(raw.as_bytes());
+    assert!(o.text().contains("the signed text"), "{}", o.text());
+    assert!(o.threats().contains(&threats::MAIL_SIGNATURE));
+    assert!(o.attachments().is_empty());
+}
+
+#[test]
 fn encrypted_content_is_removed() {
     let raw = "From: a@example.jp\r\nSubject: enc\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n\r\nMIIBAAAA\r\n";
     let o = run(raw.as_bytes());
