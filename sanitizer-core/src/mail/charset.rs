@@ -144,9 +144,31 @@ pub(crate) fn guess(bytes: &[u8]) -> Decoded<'_> {
     }
     let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
     det.feed(bytes, true);
-    let enc = det.guess(Some(b"jp"), chardetng::Utf8Detection::Allow);
-    let enc = if enc == UTF_8 { SHIFT_JIS } else { enc };
-    whatwg(enc, bytes)
+    // A Japanese gateway: first the guess for a `.jp` context, then the neutral one. A guess
+    // whose decoding has errors or lands in the private-use area (Shift_JIS user-defined
+    // rows, which is how Latin-1 "Fr\xf6sche" reads as Shift_JIS) loses to one without.
+    let jp = det.guess(Some(b"jp"), chardetng::Utf8Detection::Allow);
+    let neutral = det.guess(None, chardetng::Utf8Detection::Allow);
+    let mut best: Option<(usize, Decoded<'_>)> = None;
+    for enc in [jp, neutral] {
+        let enc = if enc == UTF_8 { SHIFT_JIS } else { enc };
+        let d = whatwg(enc, bytes);
+        let bad = d
+            .text
+            .chars()
+            .filter(|c| *c == '\u{FFFD}' || ('\u{E000}'..='\u{F8FF}').contains(c))
+            .count();
+        if bad == 0 {
+            return d;
+        }
+        if best.as_ref().is_none_or(|(b, _)| bad < *b) {
+            best = Some((bad, d));
+        }
+    }
+    match best {
+        Some((_, d)) => d,
+        None => whatwg(SHIFT_JIS, bytes),
+    }
 }
 
 fn has_iso2022jp_escape(b: &[u8]) -> bool {
@@ -471,6 +493,15 @@ mod tests {
         assert!(d.lossy);
         assert!(d.text.contains('\u{FFFD}'));
         assert!(d.text.starts_with("ok "));
+    }
+
+    #[test]
+    fn unlabelled_latin1_is_not_read_as_shift_jis() {
+        assert_eq!(
+            decode_header(b"Die Hasen und die Fr\xf6sche"),
+            "Die Hasen und die Frösche"
+        );
+        assert_eq!(guess(b"caf\xe9 cr\xe8me").text, "café crème");
     }
 
     #[test]
