@@ -106,6 +106,25 @@ pub(crate) struct Decoded<'a> {
 /// Decodes `bytes` declared as `label`.
 pub(crate) fn decode<'a>(bytes: &'a [u8], label: Option<&str>) -> Decoded<'a> {
     match plan(label) {
+        Plan::Whatwg(enc) if enc == UTF_8 => {
+            // Mislabelled mail is common (Latin-1 or Shift_JIS sent as "utf-8"): when the
+            // label does not fit and a guess decodes without any error, the guess wins.
+            // Only when almost nothing decoded as UTF-8: "café\xff" stays UTF-8 with one
+            // U+FFFD rather than becoming windows-1252 mojibake.
+            let d = whatwg(enc, bytes);
+            let (valid, invalid) = d.text.chars().fold((0usize, 0usize), |(v, i), c| match c {
+                '\u{FFFD}' => (v, i + 1),
+                c if !c.is_ascii() => (v + 1, i),
+                _ => (v, i),
+            });
+            if d.lossy && valid * 4 < invalid {
+                let g = guess(bytes);
+                if !g.text.contains('\u{FFFD}') && !has_private_use(&g.text) {
+                    return g;
+                }
+            }
+            d
+        }
         Plan::Whatwg(enc) => whatwg(enc, bytes),
         Plan::MailParser(f) => {
             let text = f(bytes);
@@ -171,6 +190,10 @@ pub(crate) fn guess(bytes: &[u8]) -> Decoded<'_> {
     }
 }
 
+fn has_private_use(s: &str) -> bool {
+    s.chars().any(|c| ('\u{E000}'..='\u{F8FF}').contains(&c))
+}
+
 fn has_iso2022jp_escape(b: &[u8]) -> bool {
     b.windows(3)
         .any(|w| matches!(w, [0x1B, b'$', b'B' | b'@'] | [0x1B, b'(', b'I' | b'J']))
@@ -188,6 +211,8 @@ pub(crate) fn base64_decode(input: &[u8]) -> Vec<u8> {
             b'0'..=b'9' => c - b'0' + 52,
             b'+' | b'-' => 62,
             b'/' | b'_' => 63,
+            // Padding ends the data; anything after it is trailing garbage.
+            b'=' if n != 1 => break,
             _ => continue,
         };
         acc = (acc << 6) | u32::from(v);
@@ -488,11 +513,25 @@ mod tests {
     }
 
     #[test]
+    fn mislabelled_utf8_is_rescued_by_a_clean_guess() {
+        let d = decode(b"Die Hasen und die Fr\xf6sche", Some("utf-8"));
+        assert_eq!(d.text, "Die Hasen und die Frösche");
+        let sjis = enc(SHIFT_JIS, JA);
+        assert_eq!(decode(&sjis, Some("UTF-8")).text, JA);
+        assert_eq!(
+            base64_decode(b"ecO2dMOkIHZhYW4uCg== ignored"),
+            "yötä vaan.\n".as_bytes()
+        );
+    }
+
+    #[test]
     fn undecodable_bytes_become_replacement() {
-        let d = decode(b"ok \xff\xfe end", Some("utf-8"));
+        let mut bytes = "日本語 \u{e9}".as_bytes().to_vec();
+        bytes.extend_from_slice(b"\xff\xfe end");
+        let d = decode(&bytes, Some("utf-8"));
         assert!(d.lossy);
         assert!(d.text.contains('\u{FFFD}'));
-        assert!(d.text.starts_with("ok "));
+        assert!(d.text.starts_with("日本語 é"));
     }
 
     #[test]

@@ -457,7 +457,9 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 match charset::plan(Some(l)) {
                     // us-ascii and unknown labels: only when there was nothing to guess.
                     charset::Plan::Guess => t.is_ascii() && !t.contains('\u{1B}'),
-                    _ => theirs.is_some(),
+                    // With replacement characters, our decoder may do better (mislabelled
+                    // mail): take the raw path.
+                    _ => theirs.is_some() && !t.contains('\u{FFFD}'),
                 }
             }
             (Some(t), None) => !t.contains(['\u{FFFD}', '\u{1B}']),
@@ -465,9 +467,6 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         };
         if fast && let Some(t) = parsed {
             self.cx.budget().charge_decoded(t.len() as u64)?;
-            if t.contains('\u{FFFD}') {
-                self.lossy = true;
-            }
             return Ok(t.to_owned());
         }
         let bytes = self.decoded_bytes(part)?;

@@ -319,9 +319,14 @@ fn raw_legacy_charset_headers_are_decoded() {
 
 #[test]
 fn undecodable_bytes_are_replaced_never_raw() {
-    let o = run(&labelled("utf-8", "8bit", b"ok \xff\xfe\x80 end"));
+    let mut bytes = "日本語の本文 ".as_bytes().to_vec();
+    bytes.extend_from_slice(b"\xff\xfe\x80 end");
+    let o = run(&labelled("utf-8", "8bit", &bytes));
     let text = o.text();
-    assert!(text.contains("ok ") && text.contains(" end"), "{text}");
+    assert!(
+        text.contains("日本語の本文 ") && text.contains(" end"),
+        "{text}"
+    );
     assert!(text.contains('\u{FFFD}'), "{text}");
     assert!(o.threats().contains(&threats::MAIL_CHARSET));
 }
