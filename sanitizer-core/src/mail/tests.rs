@@ -783,7 +783,7 @@ fn segmented_link_rewriting_equals_whole_text() {
     for text in texts {
         for mode in [LinkMode::Defang, LinkMode::Remove, LinkMode::Keep] {
             assert_eq!(
-                super::rewrite_links_linear(text, mode),
+                super::body::rewrite_links_linear(text, mode),
                 crate::links::rewrite_links_in_text(text, mode),
                 "{text}"
             );
@@ -795,7 +795,7 @@ fn segmented_link_rewriting_equals_whole_text() {
 fn hostile_link_density_stays_linear() {
     let line = "<http://a".repeat(200_000); // 1.8 MB on one line
     let started = std::time::Instant::now();
-    let (out, n) = super::rewrite_links_linear(&line, LinkMode::Defang);
+    let (out, n) = super::body::rewrite_links_linear(&line, LinkMode::Defang);
     assert_eq!(n, 200_000);
     assert!(out.starts_with("<hxxp://a<hxxp://a"));
     assert!(
