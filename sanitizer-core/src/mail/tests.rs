@@ -779,6 +779,8 @@ fn segmented_link_rewriting_equals_whole_text() {
         "",
         ":",
         "http://",
+        "wwww.x.jp ww.w.jp Www.Example.COM/x w:ww.a",
+        "a\u{0B}http://vt.example b\u{A0}http://nbsp.example\u{3000}https://ideo.example",
     ];
     for text in texts {
         for mode in [LinkMode::Defang, LinkMode::Remove, LinkMode::Keep] {
