@@ -21,11 +21,17 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 /// Appends the base64 encoding of `input` (no line breaks).
 pub(crate) fn base64_into(out: &mut Vec<u8>, input: &[u8]) {
+    out.reserve(input.len().div_ceil(3) * 4);
+    let sextet = |n: u32, shift: u32| {
+        B64.get(((n >> shift) & 0x3F) as usize)
+            .copied()
+            .unwrap_or(b'A')
+    };
     let mut chunks = input.chunks_exact(3);
     for c in &mut chunks {
         if let [a, b, d] = *c {
             let n = (u32::from(a) << 16) | (u32::from(b) << 8) | u32::from(d);
-            push_sextets(out, n, 4);
+            out.extend_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), sextet(n, 0)]);
         }
     }
     match *chunks.remainder() {
