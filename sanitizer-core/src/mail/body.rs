@@ -79,21 +79,39 @@ pub(super) fn rewrite_links_linear(text: &str, mode: crate::policy::LinkMode) ->
     (out, count)
 }
 
-/// Removes inline PGP armour blocks (encrypted content cannot be inspected).
+/// Removes inline PGP encrypted blocks (their content cannot be inspected).
 pub(super) fn strip_pgp(text: &str) -> Option<String> {
-    const BEGIN: &str = "-----BEGIN PGP MESSAGE-----";
-    const END: &str = "-----END PGP MESSAGE-----";
-    if !text.contains(BEGIN) {
+    strip_armour(
+        text,
+        "-----BEGIN PGP MESSAGE-----",
+        "-----END PGP MESSAGE-----",
+        "[暗号化された内容を削除しました / encrypted content removed]",
+    )
+}
+
+/// Removes inline PGP signature blocks of clear-signed text (the text stays; a signature
+/// cannot stay valid in a rebuilt message).
+pub(super) fn strip_pgp_signature(text: &str) -> Option<String> {
+    strip_armour(
+        text,
+        "-----BEGIN PGP SIGNATURE-----",
+        "-----END PGP SIGNATURE-----",
+        "[電子署名を削除しました / signature removed]",
+    )
+}
+
+fn strip_armour(text: &str, begin: &str, end: &str, placeholder: &str) -> Option<String> {
+    if !text.contains(begin) {
         return None;
     }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(i) = rest.find(BEGIN) {
+    while let Some(i) = rest.find(begin) {
         out.push_str(rest.get(..i).unwrap_or_default());
-        out.push_str("[暗号化された内容を削除しました / encrypted content removed]");
+        out.push_str(placeholder);
         let after = rest.get(i..).unwrap_or_default();
-        rest = match after.find(END) {
-            Some(j) => after.get(j + END.len()..).unwrap_or_default(),
+        rest = match after.find(end) {
+            Some(j) => after.get(j + end.len()..).unwrap_or_default(),
             None => "",
         };
     }

@@ -461,6 +461,12 @@ fn encrypted_content_is_removed() {
         "{t}"
     );
     assert!(o.threats().contains(&threats::MAIL_ENCRYPTED));
+    let signed = "From: a@example.jp\r\nSubject: clear\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nsigned words\r\n-----BEGIN PGP SIGNATURE-----\r\niQEzBAEB\r\n-----END PGP SIGNATURE-----\r\n";
+    let o = run(signed.as_bytes());
+    let t = o.text();
+    assert!(t.contains("signed words") && !t.contains("iQEzBAEB"), "{t}");
+    assert!(o.threats().contains(&threats::MAIL_SIGNATURE));
+    assert!(o.header("X-Mugai-Sanitized").unwrap().contains("DEL_SIGN"));
 }
 
 #[test]

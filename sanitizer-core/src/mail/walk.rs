@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
 
-use super::body::{is_stub, normalize_text, rewrite_links_linear, strip_pgp};
+use super::body::{is_stub, normalize_text, rewrite_links_linear, strip_pgp, strip_pgp_signature};
 use super::notice::{Entry, Notice, Token, removal_reason};
 use super::{
     build, charset, headers, write_text_body, write_text_part_headers, write_trailer_headers,
@@ -753,6 +753,11 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         }
         let (mut text, bidi) = normalize_text(&text);
         self.bidi |= bidi;
+        let mut pgp_signature = false;
+        if let Some(stripped) = strip_pgp_signature(&text) {
+            text = stripped;
+            pgp_signature = true;
+        }
         if let Some(stripped) = strip_pgp(&text) {
             text = stripped;
             self.pgp = true;
@@ -821,6 +826,24 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         }
         if src.is_some() {
             self.record("body", kind, action, &body_threats, reason);
+        }
+        if pgp_signature {
+            self.notice.token(Token::DelSign);
+            let (ja, en) = removal_reason(&[threats::MAIL_SIGNATURE]);
+            self.notice.add(Entry {
+                subject_ja: "本文中の電子署名".into(),
+                subject_en: "signature in the body".into(),
+                ja: ja.into(),
+                en: en.into(),
+                removed: false,
+            });
+            self.record(
+                "body/signature",
+                Kind::Text,
+                Action::Removed,
+                &[threats::MAIL_SIGNATURE],
+                "inline PGP signature removed: it cannot stay valid in a rebuilt message",
+            );
         }
         if self.pgp {
             self.notice.token(Token::DelAttach);
