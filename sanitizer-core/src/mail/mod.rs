@@ -32,8 +32,8 @@
 //!
 //! ## Report paths
 //! `body` (the text body: `kept`, or `converted_to_text` with `html.body`), `body/links`
-//! (`link.rewritten`, with a count), `body/pgp`, `body/signature`, `header/<Name>` (bidi controls, duplicate From,
-//! forged `X-Mugai-*`), `attachment[n]/<name>` (every non-body part, numbered in document order;
+//! (`link.rewritten`, with a count), `body/pgp`, `body/signature`, `header/<Name>` (bidi
+//! controls, duplicate From, forged `X-Mugai-*`), `attachment[n]/<name>` (every non-body part, numbered in document order;
 //! items inside a part continue its path), `attachment[*]` (the summary once the part limit
 //! tripped), `part[<id>]` (a subtree cut at the depth limit), `message` (unparseable). A nested
 //! message's own items continue its attachment path (`attachment[2]/fwd.eml/body`).
