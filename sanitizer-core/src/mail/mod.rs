@@ -31,12 +31,15 @@
 //! | `CHG_HEADER` | invisible or bidi controls were removed from header or body text |
 //!
 //! ## Report paths
-//! `body` (the text body: `kept`, or `converted_to_text` with `html.body`), `body/links`
-//! (`link.rewritten`, with a count), `body/pgp`, `body/signature`, `header/<Name>` (bidi
-//! controls, duplicate From, forged `X-Mugai-*`), `attachment[n]/<name>` (every non-body part, numbered in document order;
-//! items inside a part continue its path), `attachment[*]` (the summary once the part limit
-//! tripped), `part[<id>]` (a subtree cut at the depth limit), `message` (unparseable). A nested
-//! message's own items continue its attachment path (`attachment[2]/fwd.eml/body`).
+//! - `body`: the text body, `kept`, or `converted_to_text` with `html.body`;
+//!   `body/links` (`link.rewritten`, with a count), `body/pgp`, `body/signature`;
+//! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`;
+//! - `attachment[n]/<name>`: every non-body part, numbered in document order; items inside a
+//!   part continue its path (a nested message's: `attachment[2]/fwd.eml/body`);
+//! - `attachment[*]`: the summary once the part limit tripped; `part[<id>]`: a subtree cut at
+//!   the depth limit;
+//! - `message`: unparseable (`mail.unparseable`), or CRLF mixed with bare CR/LF
+//!   (`mail.bare_line_ending`).
 //!
 //! ## Decisions
 //! - When text/plain is delivered in place of an HTML alternative, the body is recorded as
@@ -128,9 +131,48 @@ pub(crate) fn sanitize_message(
             "nested message could not be parsed".into(),
         ));
     };
+    if mixed_line_endings(input) {
+        let path = if cx.path().is_empty() {
+            "message".to_owned()
+        } else {
+            format!("{}/message", cx.path())
+        };
+        cx.record(ReportItem {
+            path,
+            kind: Kind::Mail,
+            action: Action::Converted,
+            threats: vec![threats::MAIL_BARE_LINE_ENDING.to_owned()],
+            reason: "bare CR or LF among CRLF line ends (SMTP smuggling pattern); the output has \
+                     CRLF only"
+                .into(),
+            detail: None,
+        });
+    }
     let mut w = Walker::new(cx, &msg);
     w.walk(0, 0)?;
     Ok(w.finish())
+}
+
+/// CRLF line ends mixed with a bare CR or LF: how `<LF>.<LF>` and `<CR>.<CR>` smuggling
+/// looks. A file with LF line ends throughout is just a Unix file and not reported.
+fn mixed_line_endings(input: &[u8]) -> bool {
+    let (mut crlf, mut bare) = (false, false);
+    let mut i = 0usize;
+    while let Some(&b) = input.get(i) {
+        match b {
+            b'\r' if input.get(i + 1) == Some(&b'\n') => {
+                crlf = true;
+                i += 1;
+            }
+            b'\r' | b'\n' => bare = true,
+            _ => {}
+        }
+        if crlf && bare {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// A safe message that carries only the notice, for mail that could not be sanitized. Keeps the

@@ -510,6 +510,10 @@ fn end_of_data_lookalikes_become_plain_crlf_text() {
     );
     // No "." line and no bare CR/LF on the wire (assert_wire_clean ran in `run`).
     assert!(!o.raw().contains("\r\n.\r\n"));
+    assert!(o.threats().contains(&threats::MAIL_BARE_LINE_ENDING));
+    // LF throughout is a Unix file, not smuggling.
+    let o = run(PLAIN.replace("\r\n", "\n").as_bytes());
+    assert!(!o.threats().contains(&threats::MAIL_BARE_LINE_ENDING));
 }
 
 #[test]
