@@ -52,30 +52,41 @@ pub(super) struct Walker<'c, 'a, 'm> {
     skipped: usize,
 }
 
-/// Lower-case type and subtype (text/plain when absent), with the private subtypes of
-/// [`defuse_nesting`](super::parse::defuse_nesting) mapped back to their real names.
+/// Lower-case type and subtype (text/plain when absent).
 fn ctype_of(part: &MessagePart<'_>) -> (String, String) {
     match part.content_type() {
-        Some(ct) => {
-            let t = ct.ctype().to_ascii_lowercase();
-            let s = ct.subtype().unwrap_or_default().to_ascii_lowercase();
-            let s = match (t.as_str(), s.as_str()) {
-                ("message", "x-mug1") => "rfc822".to_owned(),
-                ("message", "x-mug2") => "global".to_owned(),
-                ("multipart", "x-mugd") => "digest".to_owned(),
-                _ => s,
-            };
-            (t, s)
-        }
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+        ),
         None => ("text".into(), "plain".into()),
     }
 }
 
+/// The declared transfer encoding, from the field renamed before parsing (see `parse`).
 fn transfer_encoding(part: &MessagePart<'_>) -> Encoding {
-    match part.content_transfer_encoding().map(str::trim) {
-        Some(e) if e.eq_ignore_ascii_case("base64") => Encoding::Base64,
-        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
-        _ => Encoding::None,
+    let Some(h) = part.headers.iter().find(|h| {
+        h.name
+            .as_str()
+            .eq_ignore_ascii_case(super::parse::HIDDEN_CTE)
+    }) else {
+        return Encoding::None;
+    };
+    let value = match &h.value {
+        mail_parser::HeaderValue::Text(t) => t.as_ref(),
+        _ => "",
+    };
+    let token = value
+        .trim()
+        .split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .next()
+        .unwrap_or_default();
+    if token.eq_ignore_ascii_case("base64") {
+        Encoding::Base64
+    } else if token.eq_ignore_ascii_case("quoted-printable") {
+        Encoding::QuotedPrintable
+    } else {
+        Encoding::None
     }
 }
 
@@ -129,22 +140,16 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
 
     /// The transfer-decoded bytes of a part, charged to the budget.
     fn decoded_bytes(&mut self, part: &'m MessagePart<'m>) -> Result<Cow<'m, [u8]>, SanitizeError> {
-        let bytes: Cow<'m, [u8]> = match &part.body {
-            PartType::Binary(b) | PartType::InlineBinary(b) => Cow::Borrowed(b.as_ref()),
-            _ => {
-                let raw = self
-                    .raw
-                    .get(part.offset_body as usize..part.offset_end as usize)
-                    .unwrap_or_default();
-                // The declared encoding, not mail-parser's verdict: when its strict decoder
-                // gave up (broken base64 padding, stray characters) it keeps the encoded text,
-                // which our lenient decoders still read.
-                match transfer_encoding(part) {
-                    Encoding::Base64 => Cow::Owned(charset::base64_decode(raw)),
-                    Encoding::QuotedPrintable => Cow::Owned(charset::qp_decode(raw)),
-                    Encoding::None => Cow::Borrowed(raw),
-                }
-            }
+        // mail-parser saw no transfer encodings (see `parse`): the raw body is decoded here,
+        // leniently (broken padding, stray characters), by the declared encoding.
+        let raw = self
+            .raw
+            .get(part.offset_body as usize..part.offset_end as usize)
+            .unwrap_or_default();
+        let bytes: Cow<'m, [u8]> = match transfer_encoding(part) {
+            Encoding::Base64 => Cow::Owned(charset::base64_decode(raw)),
+            Encoding::QuotedPrintable => Cow::Owned(charset::qp_decode(raw)),
+            Encoding::None => Cow::Borrowed(raw),
         };
         self.cx.budget().charge_decoded(bytes.len() as u64)?;
         Ok(bytes)
@@ -161,20 +166,24 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             _ => None,
         };
         // mail-parser already decoded it with the same encoding_rs decoder we would use.
-        let fast = match (parsed, label.as_deref()) {
-            (Some(t), Some(l)) if !part.is_encoding_problem => {
-                let theirs = mail_parser::decoders::charsets::map::charset_decoder(l.as_bytes());
-                match charset::plan(Some(l)) {
-                    // us-ascii and unknown labels: only when there was nothing to guess.
-                    charset::Plan::Guess => t.is_ascii() && !t.contains('\u{1B}'),
-                    // With replacement characters, our decoder may do better (mislabelled
-                    // mail): take the raw path.
-                    _ => theirs.is_some() && !t.contains('\u{FFFD}'),
+        // (Only for unencoded bodies: mail-parser never sees a transfer encoding.)
+        let unencoded = matches!(transfer_encoding(part), Encoding::None);
+        let fast = unencoded
+            && match (parsed, label.as_deref()) {
+                (Some(t), Some(l)) if !part.is_encoding_problem => {
+                    let theirs =
+                        mail_parser::decoders::charsets::map::charset_decoder(l.as_bytes());
+                    match charset::plan(Some(l)) {
+                        // us-ascii and unknown labels: only when there was nothing to guess.
+                        charset::Plan::Guess => t.is_ascii() && !t.contains('\u{1B}'),
+                        // With replacement characters, our decoder may do better (mislabelled
+                        // mail): take the raw path.
+                        _ => theirs.is_some() && !t.contains('\u{FFFD}'),
+                    }
                 }
-            }
-            (Some(t), None) => !t.contains(['\u{FFFD}', '\u{1B}']),
-            _ => false,
-        };
+                (Some(t), None) => !t.contains(['\u{FFFD}', '\u{1B}']),
+                _ => false,
+            };
         if fast && let Some(t) = parsed {
             self.cx.budget().charge_decoded(t.len() as u64)?;
             return Ok(t.to_owned());
