@@ -112,6 +112,8 @@ threat_ids! {
     MAIL_CALENDAR = "mail.calendar";
     /// The character set could not be decoded cleanly.
     MAIL_CHARSET = "mail.charset";
+    /// More than one From header (the first is kept).
+    MAIL_DUPLICATE_FROM = "mail.duplicate_from";
 
     // --- images and SVG ---
     /// Metadata (EXIF, XMP, IPTC, text chunks) removed by re-encoding.
