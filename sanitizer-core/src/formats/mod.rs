@@ -4,6 +4,8 @@
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
 pub mod html;
+pub(crate) mod office;
+pub mod ooxml;
 
 use crate::pipeline::FormatSanitizer;
 use crate::policy::Policy;
@@ -15,6 +17,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
+        Kind::Ooxml => Some(&ooxml::OoxmlSanitizer),
         _ => None,
     }
 }
