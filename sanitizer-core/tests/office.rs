@@ -1,0 +1,207 @@
+//! Office samples from `corpus/samples/office` (made by `corpus/gen/office.py`) through
+//! `sanitize_file`, with the outputs opened by LibreOffice: a rebuilt package that LibreOffice
+//! cannot open is a failure, not a success.
+//!
+//! LibreOffice must be installed in CI (`CI` set): the test fails without it. Elsewhere it prints
+//! a notice and checks everything except the LibreOffice round trip.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test code: a failure should panic"
+)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sanitizer_core::{Policy, Verdict, sanitize_file};
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/office")
+}
+
+fn soffice() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("soffice"))
+        .find(|p| p.is_file())
+}
+
+fn members(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let name = f.name().unwrap().into_owned();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// (sample, expected verdict, threats that must be reported, output name, text that must survive)
+const CASES: &[(&str, Verdict, &[&str], &str, &str)] = &[
+    (
+        "macro.docm",
+        Verdict::Sanitized,
+        &["ooxml.vba_macro", "ooxml.macro_enabled_type"],
+        "macro.docx",
+        "見積書",
+    ),
+    (
+        "remote_template.docx",
+        Verdict::Sanitized,
+        &["ooxml.attached_template", "ooxml.external_relationship"],
+        "remote_template.docx",
+        "テンプレート参照",
+    ),
+    (
+        "ddeauto.docx",
+        Verdict::Sanitized,
+        &["ooxml.dde"],
+        "ddeauto.docx",
+        "請求金額",
+    ),
+    (
+        "customui.docx",
+        Verdict::Sanitized,
+        &["ooxml.custom_ui"],
+        "customui.docx",
+        "リボン",
+    ),
+    (
+        "external_image_link.docx",
+        Verdict::Sanitized,
+        &["ooxml.external_relationship", "link.rewritten"],
+        "external_image_link.docx",
+        "ログインページ",
+    ),
+    (
+        "japanese_plain.docx",
+        Verdict::Clean,
+        &[],
+        "japanese_plain.docx",
+        "予算執行状況報告書",
+    ),
+    (
+        "dde_external.xlsx",
+        Verdict::Sanitized,
+        &["ooxml.dde", "ooxml.external_link"],
+        "dde_external.xlsx",
+        "項目",
+    ),
+    (
+        "activex_ole.pptx",
+        Verdict::Sanitized,
+        &["ooxml.activex", "ooxml.ole_object"],
+        "activex_ole.pptx",
+        "会議資料スライド",
+    ),
+];
+
+#[test]
+fn office_samples_are_cleaned_and_open_in_libreoffice() {
+    let policy = Policy::default();
+    let tmp = std::env::temp_dir().join(format!("mugai-office-test-{}", std::process::id()));
+    let outdir = tmp.join("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let mut written = Vec::new();
+    for (sample, verdict, threats, out_name, text) in CASES {
+        let input = std::fs::read(samples().join(sample)).unwrap();
+        let outcome = sanitize_file(&input, Some(sample), &policy);
+        let report = &outcome.report;
+        assert_eq!(report.verdict, *verdict, "{sample}: {report:#?}");
+        for t in *threats {
+            assert!(
+                report.threats().contains(t),
+                "{sample}: {t} not reported: {report:#?}"
+            );
+        }
+        let file = outcome.output.unwrap();
+        assert_eq!(file.name, *out_name, "{sample}");
+        let parts = members(file.bytes.as_slice());
+        assert_eq!(
+            parts.first().map(|p| p.0.as_str()),
+            Some("[Content_Types].xml")
+        );
+        let all: Vec<u8> = parts.iter().flat_map(|(_, d)| d.clone()).collect();
+        let all = String::from_utf8_lossy(&all);
+        for bad in [
+            "vbaProject",
+            "activeX",
+            "oleObject",
+            "customUI",
+            "attachedTemplate",
+            "DDEAUTO",
+            "cmd|",
+            "evil.example",
+        ] {
+            assert!(
+                !all.contains(bad),
+                "{sample}: output still contains {bad:?}"
+            );
+        }
+        assert!(all.contains(text), "{sample}: text {text:?} lost");
+        for (name, _) in &parts {
+            let lower = name.to_ascii_lowercase();
+            assert!(
+                !lower.contains("embeddings") && !lower.ends_with(".bin"),
+                "{sample}: {name}"
+            );
+        }
+        let path = tmp.join(out_name);
+        std::fs::write(&path, file.bytes.as_slice()).unwrap();
+        written.push(path);
+    }
+
+    let Some(soffice) = soffice() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("soffice is not installed; CI must install LibreOffice for this test");
+        }
+        eprintln!(
+            "NOTICE: soffice not installed; LibreOffice round trip of Office outputs skipped"
+        );
+        return;
+    };
+    let profile = tmp.join("profile");
+    let status = Command::new(soffice)
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            profile.display()
+        ))
+        .args([
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            "pdf",
+            "--outdir",
+        ])
+        .arg(&outdir)
+        .args(&written)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "soffice failed: {status:?}");
+    for (path, (sample, _, _, _, text)) in written.iter().zip(CASES) {
+        let pdf = outdir.join(path.with_extension("pdf").file_name().unwrap());
+        let bytes = std::fs::read(&pdf)
+            .unwrap_or_else(|e| panic!("LibreOffice made no PDF of {}: {e}", path.display()));
+        assert!(
+            bytes.starts_with(b"%PDF-") && bytes.len() > 500,
+            "{}",
+            pdf.display()
+        );
+        // What LibreOffice rendered still says what the document said (poppler, when present).
+        if let Ok(out) = Command::new("pdftotext").arg(&pdf).arg("-").output()
+            && out.status.success()
+        {
+            let rendered = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                rendered.contains(text),
+                "{sample}: PDF lacks {text:?}: {rendered}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
