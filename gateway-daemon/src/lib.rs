@@ -10,5 +10,7 @@
 //! let _ = gateway_daemon::VERSION;
 //! ```
 
+pub mod convert;
+
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
