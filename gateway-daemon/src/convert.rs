@@ -264,4 +264,36 @@ mod tests {
                 .contains("over")
         );
     }
+
+    #[test]
+    fn legacy_doc_sample_is_converted_and_cleaned() {
+        let Some(lo) = soffice() else { return };
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/office/legacy.doc");
+        let input = std::fs::read(path).unwrap();
+        let services = sanitizer_core::Services {
+            converter: Some(&lo),
+        };
+        let out = sanitizer_core::sanitize_file_with(
+            &input,
+            Some("legacy.doc"),
+            &Default::default(),
+            services,
+        );
+        let report = &out.report;
+        assert_eq!(
+            report.verdict,
+            sanitizer_core::Verdict::Sanitized,
+            "{report:#?}"
+        );
+        assert_eq!(
+            report.items[0].action,
+            sanitizer_core::Action::Converted,
+            "{report:#?}"
+        );
+        assert!(report.threats().is_empty(), "{report:#?}");
+        let file = out.output.unwrap();
+        assert_eq!(file.name, "legacy.docx");
+        assert_eq!(file.kind, sanitizer_core::Kind::Ooxml);
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod html;
 pub(crate) mod office;
+pub mod ole2;
 pub mod ooxml;
 
 use crate::pipeline::FormatSanitizer;
@@ -18,6 +19,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
         Kind::Ooxml => Some(&ooxml::OoxmlSanitizer),
+        Kind::Ole2 => Some(&ole2::Ole2Sanitizer),
         _ => None,
     }
 }

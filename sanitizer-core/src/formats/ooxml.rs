@@ -48,9 +48,13 @@ impl FormatSanitizer for OoxmlSanitizer {
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
         let rebuilt = rebuild(input, cx)?;
         if cx.policy().office.rasterize {
-            let ext = rebuilt.extension.clone().unwrap_or_else(|| "docx".into());
+            let ext = match rebuilt.mime.as_str() {
+                m if m.contains("spreadsheetml") => "xlsx",
+                m if m.contains("presentationml") => "pptx",
+                _ => "docx",
+            };
             let threats = rebuilt.threats.clone();
-            return super::office::rasterize(&rebuilt.bytes, &ext, threats, cx);
+            return super::office::rasterize(&rebuilt.bytes, ext, threats, cx);
         }
         Ok(rebuilt)
     }
