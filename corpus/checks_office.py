@@ -106,7 +106,7 @@ def check_odf(zf: zipfile.ZipFile, errs: list[str]) -> None:
             continue
         data = zf.read(n).decode("utf-8", "replace")
         _xml(data.encode(), n, errs)
-        for bad in ("event-listener", "<draw:object", "<draw:applet", "<draw:plugin", "vnd.sun.star.script",
+        for bad in (":event-listener ", "<draw:object", "<draw:applet", "<draw:plugin", "vnd.sun.star.script",
                     "macro:"):
             if bad in data:
                 errs.append(f"{bad} in {n}")

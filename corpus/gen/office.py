@@ -223,13 +223,13 @@ FODP = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def soffice_convert(src: Path, fmt: str, outdir: Path) -> Path | None:
+def soffice_convert(src: Path, fmt: str, outdir: Path, extra: tuple[str, ...] = ()) -> Path | None:
     exe = shutil.which("soffice")
     if exe is None:
         return None
     with tempfile.TemporaryDirectory() as prof:
         subprocess.run([exe, f"-env:UserInstallation=file://{prof}", "--headless", "--norestore",
-                        "--convert-to", fmt, "--outdir", str(outdir), str(src)],
+                        *extra, "--convert-to", fmt, "--outdir", str(outdir), str(src)],
                        check=True, capture_output=True, timeout=180)
     out = outdir / (src.stem + "." + fmt.split(":")[0])
     return out if out.exists() else None
@@ -327,6 +327,23 @@ def gen_odf() -> None:
     ], stored=("mimetype",))
 
 
+def gen_lo_plain() -> None:
+    """LibreOffice's own odt and ods (settings, thumbnail, Configurations2 and all): clean."""
+    with tempfile.TemporaryDirectory() as tmp:
+        txt = Path(tmp) / "japanese_lo.txt"
+        txt.write_text("令和6年度 事業計画書\n各課は別紙のとおり提出してください。\n", encoding="utf-8")
+        csv = Path(tmp) / "budget_lo.csv"
+        csv.write_text("項目,金額\n人件費,1200000\n物件費,350000\n", encoding="utf-8")
+        # CSV filter options: comma, double quote, UTF-8 (76), start at line 1.
+        for src, fmt, extra in ((txt, "odt", ()), (csv, "ods", ("--infilter=CSV:44,34,76,1",))):
+            out = soffice_convert(src, fmt, Path(tmp), extra)
+            if out is None:
+                print(f"soffice not installed: {src.stem}.{fmt} left as it is")
+                continue
+            shutil.copyfile(out, OUT / out.name)
+            print(f"wrote samples/office/{out.name} ({(OUT / out.name).stat().st_size} bytes)")
+
+
 def gen_legacy() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "legacy.txt"
@@ -343,4 +360,5 @@ def gen_legacy() -> None:
 if __name__ == "__main__":
     gen_ooxml()
     gen_odf()
+    gen_lo_plain()
     gen_legacy()

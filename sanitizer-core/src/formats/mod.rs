@@ -4,6 +4,7 @@
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
 pub mod html;
+pub mod odf;
 pub(crate) mod office;
 pub mod ole2;
 pub mod ooxml;
@@ -20,6 +21,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Html => Some(&html::HtmlSanitizer),
         Kind::Ooxml => Some(&ooxml::OoxmlSanitizer),
         Kind::Ole2 => Some(&ole2::Ole2Sanitizer),
+        Kind::Odf => Some(&odf::OdfSanitizer),
         _ => None,
     }
 }

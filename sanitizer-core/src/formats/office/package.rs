@@ -141,7 +141,6 @@ impl PackageWriter {
     }
 
     /// Adds a stored (uncompressed) member (ODF's `mimetype`).
-    #[allow(dead_code, reason = "the ODF sanitizer uses it")]
     pub fn stored(&mut self, name: &str, bytes: &[u8]) -> Result<(), SanitizeError> {
         self.add(name, bytes, CompressionMethod::Stored)
     }
