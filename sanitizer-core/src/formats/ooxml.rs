@@ -238,7 +238,11 @@ fn denied_threat(short: &str) -> &'static str {
         | "vbaProjectSignature"
         | "vbaProjectSignatureAgile"
         | "vbaProjectSignatureV3"
-        | "keyMapCustomizations" => threats::OOXML_VBA_MACRO,
+        | "keyMapCustomizations"
+        | "xlMacrosheet"
+        | "xlIntlMacrosheet"
+        | "macrosheet"
+        | "dialogsheet" => threats::OOXML_VBA_MACRO,
         "control" | "activeXControl" | "activeXControlBinary" => threats::OOXML_ACTIVEX,
         "oleObject" | "package" | "oleObjectEmbedding" => threats::OOXML_OLE_OBJECT,
         "ui/extensibility" | "ui/customUI" => threats::OOXML_CUSTOM_UI,
@@ -804,7 +808,7 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
 
 /// The threat a member name alone suggests (for members no relationship reached).
 fn name_threat(lower: &str) -> Option<&'static str> {
-    if lower.contains("vbaproject") || lower.contains("vbadata") {
+    if lower.contains("vbaproject") || lower.contains("vbadata") || lower.contains("macrosheet") {
         Some(threats::OOXML_VBA_MACRO)
     } else if lower.contains("activex") {
         Some(threats::OOXML_ACTIVEX)
@@ -990,6 +994,22 @@ impl Counter {
     }
 }
 
+/// PowerPoint click actions that run a program, a macro or an OLE verb
+/// (`a:hlinkClick action="ppaction://program"`).
+fn click_action_threat(attrs: &[(String, String)]) -> Option<&'static str> {
+    let (_, v) = attrs.iter().find(|(k, _)| k == "action")?;
+    let v = v.trim().to_ascii_lowercase();
+    if v.starts_with("ppaction://macro") {
+        Some(threats::OOXML_VBA_MACRO)
+    } else if v.starts_with("ppaction://ole") {
+        Some(threats::OOXML_OLE_OBJECT)
+    } else if v.starts_with("ppaction://program") {
+        Some(threats::OOXML_EXTERNAL_RELATIONSHIP)
+    } else {
+        None
+    }
+}
+
 /// Whether an attribute value points outside the document (remote image, UNC path).
 fn external_value(v: &str) -> bool {
     let t = v.trim().to_ascii_lowercase();
@@ -1042,6 +1062,14 @@ fn filter_part(
                     continue;
                 }
                 let attrs = xml::attrs(e)?;
+                if let Some(t) = click_action_threat(&attrs) {
+                    counter.bump(t, "click action(s)");
+                    if is_start {
+                        r.read_to_end(e.name()).map_err(|err| g.err(err))?;
+                        g.check(&Event::End(BytesEnd::new("")))?;
+                    }
+                    continue;
+                }
                 let refs_dropped = attrs.iter().any(|(k, v)| {
                     k.contains(':') && !k.starts_with("xmlns") && dropped.contains(v)
                 });
@@ -1116,7 +1144,7 @@ fn filter_part(
                         _ => {}
                     }
                 }
-                if flavor == Flavor::Sheet && ln == b"f" && is_start {
+                if flavor == Flavor::Sheet && (ln == b"f" || ln == b"definedName") && is_start {
                     formula = Some((e.clone().into_owned(), String::new()));
                     continue;
                 }
@@ -1165,7 +1193,10 @@ fn filter_part(
                 if ln == b"instrText" {
                     in_instr = false;
                 }
-                if let Some((start, text)) = formula.take().filter(|_| ln == b"f") {
+                if let Some((start, text)) = formula
+                    .take()
+                    .filter(|_| ln == b"f" || ln == b"definedName")
+                {
                     if is_dde_formula(&text) {
                         counter.bump(threats::OOXML_DDE, "DDE formula(s)");
                         continue;
@@ -1313,6 +1344,16 @@ pub fn recheck(output: &[u8], mode: LinkMode) -> Result<(), SanitizeError> {
                 }
             }
         } else if lower.ends_with(".xml") {
+            let low_bytes = m.bytes.to_ascii_lowercase();
+            for bad in [
+                &b"ppaction://macro"[..],
+                b"ppaction://program",
+                b"ppaction://ole",
+            ] {
+                if memfind(&low_bytes, bad) {
+                    return fail(format!("click action left in {}", m.name));
+                }
+            }
             let fields = word_fields(&m.name, &m.bytes, deadline)?;
             if fields
                 .iter()

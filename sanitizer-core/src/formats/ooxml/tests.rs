@@ -288,6 +288,43 @@ fn activex_ole_and_custom_ui_are_removed() {
 }
 
 #[test]
+fn click_actions_and_dde_defined_names_go() {
+    let x = r#"<p:sld xmlns:p="p" xmlns:a="a" xmlns:r="r"><a:hlinkClick r:id="" action="ppaction://macro?name=Evil"/><a:hlinkClick r:id="" action="ppaction://hlinkshowjump?jump=nextslide"/><a:hlinkClick r:id="rId3" action="ppaction://program"/></p:sld>"#;
+    let f = filter_part(
+        "ppt/slides/slide1.xml",
+        x.as_bytes(),
+        &HashSet::new(),
+        Flavor::Slides,
+        LinkMode::Defang,
+        Instant::now() + std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let out = String::from_utf8(f.bytes).unwrap();
+    assert!(
+        !out.contains("macro") && !out.contains("program") && out.contains("nextslide"),
+        "{out}"
+    );
+    let ts: Vec<_> = f.counts.iter().map(|c| c.0).collect();
+    assert!(ts.contains(&"ooxml.vba_macro") && ts.contains(&"ooxml.external_relationship"));
+
+    let wb = r#"<workbook><definedNames><definedName name="a">cmd|'/c calc'!A0</definedName><definedName name="b">Sheet1!$A$1</definedName></definedNames></workbook>"#;
+    let f = filter_part(
+        "xl/workbook.xml",
+        wb.as_bytes(),
+        &HashSet::new(),
+        Flavor::Sheet,
+        LinkMode::Defang,
+        Instant::now() + std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let out = String::from_utf8(f.bytes).unwrap();
+    assert!(
+        !out.contains("cmd|") && out.contains("Sheet1!$A$1"),
+        "{out}"
+    );
+}
+
+#[test]
 fn clean_docx_is_clean() {
     let input = package(&[
         ("[Content_Types].xml", &types(WORD_MAIN, "")),
@@ -370,6 +407,13 @@ fn recheck_fires_on_leftovers() {
         Err(SanitizeError::Recheck(_))
     ));
 
+    let action = doc(r#"<a:hlinkClick xmlns:a="a" action="ppaction://macro?name=X"/>"#);
+    let with_action = [base[0], base[1], ("word/document.xml", action.as_str())];
+    assert!(matches!(
+        recheck(&package(&with_action), LinkMode::Defang),
+        Err(SanitizeError::Recheck(_))
+    ));
+
     let mut bad_order = base.to_vec();
     bad_order.swap(0, 1);
     assert!(matches!(
@@ -397,6 +441,26 @@ fn deadline_limit_trips() {
     // The same document within the default limits goes through.
     let out = sanitize_file(&input, Some("a.docx"), &Policy::default());
     assert_eq!(out.report.verdict, Verdict::Clean, "{:?}", out.report.items);
+}
+
+#[test]
+fn rasterize_mode_fails_closed_without_converter_or_pdf_sanitizer() {
+    let input = package(&[
+        ("[Content_Types].xml", &types(WORD_MAIN, "")),
+        ("_rels/.rels", &root_rels()),
+        (
+            "word/document.xml",
+            &doc("<w:p><w:r><w:t>x</w:t></w:r></w:p>"),
+        ),
+    ]);
+    let policy = Policy::from_toml("[office]\nrasterize = true\n").unwrap();
+    let out = sanitize_file(&input, Some("r.docx"), &policy);
+    assert_eq!(out.report.verdict, Verdict::Blocked, "{:?}", out.report);
+    assert!(
+        out.report.items[0].reason.contains("LibreOffice"),
+        "{:?}",
+        out.report
+    );
 }
 
 #[test]
