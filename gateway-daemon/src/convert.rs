@@ -265,35 +265,89 @@ mod tests {
         );
     }
 
+    /// Runs soffice directly (not through the converter) to make a test input.
+    fn make_with_soffice(lo: &LibreOffice, name: &str, text: &str, filter: &str) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join(name);
+        std::fs::write(&src, text).unwrap();
+        let out = Command::new(&lo.soffice)
+            .arg(format!(
+                "-env:UserInstallation=file://{}",
+                dir.path().join("p").display()
+            ))
+            .args([
+                "--headless",
+                "--norestore",
+                "--convert-to",
+                filter,
+                "--outdir",
+            ])
+            .arg(dir.path())
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let ext = filter.split(':').next().unwrap();
+        std::fs::read(src.with_extension(ext)).unwrap()
+    }
+
     #[test]
-    fn legacy_doc_sample_is_converted_and_cleaned() {
+    fn legacy_samples_are_converted_and_cleaned() {
         let Some(lo) = soffice() else { return };
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/office/legacy.doc");
-        let input = std::fs::read(path).unwrap();
-        let services = sanitizer_core::Services {
-            converter: Some(&lo),
-        };
-        let out = sanitizer_core::sanitize_file_with(
-            &input,
-            Some("legacy.doc"),
-            &Default::default(),
-            services,
-        );
-        let report = &out.report;
-        assert_eq!(
-            report.verdict,
-            sanitizer_core::Verdict::Sanitized,
-            "{report:#?}"
-        );
-        assert_eq!(
-            report.items[0].action,
-            sanitizer_core::Action::Converted,
-            "{report:#?}"
-        );
-        assert!(report.threats().is_empty(), "{report:#?}");
-        let file = out.output.unwrap();
-        assert_eq!(file.name, "legacy.docx");
-        assert_eq!(file.kind, sanitizer_core::Kind::Ooxml);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/office");
+        let fodp = r#"<?xml version="1.0" encoding="UTF-8"?><office:document xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0" office:version="1.3" office:mimetype="application/vnd.oasis.opendocument.presentation"><office:body><office:presentation><draw:page draw:name="p1"><draw:frame svg:x="2cm" svg:y="2cm" svg:width="20cm" svg:height="3cm"><draw:text-box><text:p>旧形式のスライド</text:p></draw:text-box></draw:frame></draw:page></office:presentation></office:body></office:document>"#;
+        let ppt = make_with_soffice(&lo, "s.fodp", fodp, "ppt:MS PowerPoint 97");
+        let cases = [
+            (
+                "legacy.doc",
+                std::fs::read(dir.join("legacy.doc")).unwrap(),
+                "legacy.docx",
+                "旧形式の文書",
+            ),
+            (
+                "legacy_book.xls",
+                std::fs::read(dir.join("legacy_book.xls")).unwrap(),
+                "legacy_book.xlsx",
+                "旧形式の表",
+            ),
+            ("slides.ppt", ppt, "slides.pptx", "旧形式のスライド"),
+        ];
+        for (name, input, out_name, text) in cases {
+            let services = sanitizer_core::Services {
+                converter: Some(&lo),
+            };
+            let out = sanitizer_core::sanitize_file_with(
+                &input,
+                Some(name),
+                &Default::default(),
+                services,
+            );
+            let report = &out.report;
+            assert_eq!(
+                report.verdict,
+                sanitizer_core::Verdict::Sanitized,
+                "{report:#?}"
+            );
+            assert_eq!(
+                report.items[0].action,
+                sanitizer_core::Action::Converted,
+                "{report:#?}"
+            );
+            assert!(report.threats().is_empty(), "{name}: {report:#?}");
+            let file = out.output.unwrap();
+            assert_eq!(file.name, out_name);
+            assert_eq!(file.kind, sanitizer_core::Kind::Ooxml);
+            // The converted, cleaned package still says what the original said.
+            let mut z = zip::ZipArchive::new(std::io::Cursor::new(file.bytes.as_slice())).unwrap();
+            let mut all = String::new();
+            for i in 0..z.len() {
+                use std::io::Read;
+                let mut f = z.by_index(i).unwrap();
+                let mut s = Vec::new();
+                f.read_to_end(&mut s).unwrap();
+                all.push_str(&String::from_utf8_lossy(&s));
+            }
+            assert!(all.contains(text), "{name}: {text} lost");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! A bounded reader for ZIP-based Office packages and a writer for the rebuilt ones.
 
 use std::collections::HashMap;
-use std::io::{Cursor, Write};
+use std::io::{Cursor, Read, Write};
 
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
@@ -59,7 +59,19 @@ impl Package {
             }
             let name = check_name(&name)?;
             let compressed = file.compressed_size();
-            let bytes = read_capped(file, budget)?;
+            // Never expand a member past what the ratio limit allows for its compressed size,
+            // whatever its header claims: a bomb stops here, not at the item's decoded budget.
+            let cap = compressed
+                .saturating_mul(budget.limits().max_ratio)
+                .max(64 * 1024)
+                .saturating_add(1);
+            let bytes = read_capped(file.take(cap), budget)?;
+            if bytes.len() as u64 >= cap {
+                return Err(SanitizeError::limit(
+                    LimitKind::Ratio,
+                    format!("package member {name} expands past the ratio limit"),
+                ));
+            }
             budget.check_ratio(compressed, bytes.len() as u64)?;
             let key = name.to_ascii_lowercase();
             if pkg.index.insert(key, pkg.members.len()).is_some() {
