@@ -718,9 +718,39 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
                 }
                 continue;
             }
+            if !part.content_type.starts_with("image/") {
+                part.content_type = image_mime(&member.bytes).to_owned();
+            }
             out_bytes.insert(part.name.clone(), member.bytes.clone());
             continue;
         }
+    }
+    // Relationships to removed images go, and so do the elements that use them.
+    if !removed_parts.is_empty() {
+        kept.retain(|p| !removed_parts.contains(&p.name.to_ascii_lowercase()));
+        for (source, rels) in &mut out_rels {
+            rels.retain(|r| {
+                let gone = !r.external
+                    && resolve(source, &r.target)
+                        .is_none_or(|t| removed_parts.contains(&t.to_ascii_lowercase()));
+                if gone {
+                    dropped_ids
+                        .entry(source.clone())
+                        .or_default()
+                        .insert(r.id.clone());
+                }
+                !gone
+            });
+        }
+    }
+    for part in &kept {
+        cx.budget().check_deadline()?;
+        if part.image {
+            continue;
+        }
+        let Some(member) = pkg.get(&part.name) else {
+            continue;
+        };
         let source_dropped = dropped_ids.get(&part.name).cloned().unwrap_or_default();
         let filtered = filter_part(
             &part.name,
@@ -739,19 +769,6 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
         }
         out_bytes.insert(part.name.clone(), filtered.bytes);
     }
-    // Relationships to removed images go too; their references were kept in the XML, which
-    // Office and LibreOffice show as a missing picture.
-    if !removed_parts.is_empty() {
-        kept.retain(|p| !removed_parts.contains(&p.name.to_ascii_lowercase()));
-        for (source, rels) in &mut out_rels {
-            rels.retain(|r| {
-                r.external
-                    || resolve(source, &r.target)
-                        .is_some_and(|t| !removed_parts.contains(&t.to_ascii_lowercase()))
-            });
-        }
-    }
-
     // Write the new package: [Content_Types].xml first, then the root relationships, then the
     // parts in their original order, each followed by its relationships.
     let mut w = PackageWriter::new();
@@ -804,6 +821,25 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
         rebuilt = rebuilt.with_extension(main_ext);
     }
     Ok(rebuilt)
+}
+
+/// The content type of raster image bytes, by their magic number.
+fn image_mime(b: &[u8]) -> &'static str {
+    if b.starts_with(b"\x89PNG") {
+        "image/png"
+    } else if b.starts_with(&[0xFF, 0xD8]) {
+        "image/jpeg"
+    } else if b.starts_with(b"GIF8") {
+        "image/gif"
+    } else if b.starts_with(b"BM") {
+        "image/bmp"
+    } else if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") {
+        "image/tiff"
+    } else if b.get(8..12) == Some(b"WEBP") {
+        "image/webp"
+    } else {
+        "application/octet-stream"
+    }
 }
 
 /// The threat a member name alone suggests (for members no relationship reached).

@@ -325,6 +325,57 @@ fn click_actions_and_dde_defined_names_go() {
 }
 
 #[test]
+fn raster_images_stay_metafiles_go() {
+    let png = hex::decode("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415408d763f8cfc000000301010018dd8db00000000049454e44ae426082").unwrap();
+    let emf = [
+        1u8, 0, 0, 0, 0x6C, 0, 0, 0, 0, 0, 0, 0, 0x20, 0x45, 0x4D, 0x46,
+    ];
+    let mut w = PackageWriter::new();
+    w.deflated(
+        "[Content_Types].xml",
+        types(
+            WORD_MAIN,
+            r#"<Default Extension="emf" ContentType="image/x-emf"/>"#,
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    w.deflated("_rels/.rels", root_rels().as_bytes()).unwrap();
+    w.deflated(
+        "word/document.xml",
+        doc(r#"<w:p><w:r><w:pict><v:imagedata xmlns:v="urn:schemas-microsoft-com:vml" r:id="rId1"/><v:imagedata xmlns:v="urn:schemas-microsoft-com:vml" r:id="rId2"/></w:pict></w:r></w:p>"#).as_bytes(),
+    )
+    .unwrap();
+    w.deflated(
+        "word/_rels/document.xml.rels",
+        doc_rels(&format!(r#"<Relationship Id="rId1" Type="{RT}/image" Target="media/image1.png"/><Relationship Id="rId2" Type="{RT}/image" Target="media/image2.emf"/>"#)).as_bytes(),
+    )
+    .unwrap();
+    w.deflated("word/media/image1.png", &png).unwrap();
+    w.deflated("word/media/image2.emf", &emf).unwrap();
+    let input = w.finish().unwrap();
+    let out = run(&input, "img.docx");
+    assert!(
+        out.report.threats().contains(&"ooxml.unknown_part"),
+        "{:?}",
+        out.report
+    );
+    let pkg = read(out.output.unwrap().bytes.as_slice());
+    assert_eq!(pkg.get("word/media/image1.png").unwrap().bytes, png);
+    assert!(pkg.get("word/media/image2.emf").is_none());
+    let rels = text(&pkg, "word/_rels/document.xml.rels");
+    assert!(
+        rels.contains("image1.png") && !rels.contains("image2.emf"),
+        "{rels}"
+    );
+    let d = text(&pkg, "word/document.xml");
+    assert!(d.contains("rId1") && !d.contains("rId2"), "{d}");
+    assert!(
+        text(&pkg, "[Content_Types].xml").contains(r#"Extension="png" ContentType="image/png""#)
+    );
+}
+
+#[test]
 fn clean_docx_is_clean() {
     let input = package(&[
         ("[Content_Types].xml", &types(WORD_MAIN, "")),
