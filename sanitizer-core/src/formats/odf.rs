@@ -477,7 +477,7 @@ fn web_scheme(v: &str) -> bool {
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Independent structural check of a written ODF package.

@@ -1010,6 +1010,29 @@ fn word_fields(name: &str, bytes: &[u8], deadline: Instant) -> Result<Vec<String
     Ok(fields)
 }
 
+/// The instructions of every `w:fldSimple` in a part (for the re-check).
+fn simple_fields(
+    name: &str,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<Vec<String>, SanitizeError> {
+    let mut out = Vec::new();
+    let mut r = xml::reader(bytes);
+    let mut g = Guard::new(name, deadline);
+    loop {
+        let ev = r.read_event().map_err(|e| g.err(e))?;
+        g.check(&ev)?;
+        match &ev {
+            Event::Start(e) | Event::Empty(e) if xml::local(e.name().as_ref()) == b"fldSimple" => {
+                out.push(xml::attr(e, b"instr")?.unwrap_or_default());
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// A filtered XML part.
 struct Filtered {
     bytes: Vec<u8>,
@@ -1310,7 +1333,7 @@ fn filter_part(
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(hay, needle).is_some()
 }
 
 /// Independent structural check of a written package. It does not reuse the rebuild's
@@ -1390,7 +1413,14 @@ pub fn recheck(output: &[u8], mode: LinkMode) -> Result<(), SanitizeError> {
                     return fail(format!("click action left in {}", m.name));
                 }
             }
-            let fields = word_fields(&m.name, &m.bytes, deadline)?;
+            let mut fields = if memfind(&m.bytes, b"instrText") {
+                word_fields(&m.name, &m.bytes, deadline)?
+            } else {
+                Vec::new()
+            };
+            if memfind(&m.bytes, b"fldSimple") {
+                fields.extend(simple_fields(&m.name, &m.bytes, deadline)?);
+            }
             if fields
                 .iter()
                 .any(|f| matches!(field_kind(f), FieldKind::Dde | FieldKind::Include))

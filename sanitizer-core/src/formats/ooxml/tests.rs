@@ -458,6 +458,15 @@ fn recheck_fires_on_leftovers() {
         Err(SanitizeError::Recheck(_))
     ));
 
+    let simple = doc(
+        r#"<w:p><w:fldSimple w:instr=" DDEAUTO cmd"><w:r><w:t>x</w:t></w:r></w:fldSimple></w:p>"#,
+    );
+    let with_simple = [base[0], base[1], ("word/document.xml", simple.as_str())];
+    assert!(matches!(
+        recheck(&package(&with_simple), LinkMode::Defang),
+        Err(SanitizeError::Recheck(_))
+    ));
+
     let action = doc(r#"<a:hlinkClick xmlns:a="a" action="ppaction://macro?name=X"/>"#);
     let with_action = [base[0], base[1], ("word/document.xml", action.as_str())];
     assert!(matches!(
