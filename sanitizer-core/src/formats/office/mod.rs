@@ -2,13 +2,13 @@
 //! and bounded XML helpers.
 //!
 //! Invariants:
-//! - Every member is expanded through [`read_capped`] and its compression ratio checked; the
+//! - Every member is expanded through [`read_capped`](crate::limits::read_capped) and its compression ratio checked; the
 //!   member count is capped by `limits.max_parts` before anything is expanded.
 //! - Encrypted members, duplicate names (after case folding) and names with `..`, absolute paths
 //!   or backslashes make the whole package malformed: a package is never half-read.
 //! - XML is read without DTDs: a `<!DOCTYPE` or an entity other than the five predefined ones
 //!   and character references is an error, so no entity expansion can happen. Nesting is capped
-//!   at [`MAX_XML_DEPTH`] and long loops check the deadline.
+//!   at [`MAX_XML_DEPTH`](xml::MAX_XML_DEPTH) and long loops check the deadline.
 
 pub mod package;
 pub mod xml;
