@@ -403,7 +403,9 @@ fn filter(
                             drop = Some(threats::ODF_MACRO);
                         } else if is_external(v) {
                             if hyperlink {
-                                let out = if web_scheme(v) {
+                                let out = if crate::formats::ooxml::already_defanged(v) {
+                                    v.clone()
+                                } else if web_scheme(v) {
                                     rewrite_url(v, mode)
                                 } else {
                                     "about:blank".to_owned()

@@ -530,7 +530,9 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
             let short = short_type(&rel.ty).unwrap_or("");
             if rel.external {
                 if short == "hyperlink" {
-                    let target = if !web_scheme(&rel.target) {
+                    let target = if already_defanged(&rel.target) {
+                        rel.target.clone()
+                    } else if !web_scheme(&rel.target) {
                         // file:, UNC paths, ms-* handlers, script: a click must not reach them.
                         found.add(
                             format!("{rname}#{}", rel.id),
@@ -1444,6 +1446,15 @@ fn hyperlink_target_ok(target: &str, mode: LinkMode) -> bool {
             .iter()
             .any(|p| t.starts_with(p)),
     }
+}
+
+/// A target defanged by an earlier pass (`hxxps://example[.]jp`): inert, kept as it is so that
+/// sanitizing twice changes nothing.
+pub(crate) fn already_defanged(target: &str) -> bool {
+    let t = target.trim().to_ascii_lowercase();
+    ["hxxp://", "hxxps://", "fxp://"]
+        .iter()
+        .any(|p| t.starts_with(p))
 }
 
 /// Whether a hyperlink target uses a scheme a browser or mail client handles.
