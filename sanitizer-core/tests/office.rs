@@ -184,7 +184,12 @@ fn office_samples_are_cleaned_and_open_in_libreoffice() {
         }
         // Sanitizing the output again changes nothing that matters: it is clean.
         let again = sanitize_file(file.bytes.as_slice(), Some(out_name), &policy);
-        assert_eq!(again.report.verdict, Verdict::Clean, "{sample}: {:#?}", again.report);
+        assert_eq!(
+            again.report.verdict,
+            Verdict::Clean,
+            "{sample}: {:#?}",
+            again.report
+        );
         let path = tmp.join(out_name);
         std::fs::write(&path, file.bytes.as_slice()).unwrap();
         written.push(path);

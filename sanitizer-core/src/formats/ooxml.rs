@@ -975,8 +975,12 @@ fn is_dde_formula(f: &str) -> bool {
 
 /// First pass over a Word part: the instruction text of each complex field, in the order the
 /// fields begin.
+///
+/// A field whose type is itself computed by a nested field (`{ {QUOTE 68 68 69 ...} c:\\... }`,
+/// a known DDE obfuscation) cannot be judged statically: the document is refused as DDE.
 fn word_fields(name: &str, bytes: &[u8], deadline: Instant) -> Result<Vec<String>, SanitizeError> {
     let mut fields: Vec<String> = Vec::new();
+    let mut in_result: Vec<bool> = Vec::new();
     let mut stack: Vec<usize> = Vec::new();
     let mut in_instr = false;
     let mut r = xml::reader(bytes);
@@ -988,8 +992,26 @@ fn word_fields(name: &str, bytes: &[u8], deadline: Instant) -> Result<Vec<String
             Event::Start(e) | Event::Empty(e) => match xml::local(e.name().as_ref()) {
                 b"fldChar" => match xml::attr(e, b"fldCharType")?.as_deref() {
                     Some("begin") => {
+                        if let Some(parent) = stack.last()
+                            && !in_result.get(*parent).copied().unwrap_or(true)
+                            && fields.get(*parent).is_some_and(|f| f.trim().is_empty())
+                        {
+                            return Err(SanitizeError::Forbidden {
+                                threat: threats::OOXML_DDE,
+                                reason: format!(
+                                    "{name}: a field whose type is built by nested fields \
+                                     (DDE obfuscation) cannot be judged"
+                                ),
+                            });
+                        }
                         stack.push(fields.len());
                         fields.push(String::new());
+                        in_result.push(false);
+                    }
+                    Some("separate") => {
+                        if let Some(r) = stack.last().and_then(|i| in_result.get_mut(*i)) {
+                            *r = true;
+                        }
                     }
                     Some("end") => {
                         stack.pop();

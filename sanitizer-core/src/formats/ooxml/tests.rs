@@ -179,6 +179,57 @@ fn dde_fields_lose_their_code_and_keep_their_result() {
 }
 
 #[test]
+fn dde_built_by_nested_quote_fields_is_refused_nested_ordinary_fields_pass() {
+    let fld = |t: &str| format!(r#"<w:r><w:fldChar w:fldCharType="{t}"/></w:r>"#);
+    let instr =
+        |t: &str| format!(r#"<w:r><w:instrText xml:space="preserve">{t}</w:instrText></w:r>"#);
+    let obfuscated = format!(
+        "<w:p>{}{}{}{}{}{}{}{}</w:p>",
+        fld("begin"),
+        fld("begin"),
+        instr("QUOTE 68 68 69 65 85 84 79"),
+        fld("end"),
+        instr(r" c:\windows\system32\cmd.exe "),
+        fld("separate"),
+        r#"<w:r><w:t>x</w:t></w:r>"#,
+        fld("end")
+    );
+    let input = package(&[
+        ("[Content_Types].xml", &types(WORD_MAIN, "")),
+        ("_rels/.rels", &root_rels()),
+        ("word/document.xml", &doc(&obfuscated)),
+    ]);
+    let out = run(&input, "q.docx");
+    assert_eq!(out.report.verdict, Verdict::Blocked, "{:?}", out.report);
+    assert!(
+        out.report.threats().contains(&"ooxml.dde"),
+        "{:?}",
+        out.report
+    );
+
+    // IF with a nested MERGEFIELD: the type (IF) is static, the document passes.
+    let ordinary = format!(
+        "<w:p>{}{}{}{}{}{}{}{}{}</w:p>",
+        fld("begin"),
+        instr(" IF "),
+        fld("begin"),
+        instr(" MERGEFIELD name "),
+        fld("end"),
+        instr(r#" = "a" "yes" "no" "#),
+        fld("separate"),
+        r#"<w:r><w:t>yes</w:t></w:r>"#,
+        fld("end")
+    );
+    let input = package(&[
+        ("[Content_Types].xml", &types(WORD_MAIN, "")),
+        ("_rels/.rels", &root_rels()),
+        ("word/document.xml", &doc(&ordinary)),
+    ]);
+    let out = run(&input, "if.docx");
+    assert_eq!(out.report.verdict, Verdict::Clean, "{:?}", out.report);
+}
+
+#[test]
 fn dde_formulas_and_external_links_leave_xlsx() {
     let types = format!(
         r#"<Types xmlns="{CT_NS}"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="{SHEET_MAIN}"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/externalLinks/externalLink1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.externalLink+xml"/></Types>"#
