@@ -401,7 +401,11 @@ fn filter(
                                 continue;
                             }
                             drop = Some(threats::ODF_MACRO);
-                        } else if is_external(v) {
+                        } else if is_external(v)
+                            || (hyperlink && !v.trim().starts_with('#') && !v.trim().is_empty())
+                        {
+                            // A hyperlink to anything but a web/mail address or an anchor in
+                            // the document (a relative file path, a local program) goes nowhere.
                             if hyperlink {
                                 let out = if crate::formats::ooxml::already_defanged(v) {
                                     v.clone()
@@ -605,7 +609,7 @@ mod tests {
 
     #[test]
     fn macros_listeners_objects_and_remote_links_go() {
-        let body = r#"<office:scripts><office:event-listeners><script:event-listener script:language="ooo:script" script:event-name="office:load" xlink:href="vnd.sun.star.script:Standard.M.Run?language=Basic&amp;location=document"/></office:event-listeners></office:scripts><office:body><office:text><text:p>本文です</text:p><text:p><text:a xlink:href="https://phish.example/x">リンク</text:a><text:a xlink:href="macro:///Standard.M.Run">m</text:a></text:p><draw:frame><draw:object xlink:href="./Object 1"/><draw:image xlink:href="./ObjectReplacements/Object 1"/></draw:frame><draw:frame><draw:image xlink:href="http://tracker.example/p.png"/></draw:frame><draw:frame><draw:image xlink:href="Pictures/a.png"/></draw:frame></office:text></office:body>"#;
+        let body = r##"<office:scripts><office:event-listeners><script:event-listener script:language="ooo:script" script:event-name="office:load" xlink:href="vnd.sun.star.script:Standard.M.Run?language=Basic&amp;location=document"/></office:event-listeners></office:scripts><office:body><office:text><text:p>本文です</text:p><text:p><text:a xlink:href="https://phish.example/x">リンク</text:a><text:a xlink:href="macro:///Standard.M.Run">m</text:a><text:a xlink:href="../../bin/run.exe">r</text:a><text:a xlink:href="#sec1">s</text:a></text:p><draw:frame><draw:object xlink:href="./Object 1"/><draw:image xlink:href="./ObjectReplacements/Object 1"/></draw:frame><draw:frame><draw:image xlink:href="http://tracker.example/p.png"/></draw:frame><draw:frame><draw:image xlink:href="Pictures/a.png"/></draw:frame></office:text></office:body>"##;
         let png = image_png();
         let input = odt(
             body,
@@ -638,6 +642,7 @@ mod tests {
             "Object 1",
             "tracker.example",
             "https://",
+            "run.exe",
         ] {
             assert!(!c.contains(bad), "{bad} left in {c}");
         }
@@ -645,7 +650,10 @@ mod tests {
             c.contains("本文です") && c.contains("hxxps://phish[.]example/x"),
             "{c}"
         );
-        assert!(c.contains("Pictures/a.png"), "{c}");
+        assert!(
+            c.contains("Pictures/a.png") && c.contains("\"#sec1\""),
+            "{c}"
+        );
         let m = member(file.bytes.as_slice(), "META-INF/manifest.xml");
         assert!(m.contains("Pictures/a.png") && !m.contains("Basic"), "{m}");
     }
