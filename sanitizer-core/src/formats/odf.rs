@@ -28,7 +28,7 @@ use crate::formats::office::{Package, PackageWriter};
 use crate::links::rewrite_url;
 use crate::pipeline::{Context, FormatSanitizer, PartInput, PartOutcome, Rebuilt};
 use crate::policy::LinkMode;
-use crate::report::{Action, Kind, ReportItem};
+use crate::report::{Action, Kind};
 use crate::sniff;
 use crate::threats;
 
@@ -219,16 +219,7 @@ fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<(Rebuilt, &'static str)
     let output = w.finish()?;
     recheck(&output, mode)?;
 
-    for (what, t, reason) in &found.removals {
-        cx.record(ReportItem {
-            path: format!("{}/{}", cx.path(), what),
-            kind: Kind::Odf,
-            action: Action::Removed,
-            threats: vec![(*t).to_owned()],
-            reason: reason.clone(),
-            detail: None,
-        });
-    }
+    crate::formats::office::record_removals(cx, Kind::Odf, &found.removals);
     let n = found.removals.len();
     let reason = if n == 0 {
         "package rebuilt from its allowed members".to_owned()

@@ -32,7 +32,7 @@ use crate::formats::office::{Package, PackageWriter};
 use crate::links::rewrite_url;
 use crate::pipeline::{Context, FormatSanitizer, PartInput, PartOutcome, Rebuilt};
 use crate::policy::LinkMode;
-use crate::report::{Action, Kind, ReportItem};
+use crate::report::{Action, Kind};
 use crate::sniff;
 use crate::threats;
 
@@ -793,17 +793,7 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
     let output = w.finish()?;
     recheck(&output, mode)?;
 
-    for (what, threat, reason) in &found.removals {
-        let path = format!("{}/{}", cx.path(), what);
-        cx.record(ReportItem {
-            path,
-            kind: Kind::Ooxml,
-            action: Action::Removed,
-            threats: vec![(*threat).to_owned()],
-            reason: reason.clone(),
-            detail: None,
-        });
-    }
+    crate::formats::office::record_removals(cx, Kind::Ooxml, &found.removals);
     let mime = match main_ext {
         "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

@@ -17,7 +17,49 @@ pub use package::{Package, PackageWriter};
 
 use crate::error::SanitizeError;
 use crate::pipeline::{Context, Rebuilt};
-use crate::report::Kind;
+use crate::report::{Action, Kind, ReportItem};
+
+/// Report items recorded one by one before the rest are summed up in one item, so that a
+/// package with 100,000 hostile relationships cannot blow up the report.
+pub(crate) const MAX_ITEMS: usize = 50;
+
+/// Records `(member, threat, reason)` removals as report items under the current path: the
+/// first [`MAX_ITEMS`] one by one, the rest as one summary item with their threats.
+pub(crate) fn record_removals(
+    cx: &mut Context<'_>,
+    kind: Kind,
+    removals: &[(String, &'static str, String)],
+) {
+    for (what, threat, reason) in removals.iter().take(MAX_ITEMS) {
+        let path = format!("{}/{}", cx.path(), what);
+        cx.record(ReportItem {
+            path,
+            kind,
+            action: Action::Removed,
+            threats: vec![(*threat).to_owned()],
+            reason: reason.clone(),
+            detail: None,
+        });
+    }
+    let rest = removals.get(MAX_ITEMS..).unwrap_or_default();
+    if !rest.is_empty() {
+        let mut threats: Vec<String> = Vec::new();
+        for (_, t, _) in rest {
+            if !threats.iter().any(|x| x == t) {
+                threats.push((*t).to_owned());
+            }
+        }
+        let path = cx.path().to_owned();
+        cx.record(ReportItem {
+            path,
+            kind,
+            action: Action::Removed,
+            threats,
+            reason: format!("{} more items removed or rewritten", rest.len()),
+            detail: None,
+        });
+    }
+}
 
 /// Office rasterize mode: the (already cleaned) document goes through LibreOffice to PDF, and
 /// the PDF through the registered PDF sanitizer (which renders it to pixels by default).

@@ -427,6 +427,28 @@ fn raster_images_stay_metafiles_go() {
 }
 
 #[test]
+fn many_external_relationships_make_a_bounded_report() {
+    let many: String = (0..500)
+        .map(|i| format!(r#"<Relationship Id="x{i}" Type="{RT}/image" Target="http://t.example/{i}.png" TargetMode="External"/>"#))
+        .collect();
+    let input = package(&[
+        ("[Content_Types].xml", &types(WORD_MAIN, "")),
+        ("_rels/.rels", &root_rels()),
+        ("word/document.xml", &doc("")),
+        ("word/_rels/document.xml.rels", &doc_rels(&many)),
+    ]);
+    let out = run(&input, "many.docx");
+    assert!(out.output.is_some());
+    assert!(
+        out.report.items.len() <= 2 + crate::formats::office::MAX_ITEMS,
+        "{}",
+        out.report.items.len()
+    );
+    let last = out.report.items.last().unwrap();
+    assert!(last.reason.starts_with("450 more"), "{last:?}");
+}
+
+#[test]
 fn clean_docx_is_clean() {
     let input = package(&[
         ("[Content_Types].xml", &types(WORD_MAIN, "")),
