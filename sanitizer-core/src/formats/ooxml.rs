@@ -645,7 +645,7 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
         out_rels.insert(source.clone(), keep_rels);
         dropped_ids.insert(source, dropped);
     }
-    let Some((main_name, _, main_ext, type_changed)) = main else {
+    let Some((_, _, main_ext, type_changed)) = main else {
         return Err(SanitizeError::Malformed("no main document part".into()));
     };
     let flavor = match main_ext {
@@ -805,7 +805,6 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
     } else {
         format!("package rebuilt from its allowed parts; {n} item(s) removed or rewritten")
     };
-    let _ = main_name;
     let mut rebuilt = Rebuilt::new(output, Action::Rebuilt, Kind::Ooxml, mime)
         .with_threats(found.threats)
         .with_reason(reason);
