@@ -24,6 +24,7 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod convert;
 pub mod outbox;
 pub mod quarantine;
 pub mod sanitize;

@@ -196,6 +196,8 @@ threat_ids! {
     ODF_EMBEDDED_OBJECT = "odf.embedded_object";
     /// ODF external link.
     ODF_EXTERNAL_LINK = "odf.external_link";
+    /// An ODF package member outside the allow-list.
+    ODF_UNKNOWN_PART = "odf.unknown_part";
     /// OLE2 VBA storage.
     OLE2_VBA_MACRO = "ole2.vba_macro";
     /// RTF embedded object.

@@ -1,4 +1,4 @@
-//! One module per format; each implements [`FormatSanitizer`](crate::pipeline::FormatSanitizer).
+//! One module per format; each implements [`FormatSanitizer`].
 //!
 //! [`sanitizer_for`] is the registry: the sniffed kind (never the name or declared type) picks
 //! the sanitizer; `None` means the kind is removed as unsupported.
@@ -7,6 +7,10 @@ mod archive;
 pub mod gzip;
 pub mod html;
 pub mod msg;
+pub mod odf;
+pub(crate) mod office;
+pub mod ole2;
+pub mod ooxml;
 pub mod tar;
 pub mod tnef;
 pub mod zip;
@@ -26,6 +30,9 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Gzip => Some(&gzip::GzipSanitizer),
         Kind::Tnef => Some(&tnef::TnefSanitizer),
         Kind::Msg => Some(&msg::MsgSanitizer),
+        Kind::Ooxml => Some(&ooxml::OoxmlSanitizer),
+        Kind::Ole2 => Some(&ole2::Ole2Sanitizer),
+        Kind::Odf => Some(&odf::OdfSanitizer),
         _ => None,
     }
 }
