@@ -270,7 +270,9 @@ impl Renderer {
         if self.pre > 0 {
             return self.verbatim(s);
         }
-        for c in s.chars() {
+        let mut rest = s;
+        while let Some(c) = rest.chars().next() {
+            let len = c.len_utf8();
             match c {
                 ' ' | '\t' | '\x0C' => {
                     if self.ws == Ws::None {
@@ -285,8 +287,20 @@ impl Renderer {
                     self.last = Some(' ');
                 }
                 c if is_dropped(c) => {}
-                c => self.emit(c),
+                c => {
+                    // A run of ordinary characters is copied in one go.
+                    let run = rest
+                        .find(|c: char| is_special(c) || is_dropped(c))
+                        .unwrap_or(rest.len());
+                    let word = rest.get(..run).unwrap_or("");
+                    self.begin(c);
+                    self.out.push_str(word);
+                    self.last = word.chars().next_back();
+                    rest = rest.get(run.max(len)..).unwrap_or("");
+                    continue;
+                }
             }
+            rest = rest.get(len..).unwrap_or("");
         }
     }
 
@@ -644,7 +658,10 @@ impl TokenSink for Sink {
     type Handle = ();
 
     fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
-        let mut r = self.0.borrow_mut();
+        // html5ever calls the sink one method at a time, so the borrow cannot fail.
+        let Ok(mut r) = self.0.try_borrow_mut() else {
+            return TokenSinkResult::Continue;
+        };
         match token {
             Token::CharacterTokens(t) => r.text(&t),
             Token::TagToken(tag) => match tag.kind {
@@ -662,7 +679,7 @@ impl TokenSink for Sink {
 
     fn adjusted_current_node_present_but_not_in_html_namespace(&self) -> bool {
         // Inside svg/math, `<![CDATA[...]]>` is text (as in browsers); elsewhere a comment.
-        self.0.borrow().foreign > 0
+        self.0.try_borrow().is_ok_and(|r| r.foreign > 0)
     }
 }
 
@@ -682,6 +699,11 @@ fn is_wide(c: char) -> bool {
         | '\u{FF61}'..='\u{FF9F}'
         | '\u{FFE0}'..='\u{FFE6}'
         | '\u{20000}'..='\u{3FFFD}')
+}
+
+/// Characters that need more than copying: collapsible whitespace and the no-break space.
+fn is_special(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\x0C' | '\n' | '\r' | '\u{A0}')
 }
 
 /// Controls and invisible formatting characters never reach the text.
