@@ -99,6 +99,17 @@ fn main() {
         black_box(html2text::from_read(black_box(body.as_bytes()), 80).unwrap());
     });
     row("html2text width 80 (body)", t, body.len(), floor);
+    // Where html2text spends its time: DOM building, render tree, layout.
+    let cfg = html2text::config::plain_no_decorate();
+    let t = time(n.div_ceil(10), || {
+        black_box(cfg.parse_html(black_box(body.as_bytes())).unwrap());
+    });
+    row("  html2text stage 1: DOM", t, body.len(), floor);
+    let t = time(n.div_ceil(10), || {
+        let dom = cfg.parse_html(black_box(body.as_bytes())).unwrap();
+        black_box(cfg.dom_to_render_tree(&dom).unwrap());
+    });
+    row("  html2text stage 1+2: render tree", t, body.len(), floor);
 
     let big = attachments_mail();
     println!("| attachments mail: {} bytes |", big.len());

@@ -468,3 +468,27 @@ fn html_files_are_decoded_by_bom_meta_or_guess() {
     let bom = [b"\xEF\xBB\xBF".as_slice(), "<p>あ</p>".as_bytes()].concat();
     assert_eq!(decode_html(&bom), "<p>あ</p>");
 }
+
+#[test]
+fn html_file_becomes_a_text_file_without_the_markup() {
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(
+        "<html><head><meta charset=\"Shift_JIS\"><script>alert(1)</script></head>\
+         <body onload=\"x()\"><p>見積書を送付します。</p></body></html>",
+    );
+    let out = crate::sanitize_file(&sjis, Some("mitsumori.html"), &Policy::default());
+    let file = out.output.expect("an HTML file is converted, not blocked");
+    assert!(file.name.ends_with(".txt"), "{}", file.name);
+    let text = String::from_utf8(file.bytes.as_slice().to_vec()).unwrap();
+    assert_eq!(text, "見積書を送付します。\n");
+    let threats: Vec<&str> = out
+        .report
+        .items
+        .iter()
+        .flat_map(|i| i.threats.iter().map(String::as_str))
+        .collect();
+    assert!(threats.contains(&threats::HTML_SCRIPT), "{threats:?}");
+    assert!(
+        threats.contains(&threats::HTML_EVENT_HANDLER),
+        "{threats:?}"
+    );
+}
