@@ -22,6 +22,8 @@ use crate::unicode::is_invisible_control;
 
 /// Most layout elements tracked at once.
 const MAX_STACK: usize = 256;
+/// Width of the line drawn for `<hr>`.
+const HR_WIDTH: usize = 40;
 /// Most list-indent / quote levels drawn in a line prefix.
 const MAX_PREFIX_LEVELS: usize = 8;
 
@@ -481,8 +483,14 @@ impl Renderer {
                     self.newline();
                 }
             }
-            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "dl" | "figure" | "hr" | "address"
+            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "dl" | "figure" | "address"
             | "fieldset" | "details" => self.block(2),
+            "hr" if self.hidden == 0 => {
+                self.block(1);
+                self.emit('-');
+                self.out.push_str(&"-".repeat(HR_WIDTH - 1));
+                self.block(1);
+            }
             "div" | "section" | "article" | "header" | "footer" | "nav" | "aside" | "main"
             | "center" | "summary" | "dt" | "dd" | "figcaption" | "caption" | "legend"
             | "option" | "form" | "hgroup" | "body" | "html" => self.block(1),

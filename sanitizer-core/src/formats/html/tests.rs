@@ -54,6 +54,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "市政だより\n\n本文\n\nお知らせ\n\n本文2",
     ),
     (
+        "horizontal rule",
+        "<p>上</p><hr>下",
+        "上\n\n----------------------------------------\n下",
+    ),
+    (
         "inline elements keep spaces",
         "<b>太字</b> と <i>斜体</i>",
         "太字 と 斜体",
