@@ -278,11 +278,11 @@ pub fn attachments_mail() -> Vec<u8> {
         "お疲れさまです。\n現地調査の写真を送ります。\nご確認をお願いいたします。\n",
     ));
     let files: [(&str, &str, Vec<u8>); 5] = [
-        ("site1.jpg", "image/jpeg", jpeg(1200, 900, 1)),
-        ("site2.jpg", "image/jpeg", jpeg(1200, 900, 2)),
-        ("site3.jpg", "image/jpeg", jpeg(1200, 900, 3)),
-        ("map.png", "image/png", png(640, 480, 4)),
-        ("plan.png", "image/png", png(640, 480, 5)),
+        ("site1.jpg", "image/jpeg", jpeg(900, 700, 1)),
+        ("site2.jpg", "image/jpeg", jpeg(900, 700, 2)),
+        ("site3.jpg", "image/jpeg", jpeg(900, 700, 3)),
+        ("map.png", "image/png", png(480, 360, 4)),
+        ("plan.png", "image/png", png(480, 360, 5)),
     ];
     for (name, mime, data) in files {
         m.extend_from_slice(

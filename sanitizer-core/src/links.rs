@@ -78,8 +78,11 @@ pub fn defang_url(url: &str) -> String {
 fn push_defanged_host(out: &mut String, host: &str) {
     let mut rest = host;
     while let Some(c) = rest.chars().next() {
-        let lower3 = rest.get(..3).map(str::to_ascii_lowercase);
-        if lower3.as_deref() == Some("%2e") {
+        if rest
+            .as_bytes()
+            .get(..3)
+            .is_some_and(|b| b.eq_ignore_ascii_case(b"%2e"))
+        {
             out.push_str("[.]");
             rest = rest.get(3..).unwrap_or("");
             continue;
