@@ -82,6 +82,17 @@ fn main() {
         }
         return;
     }
+    if args.iter().any(|a| a == "--big") {
+        // Linearity check: unclosed <div> with text, 2.5 / 5 / 10 MB.
+        for mb in [2.5f64, 5.0, 10.0] {
+            let html = "<div>x".repeat((mb * 1024.0 * 1024.0 / 6.0) as usize);
+            let t = time(1, || {
+                black_box(html_to_text(black_box(&html), &policy));
+            });
+            println!("{mb:>5} MB of <div>x: {:>8.1} ms", t.as_secs_f64() * 1e3);
+        }
+        return;
+    }
     let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(20);
     let parser = mail_parser::MessageParser::default();
 
