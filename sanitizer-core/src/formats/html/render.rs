@@ -282,6 +282,17 @@ impl Renderer {
                     }
                 }
                 '\n' | '\r' => self.ws = Ws::Newline,
+                // Spacer `&nbsp;` (empty cells, `<p>&nbsp;</p>`) before any text on a line or
+                // in a cell is plain whitespace, so layout spacers leave no stray separators.
+                '\u{A0}'
+                    if self.line_start
+                        || self.want > 0
+                        || self.table_mut().is_some_and(|(_, sep, _)| *sep) =>
+                {
+                    if self.ws == Ws::None {
+                        self.ws = Ws::Space;
+                    }
+                }
                 '\u{A0}' => {
                     // A no-break space is a space that does not collapse.
                     self.begin(' ');

@@ -95,6 +95,12 @@ const CASES: &[(&str, &str, &str)] = &[
         "値 | 単位",
     ),
     (
+        "spacer cells and spacer paragraphs leave nothing",
+        "<p>&nbsp;</p><table><tr><td>&nbsp;</td><td>本文</td><td>&nbsp;</td></tr>\
+         <tr><td width=\"10\">&nbsp;</td><td>a</td><td>&nbsp;</td><td>b</td></tr></table>",
+        "本文\na | b",
+    ),
+    (
         "layout table cells with paragraphs",
         "<table><tr><td><p>左の段落</p><p>次の段落</p></td></tr></table>",
         "左の段落\n\n次の段落",
