@@ -115,10 +115,16 @@ fn url_head(v: &str, n: usize) -> String {
         .collect()
 }
 
-/// `javascript:` / `vbscript:` (also `livescript:`) URLs, however obfuscated with whitespace.
+/// `javascript:` / `vbscript:` (also `livescript:`) URLs, however obfuscated with whitespace,
+/// and `data:` URLs that a browser would run as a document (HTML, XHTML, SVG).
 pub(super) fn is_script_url(v: &str) -> bool {
-    let h = url_head(v, 12);
-    h.starts_with("javascript:") || h.starts_with("vbscript:") || h.starts_with("livescript:")
+    let h = url_head(v, 24);
+    h.starts_with("javascript:")
+        || h.starts_with("vbscript:")
+        || h.starts_with("livescript:")
+        || h.starts_with("data:text/html")
+        || h.starts_with("data:application/xhtml")
+        || h.starts_with("data:image/svg")
 }
 
 /// `http:`, `https:`, `ftp:` or protocol-relative `//host` (also `\\host`, which browsers read
@@ -195,6 +201,8 @@ mod tests {
         assert!(is_script_url("javascript:alert(1)"));
         assert!(is_script_url("  JaVa\tScRiPt:alert(1)"));
         assert!(is_script_url("vbscript:msgbox"));
+        assert!(is_script_url("DATA:text/html;base64,PHNjcmlwdD4="));
+        assert!(!is_script_url("data:image/png;base64,AAAA"));
         assert!(!is_script_url("https://example.jp/javascript:"));
     }
 
