@@ -426,9 +426,17 @@ impl Renderer {
             self.emit_url_token(&href);
         } else if same_url(anchor_text, &href) {
             let s = start.unwrap_or(self.out.len());
+            let ended_line = self
+                .out
+                .get(s..)
+                .is_some_and(|t| t.trim_end_matches([' ', '\t']).ends_with('\n'));
             self.out.truncate(s);
             self.protected.retain(|&(b, _)| b < s);
+            self.line_start = false;
             self.push_url(&href);
+            if ended_line {
+                self.newline();
+            }
         } else {
             // `text (url)`; stays on the anchor's line even if a break is pending.
             if self.line_start {

@@ -184,6 +184,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "hxxps://example[.]jp/a",
     ),
     (
+        "url anchor ending in a line break",
+        "<a href=\"https://example.jp/\">https://example.jp/<br></a>次",
+        "hxxps://example[.]jp/\n次",
+    ),
+    (
         "link text naming another host shows both",
         "<a href=\"https://evil.example/\">https://bank.example.jp/</a>",
         "hxxps://bank[.]example[.]jp/ (hxxps://evil[.]example/)",
