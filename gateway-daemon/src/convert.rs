@@ -5,9 +5,12 @@
 //! proxies, `HOME` inside the directory), in its own process group, which is killed when the
 //! deadline passes. The directory is removed afterwards whatever happened.
 //!
+//! With [`LibreOffice::confined`] (what the CLI and daemon use), soffice is started through the
+//! `mugai __confine` trampoline ([`crate::confine`]): no network namespace access, Landlock
+//! limiting writes to the conversion directory, resource limits, and `nobody` instead of root.
+//!
 //! Failure modes: soffice missing or failing, no output written, output over the size cap, the
 //! deadline passing: each is an `Err(String)` for the core to turn into "removed"/"blocked".
-//! Isolation beyond this (namespaces, Landlock, no network) is added by the sandbox layer.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,6 +31,7 @@ pub struct LibreOffice {
     soffice: PathBuf,
     timeout: Duration,
     max_output: u64,
+    confine: Option<PathBuf>,
 }
 
 impl LibreOffice {
@@ -38,7 +42,15 @@ impl LibreOffice {
             soffice: soffice.into(),
             timeout,
             max_output: 200 * 1024 * 1024,
+            confine: None,
         }
+    }
+
+    /// Runs every conversion confined by `mugai __confine` (`mugai` is the executable that
+    /// provides the trampoline, normally `std::env::current_exe()`).
+    pub fn confined(mut self, mugai: impl Into<PathBuf>) -> LibreOffice {
+        self.confine = Some(mugai.into());
+        self
     }
 
     /// Caps the size of a converted output (default 200 MiB).
@@ -81,7 +93,17 @@ impl LibreOffice {
         std::fs::write(&src, input).map_err(|e| format!("writing the input: {e}"))?;
         let log = std::fs::File::create(dir.path().join("soffice.log"))
             .map_err(|e| format!("log file: {e}"))?;
-        let mut cmd = Command::new(&self.soffice);
+        let mut cmd = match &self.confine {
+            Some(mugai) => {
+                crate::confine::prepare_dir(dir.path())
+                    .map_err(|e| format!("preparing the conversion directory: {e}"))?;
+                let cpu = self.timeout.as_secs().saturating_mul(2).saturating_add(5);
+                let mut c = crate::confine::command(mugai, dir.path(), cpu, 8 << 30);
+                c.arg(&self.soffice);
+                c
+            }
+            None => Command::new(&self.soffice),
+        };
         cmd.arg("--headless")
             .arg("--norestore")
             .arg("--nologo")
