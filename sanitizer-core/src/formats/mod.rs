@@ -3,7 +3,10 @@
 //! [`sanitizer_for`] is the registry: the sniffed kind (never the name or declared type) picks
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
+pub mod csv;
 pub mod html;
+pub mod image;
+pub mod text;
 
 use crate::pipeline::FormatSanitizer;
 use crate::policy::Policy;
@@ -15,6 +18,8 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
+        Kind::Text | Kind::Csv => Some(&text::TextSanitizer),
+        Kind::Image => Some(&image::ImageSanitizer),
         _ => None,
     }
 }
