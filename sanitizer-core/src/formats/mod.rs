@@ -3,9 +3,11 @@
 //! [`sanitizer_for`] is the registry: the sniffed kind (never the name or declared type) picks
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
+pub mod calendar;
 pub mod csv;
 pub mod html;
 pub mod image;
+pub mod rtf;
 pub mod text;
 
 use crate::pipeline::FormatSanitizer;
@@ -20,6 +22,8 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Html => Some(&html::HtmlSanitizer),
         Kind::Text | Kind::Csv => Some(&text::TextSanitizer),
         Kind::Image => Some(&image::ImageSanitizer),
+        Kind::Rtf => Some(&rtf::RtfSanitizer),
+        Kind::Calendar => Some(&calendar::CalendarSanitizer),
         _ => None,
     }
 }
