@@ -8,6 +8,7 @@ pub mod csv;
 pub mod html;
 pub mod image;
 pub mod rtf;
+pub mod svg;
 pub mod text;
 
 use crate::pipeline::FormatSanitizer;
@@ -24,6 +25,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Image => Some(&image::ImageSanitizer),
         Kind::Rtf => Some(&rtf::RtfSanitizer),
         Kind::Calendar => Some(&calendar::CalendarSanitizer),
+        Kind::Svg => Some(&svg::SvgSanitizer),
         _ => None,
     }
 }
