@@ -4,6 +4,8 @@
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
 pub mod calendar;
+#[cfg(test)]
+mod corpus_tests;
 pub mod csv;
 pub mod html;
 pub mod image;

@@ -1,0 +1,74 @@
+//! Runs every sample of `corpus/manifest/formats.toml` through [`sanitize_file`] and checks
+//! what the manifest promises (verdict, threats, output name and kind, strings present or
+//! absent), so the samples and the sanitizers cannot drift apart. The CLI-level run with
+//! independent tools is `corpus/verify.py`.
+
+use std::path::Path;
+
+use crate::policy::Policy;
+use crate::sanitize_file;
+
+fn strings(v: &toml::Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn formats_manifest_holds() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus");
+    let manifest = std::fs::read_to_string(corpus.join("manifest/formats.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&manifest).unwrap();
+    let samples = manifest["sample"].as_array().unwrap();
+    assert!(samples.len() >= 15);
+    let policy = Policy::default();
+    for s in samples {
+        let file = s["file"].as_str().unwrap();
+        let bytes = std::fs::read(corpus.join(file)).unwrap();
+        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        let out = sanitize_file(&bytes, Some(name), &policy);
+        let report = &out.report;
+        let verdict = serde_json::to_value(report.verdict).unwrap();
+        assert_eq!(
+            verdict,
+            s["expect"].as_str().unwrap(),
+            "{file}: {report:#?}"
+        );
+        for t in strings(s, "threats") {
+            assert!(report.threats().contains(&t.as_str()), "{file}: no {t}");
+        }
+        let Some(output) = out.output else {
+            continue;
+        };
+        if let Some(n) = s.get("output_name").and_then(|n| n.as_str()) {
+            assert_eq!(output.name, n, "{file}");
+        }
+        if let Some(k) = s.get("output_kind").and_then(|k| k.as_str()) {
+            assert_eq!(output.kind.as_str(), k, "{file}");
+        }
+        let body = output.bytes.as_slice();
+        // MUGAI_DUMP_DIR=dir writes outputs and reports there (to run corpus/checks_formats.py).
+        if let Some(dir) = std::env::var_os("MUGAI_DUMP_DIR") {
+            let dir = Path::new(&dir);
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(&output.name), body).unwrap();
+            let report_path = dir.join(format!("{}.report.json", output.name));
+            std::fs::write(report_path, report.to_json_line()).unwrap();
+        }
+        let has = |needle: &str| {
+            body.windows(needle.len().max(1))
+                .any(|w| w == needle.as_bytes())
+        };
+        for needle in strings(s, "must_contain") {
+            assert!(has(&needle), "{file}: missing {needle:?}");
+        }
+        for needle in strings(s, "must_not_contain") {
+            assert!(!has(&needle), "{file}: still has {needle:?}");
+        }
+    }
+}
