@@ -72,3 +72,48 @@ fn formats_manifest_holds() {
         }
     }
 }
+
+/// Truncated and bit-flipped variants of every sample: each may be blocked, none may panic
+/// (a caught panic shows as `internal.error`) or pass raw input bytes through as an error.
+#[test]
+fn mangled_samples_never_panic() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/formats");
+    let policy = Policy::default();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut runs = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut variants: Vec<Vec<u8>> = Vec::new();
+        for cut in 1..12 {
+            variants.push(bytes[..bytes.len() * cut / 12].to_vec());
+        }
+        for _ in 0..24 {
+            let mut v = bytes.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % v.len() as u64) as usize;
+                v[i] ^= 1 << (next() % 8);
+            }
+            variants.push(v);
+        }
+        for v in variants {
+            let out = sanitize_file(&v, Some(&name), &policy);
+            runs += 1;
+            assert!(
+                !out.report
+                    .threats()
+                    .contains(&crate::threats::INTERNAL_ERROR),
+                "{name}: {:?}",
+                out.report.items
+            );
+        }
+    }
+    assert!(runs > 400);
+}

@@ -400,4 +400,23 @@ mod tests {
         let inked = img.pixels().filter(|p| p.0[3] > 128).count();
         assert!(inked > 200, "only {inked} pixels drawn: fonts not found?");
     }
+
+    #[test]
+    fn exponential_use_expansion_is_refused() {
+        // 10^7 rectangles by seven levels of ten <use> each: usvg's node limit refuses it.
+        let mut svg = String::from(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100"><defs><rect id="l0" width="1" height="1"/>"#,
+        );
+        for i in 1..=7 {
+            svg.push_str(&format!("<g id=\"l{i}\">"));
+            for j in 0..10 {
+                svg.push_str(&format!("<use href=\"#l{}\" x=\"{j}\"/>", i - 1));
+            }
+            svg.push_str("</g>");
+        }
+        svg.push_str(r##"</defs><use href="#l7"/></svg>"##);
+        let out = sanitize_file(svg.as_bytes(), Some("bomb.svg"), &Policy::default());
+        assert!(out.output.is_none());
+        assert!(out.report.threats().contains(&threats::PARSE_FAILED));
+    }
 }
