@@ -241,6 +241,64 @@ pub fn scan_gif(b: &[u8]) -> Scan {
     s
 }
 
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn le24(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(3)?)?;
+    Some(u32::from_le_bytes([*s.first()?, *s.get(1)?, *s.get(2)?, 0]))
+}
+
+/// Walks WebP RIFF chunks: canvas size, animation frames (`ANMF`), metadata, data after the
+/// RIFF container.
+pub fn scan_webp(b: &[u8]) -> Scan {
+    let mut s = Scan::default();
+    let Some(riff) = le32(b, 4) else {
+        return s;
+    };
+    let end = (riff as usize).saturating_add(8);
+    s.trailing = (b.len() as u64).saturating_sub(end as u64);
+    let mut pos: usize = 12;
+    while let (Some(kind), Some(len)) = (b.get(pos..pos + 4), le32(b, pos + 4)) {
+        let data = pos + 8;
+        match kind {
+            b"VP8X" => {
+                if let (Some(w), Some(h)) = (le24(b, data + 4), le24(b, data + 7)) {
+                    s.dimensions = Some((w.saturating_add(1), h.saturating_add(1)));
+                }
+            }
+            b"VP8 " if s.dimensions.is_none() => {
+                if let (Some(w), Some(h)) = (le16(b, data + 6), le16(b, data + 8)) {
+                    s.dimensions = Some((u32::from(w & 0x3FFF), u32::from(h & 0x3FFF)));
+                }
+            }
+            b"VP8L" if s.dimensions.is_none() => {
+                if let Some(bits) = le32(b, data + 1) {
+                    s.dimensions = Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1));
+                }
+            }
+            b"ANMF" => s.frames += 1,
+            b"EXIF" => s.note("EXIF"),
+            b"XMP " => s.note("XMP"),
+            b"ICCP" => s.note("ICC profile"),
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        let Some(next) = data.checked_add(len as usize).map(|n| n + (n & 1)) else {
+            break;
+        };
+        if next > end.min(b.len()) {
+            break;
+        }
+        pos = next;
+    }
+    s.frames = s.frames.max(1);
+    s
+}
+
 fn malformed(e: image::ImageError) -> SanitizeError {
     match e {
         image::ImageError::Limits(l) => SanitizeError::limit(LimitKind::Pixels, l.to_string()),
@@ -333,7 +391,8 @@ pub(crate) fn decode_checked(
         ImageFormat::Png => scan_png(input),
         ImageFormat::Jpeg => scan_jpeg(input),
         ImageFormat::Gif => scan_gif(input),
-        ImageFormat::Bmp | ImageFormat::WebP | ImageFormat::Tiff | ImageFormat::Ico => Scan {
+        ImageFormat::WebP => scan_webp(input),
+        ImageFormat::Bmp | ImageFormat::Tiff | ImageFormat::Ico => Scan {
             frames: 1,
             ..Scan::default()
         },
@@ -365,7 +424,7 @@ pub(crate) fn decode_checked(
     if scan.dimensions.is_none() {
         cx.budget().charge_pixels(u64::from(w), u64::from(h))?;
         scan.dimensions = Some((w, h));
-    } else if scan.dimensions != Some((w, h)) && format != ImageFormat::Gif {
+    } else if scan.dimensions != Some((w, h)) {
         // The decoder read other dimensions than the header we charged: charge those too.
         cx.budget().charge_pixels(u64::from(w), u64::from(h))?;
     }
@@ -648,6 +707,26 @@ pub(crate) mod tests {
         let file = out.output.unwrap();
         assert_eq!(file.name, "scan.png");
         assert!(file.bytes.as_slice().starts_with(b"\x89PNG"));
+    }
+
+    #[test]
+    fn webp_is_scanned_and_becomes_png() {
+        let mut webp = Vec::new();
+        small_rgb(6, 4)
+            .write_to(&mut Cursor::new(&mut webp), ImageFormat::WebP)
+            .unwrap();
+        let scan = scan_webp(&webp);
+        assert_eq!(
+            (scan.dimensions, scan.frames, scan.trailing),
+            (Some((6, 4)), 1, 0)
+        );
+        webp.extend(b"PK\x03\x04");
+        let out = sanitize_file(&webp, Some("w.webp"), &Policy::default());
+        assert!(out.report.threats().contains(&threats::IMAGE_TRAILING_DATA));
+        let file = out.output.unwrap();
+        assert_eq!(file.name, "w.png");
+        let back = image::load_from_memory(file.bytes.as_slice()).unwrap();
+        assert_eq!(back.to_rgb8(), small_rgb(6, 4).to_rgb8());
     }
 
     #[test]
