@@ -117,3 +117,28 @@ fn mangled_samples_never_panic() {
     }
     assert!(runs > 400);
 }
+
+/// With no time left, every sample fails closed on a limit; with too little decoding budget,
+/// every sample that decodes anything is blocked too.
+#[test]
+fn limits_trip_for_every_sample() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/formats");
+    let mut no_time = Policy::default();
+    no_time.limits.deadline_ms = 0;
+    let mut no_decoding = Policy::default();
+    no_decoding.limits.max_decoded_bytes = 3;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        for (policy, what) in [(&no_time, "deadline"), (&no_decoding, "decoded bytes")] {
+            let out = sanitize_file(&bytes, Some(&name), policy);
+            assert!(out.output.is_none(), "{name} passed with no {what} budget");
+            assert!(
+                out.report.threats().iter().any(|t| t.starts_with("limit.")),
+                "{name}: {:?}",
+                out.report.items
+            );
+        }
+    }
+}

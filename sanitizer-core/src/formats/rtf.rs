@@ -471,6 +471,7 @@ impl FormatSanitizer for RtfSanitizer {
         if !input.starts_with(b"{\\rt") {
             return Err(SanitizeError::Malformed("not an RTF document".into()));
         }
+        cx.budget().check_deadline()?;
         let rtf = rtf_to_text(input, cx)?;
         cx.budget().charge_decoded(rtf.text.len() as u64)?;
         let cleaned = super::text::clean(&rtf.text);

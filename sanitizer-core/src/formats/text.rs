@@ -294,6 +294,15 @@ mod tests {
     }
 
     #[test]
+    fn western_legacy_text_is_not_mistaken_for_japanese() {
+        let original = "Grüße aus München. Le café est fermé à midi. Ça va très bien.";
+        let (b, _, _) = encoding_rs::WINDOWS_1252.encode(original);
+        let d = decode(&b);
+        assert_eq!(d.charset, "windows-1252");
+        assert_eq!(d.text, original);
+    }
+
+    #[test]
     fn undecodable_bytes_never_pass_raw() {
         // A broken UTF-16 surrogate: decodes with replacement.
         let d = decode(&[0xFF, 0xFE, 0x00, 0xD8, 0x41, 0x00]);
