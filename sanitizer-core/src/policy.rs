@@ -202,6 +202,9 @@ pub struct ImagePolicy {
     pub rasterize_svg: bool,
     /// JPEG re-encoding quality, 1–100. Default 90.
     pub jpeg_quality: u8,
+    /// The only directory SVG text is rendered with fonts from (loaded once per process;
+    /// fonts named or linked by the SVG itself are never fetched). Default `/usr/share/fonts`.
+    pub svg_font_dir: String,
 }
 
 impl Default for ImagePolicy {
@@ -209,6 +212,7 @@ impl Default for ImagePolicy {
         ImagePolicy {
             rasterize_svg: true,
             jpeg_quality: 90,
+            svg_font_dir: "/usr/share/fonts".to_owned(),
         }
     }
 }

@@ -428,11 +428,13 @@ pub fn looks_like_mail(b: &[u8]) -> bool {
         let Some(colon) = line.iter().position(|&c| c == b':') else {
             return false;
         };
-        let name = line.get(..colon).unwrap_or_default();
+        // Obsolete syntax (RFC 5322 4.5) allows white space before the colon.
+        let name = line.get(..colon).unwrap_or_default().trim_ascii_end();
         if name.is_empty() || !name.iter().all(|c| c.is_ascii_graphic()) {
             return false;
         }
-        let lower: Vec<u8> = line.get(..=colon).unwrap_or_default().to_ascii_lowercase();
+        let mut lower = name.to_ascii_lowercase();
+        lower.push(b':');
         if FIELDS.iter().any(|f| lower.starts_with(f)) {
             known += 1;
         }
@@ -614,6 +616,10 @@ mod tests {
             Kind::Mail
         );
         assert_eq!(sniff(b"BEGIN:VCALENDAR\r\n"), Kind::Calendar);
+        assert_eq!(
+            sniff(b"Subject : x\r\nContent-Type :\tmessage/rfc822\r\n\r\n"),
+            Kind::Mail
+        );
         // ISO-2022-JP text uses ESC sequences but is text.
         assert_eq!(sniff(b"\x1b$B$3$s$K$A$O\x1b(B\n"), Kind::Text);
     }

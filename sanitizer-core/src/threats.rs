@@ -131,6 +131,14 @@ threat_ids! {
     /// Formula-looking CSV cells neutralised.
     CSV_FORMULA = "csv.formula";
 
+    // --- calendar / vCard ---
+    /// An ATTACH property (or vCard PHOTO/LOGO/SOUND/KEY) dropped from a calendar or vCard.
+    CALENDAR_ATTACHMENT = "calendar.attachment";
+    /// A VALARM component (alarms can run procedures or send mail) dropped.
+    CALENDAR_ALARM = "calendar.alarm";
+    /// A URL/SOURCE/CONFERENCE property dropped.
+    CALENDAR_URL = "calendar.url";
+
     // --- pdf ---
     /// JavaScript.
     PDF_JAVASCRIPT = "pdf.javascript";

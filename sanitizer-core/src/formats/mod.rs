@@ -4,14 +4,22 @@
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
 mod archive;
+pub mod calendar;
+#[cfg(test)]
+mod corpus_tests;
+pub mod csv;
 pub mod gzip;
 pub mod html;
+pub mod image;
 pub mod msg;
 pub mod odf;
 pub(crate) mod office;
 pub mod ole2;
 pub mod ooxml;
+pub mod rtf;
+pub mod svg;
 pub mod tar;
+pub mod text;
 pub mod tnef;
 pub mod zip;
 
@@ -33,6 +41,11 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
         Kind::Ooxml => Some(&ooxml::OoxmlSanitizer),
         Kind::Ole2 => Some(&ole2::Ole2Sanitizer),
         Kind::Odf => Some(&odf::OdfSanitizer),
+        Kind::Text | Kind::Csv => Some(&text::TextSanitizer),
+        Kind::Image => Some(&image::ImageSanitizer),
+        Kind::Rtf => Some(&rtf::RtfSanitizer),
+        Kind::Calendar => Some(&calendar::CalendarSanitizer),
+        Kind::Svg => Some(&svg::SvgSanitizer),
         _ => None,
     }
 }

@@ -669,12 +669,11 @@ fn deep_nesting_in_any_syntax_does_not_overflow_the_stack() {
         o.report
             .items
             .iter()
-            .any(|i| i.path.matches("message.eml").count() > 10)
+            .any(|i| i.action != Action::Removed && i.path.matches("message.eml").count() > 10)
             || o.threats().contains(&threats::INTERNAL_ERROR)
     };
     let o = run(format!("From: a@example.jp\r\n{chain}").as_bytes());
     assert!(!deep_survives(&o), "{:?}", o.report.items);
-    assert_eq!(o.report.verdict, Verdict::Sanitized);
     let wrapped = format!(
         "From: a@example.jp\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding :\tBASE64\r\n\r\n{}\r\n",
         b64(chain.as_bytes())
