@@ -4,6 +4,7 @@
 //! the sanitizer; `None` means the kind is removed as unsupported.
 
 pub mod html;
+pub mod pdf;
 
 use crate::pipeline::FormatSanitizer;
 use crate::policy::Policy;
@@ -15,6 +16,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
+        Kind::Pdf => Some(&pdf::PdfSanitizer),
         _ => None,
     }
 }
