@@ -10,6 +10,10 @@
 //!
 //! Fonts the PDF does not embed (Japanese above all) are resolved from the policy's CJK font
 //! files ([`fonts`]); text that still has no font gives the `pdf.font_missing` warning.
+//!
+//! Not implemented: `pdf.text_layer` (an invisible OCR-free text layer over rasterized pages).
+//! Copying the input's text into the output would carry its encoding tricks along; the option
+//! is accepted by the policy but has no effect yet.
 
 pub mod active;
 pub mod clean;
@@ -41,10 +45,13 @@ pub struct PdfSanitizer;
 /// (which has no decompression limit of its own) sees them. A file lopdf cannot parse is still
 /// rasterized if hayro can read it; only a tripped limit stops it here.
 fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<BTreeSet<&'static str>, SanitizeError> {
-    let mut budget = cx.budget().clone();
+    // lopdf runs on a scratch copy of the budget (a panic inside it must not leave a
+    // half-charged budget); what it decoded is then charged to the item.
+    let mut scratch = cx.budget().clone();
+    let before = scratch.decoded_remaining();
     let scanned = catch_unwind(AssertUnwindSafe(|| {
-        let mut doc = clean::load(input, &budget)?;
-        clean::charge_streams(&doc, &mut budget)?;
+        let mut doc = clean::load(input, &scratch)?;
+        clean::charge_streams(&doc, &mut scratch)?;
         Ok::<_, SanitizeError>(active::remove_active(&mut doc))
     }));
     let mut found = match scanned {
@@ -52,18 +59,8 @@ fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<BTreeSet<&'static st
         Ok(Err(e @ SanitizeError::Limit { .. })) => return Err(e),
         _ => BTreeSet::new(),
     };
-    // The real charge, on the item's budget.
-    let decoded = budget
-        .limits()
-        .max_decoded_bytes
-        .saturating_sub(budget.decoded_remaining())
-        .saturating_sub(
-            cx.budget()
-                .limits()
-                .max_decoded_bytes
-                .saturating_sub(cx.budget().decoded_remaining()),
-        );
-    cx.budget().charge_decoded(decoded)?;
+    cx.budget()
+        .charge_decoded(before.saturating_sub(scratch.decoded_remaining()))?;
     if active::has_obfuscated_names(input) {
         found.insert(t::PDF_OBFUSCATED_NAME);
     }

@@ -270,6 +270,12 @@ fn malformed_pdfs_never_panic() {
         b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 1 0 R >> endobj trailer << /Root 1 0 R >>"
             .to_vec(),
     ];
+    // Nesting 100,000 deep (a stack-exhaustion attempt on recursive parsers).
+    let mut deep = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R /X ".to_vec();
+    deep.extend(std::iter::repeat_n(b'[', 100_000));
+    deep.extend(std::iter::repeat_n(b']', 100_000));
+    deep.extend_from_slice(b" >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 100 100] >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n");
+    inputs.push(deep);
     // Deterministic corruption of a valid file: bytes overwritten at every 37th position.
     let base = sample!("js_openaction.pdf");
     for step in [7usize, 37, 101] {
