@@ -172,7 +172,9 @@ fn worker(
     deadline: Instant,
     tx: &mpsc::Sender<(usize, PageResult)>,
 ) {
-    let pdf = match open(data) {
+    let opened = catch_unwind(AssertUnwindSafe(|| open(data)))
+        .unwrap_or_else(|_| Err(SanitizeError::Malformed("PDF could not be parsed".into())));
+    let pdf = match opened {
         Ok(p) => p,
         Err(e) => {
             let _ = tx.send((0, Err(e)));
