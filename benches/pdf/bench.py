@@ -37,11 +37,14 @@ def timed(cmd):
     err = r.stderr
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (.+)", err)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    user = re.search(r"User time \(seconds\): ([\d.]+)", err)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", err)
+    cpu = (float(user.group(1)) if user else 0.0) + (float(system.group(1)) if system else 0.0)
     secs = 0.0
     if wall:
         for part in wall.group(1).strip().split(":"):
             secs = secs * 60 + float(part)
-    return secs, (int(rss.group(1)) / 1024 if rss else 0.0), r.returncode, r.stdout
+    return secs, cpu, (int(rss.group(1)) / 1024 if rss else 0.0), r.returncode
 
 
 def npages(path):
@@ -75,11 +78,13 @@ def main():
                     os.remove(output)
                 shutil.rmtree(render_dir, ignore_errors=True)
                 os.makedirs(render_dir)
-                secs, rss, code, _ = timed(cmd)
+                secs, cpu, rss, code = timed(cmd)
                 size_out = os.path.getsize(output) if output and os.path.exists(output) else None
                 rows.append({
                     "doc": title, "pages": pages, "input_bytes": size_in, "tool": name,
-                    "seconds": round(secs, 2), "pages_per_s": round(pages / secs, 1) if secs else None,
+                    "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
+                    "pages_per_s": round(pages / secs, 1) if secs else None,
+                    "pages_per_cpu_s": round(pages / cpu, 1) if cpu else None,
                     "peak_rss_mib": round(rss, 1), "exit": code, "output_bytes": size_out,
                     "output_ratio": round(size_out / size_in, 2) if size_out else None,
                 })
@@ -89,15 +94,15 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     with open(results, "w") as f:
         json.dump(rows, f, indent=1)
-    print("| document | pages | tool | pages/s | wall s | peak RSS MiB | output | out/in |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| document | pages | tool | pages/s (wall) | wall s | CPU s | pages/CPU-s | peak RSS MiB | output | out/in |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         out = "%.1f MB" % (r["output_bytes"] / 1e6) if r["output_bytes"] else "-"
         ratio = "%.2f×" % r["output_ratio"] if r["output_ratio"] else "-"
         status = "" if r["exit"] == 0 else " (exit %d)" % r["exit"]
-        print("| %s | %d | %s%s | %s | %.2f | %.0f | %s | %s |" % (
+        print("| %s | %d | %s%s | %s | %.2f | %.2f | %s | %.0f | %s | %s |" % (
             r["doc"], r["pages"], r["tool"], status, r["pages_per_s"], r["seconds"],
-            r["peak_rss_mib"], out, ratio))
+            r["cpu_seconds"], r["pages_per_cpu_s"], r["peak_rss_mib"], out, ratio))
 
 
 if __name__ == "__main__":
