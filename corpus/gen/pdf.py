@@ -6,6 +6,8 @@ samples that need a real implementation: object streams and RC4/AES encryption. 
 inert: the "JavaScript" is `app.alert`, URLs point to example.invalid, embedded files are text.
 
 Run from the repository root:  python3 corpus/gen/pdf.py
+qpdf runs with --static-id/--static-aes-iv so regeneration is reproducible, except the AES-256
+sample (its key-derivation salts are random by design).
 """
 
 import os
@@ -133,18 +135,18 @@ def main():
     tmp = os.path.join(OUT, "_plain.pdf")
     with open(tmp, "wb") as f:
         f.write(build(objs))
-    subprocess.run(["qpdf", "--object-streams=generate", "--compress-streams=y", tmp,
+    subprocess.run(["qpdf", "--static-id", "--object-streams=generate", "--compress-streams=y", tmp,
                     os.path.join(OUT, "objstm_js.pdf")], check=True)
 
     # Encrypted with a user password (RC4 128) and (AES-256): blocked.
     with open(tmp, "wb") as f:
         f.write(first)
-    subprocess.run(["qpdf", "--allow-weak-crypto", "--encrypt", "user", "owner", "128", "--use-aes=n", "--", tmp,
+    subprocess.run(["qpdf", "--static-id", "--static-aes-iv", "--allow-weak-crypto", "--encrypt", "user", "owner", "128", "--use-aes=n", "--", tmp,
                     os.path.join(OUT, "encrypted_rc4.pdf")], check=True)
-    subprocess.run(["qpdf", "--encrypt", "user", "owner", "256", "--", tmp,
+    subprocess.run(["qpdf", "--static-id", "--static-aes-iv", "--encrypt", "user", "owner", "256", "--", tmp,
                     os.path.join(OUT, "encrypted_aes.pdf")], check=True)
     # Encrypted with an empty user password: opens without one, so it is rasterized.
-    subprocess.run(["qpdf", "--encrypt", "", "owner", "128", "--use-aes=y", "--", tmp,
+    subprocess.run(["qpdf", "--static-id", "--static-aes-iv", "--encrypt", "", "owner", "128", "--use-aes=y", "--", tmp,
                     os.path.join(OUT, "encrypted_empty_password.pdf")], check=True)
     os.remove(tmp)
 
