@@ -155,8 +155,12 @@ pub struct PdfPolicy {
     pub mode: PdfMode,
     /// Render resolution in dots per inch. Default 150.
     pub dpi: u32,
-    /// Font file used for CJK text the PDF does not embed. Default: Debian's Noto CJK.
+    /// Font file used for CJK text the PDF does not embed (sans/Gothic faces, and serif too
+    /// when `cjk_serif_font` is empty or unreadable). Default: Debian's Noto Sans CJK.
     pub cjk_font: String,
+    /// Font file used for non-embedded CJK serif (Mincho) fonts. Default: Debian's Noto Serif
+    /// CJK; empty = use `cjk_font`.
+    pub cjk_serif_font: String,
     /// Add an invisible text layer to rasterized pages. Default false.
     pub text_layer: bool,
 }
@@ -167,6 +171,7 @@ impl Default for PdfPolicy {
             mode: PdfMode::Rasterize,
             dpi: 150,
             cjk_font: "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc".into(),
+            cjk_serif_font: "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc".into(),
             text_layer: false,
         }
     }

@@ -6,6 +6,8 @@
 //! independent of the writers (re-parse, structure walk), and refuses with
 //! [`SanitizeError::Recheck`] on any doubt.
 
+use std::io::{Cursor, Read};
+
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 
 use crate::error::SanitizeError;
@@ -119,11 +121,8 @@ fn check_mail(bytes: &[u8], policy: &Policy, depth: u32) -> Result<(), SanitizeE
                 }
             }
             PartType::Binary(b) | PartType::InlineBinary(b) => {
-                check_file(
-                    b,
-                    sniff::kind_from_mime(&full).unwrap_or(Kind::Unknown),
-                    policy,
-                )?;
+                let claimed = sniff::kind_from_mime(&full).unwrap_or(Kind::Unknown);
+                check_file(b, claimed, policy, depth + 1)?;
             }
             PartType::Message(m) => check_mail(m.raw_message(), policy, depth + 1)?,
             PartType::Multipart(_) => {}
@@ -138,17 +137,36 @@ pub fn verify_file(
     claimed: Kind,
     policy: &Policy,
 ) -> Result<SafeBytes, SanitizeError> {
-    check_file(&bytes, claimed, policy)?;
+    check_file(&bytes, claimed, policy, 0)?;
     Ok(SafeBytes::new(bytes))
 }
 
-fn check_file(bytes: &[u8], claimed: Kind, policy: &Policy) -> Result<(), SanitizeError> {
+fn check_file(
+    bytes: &[u8],
+    claimed: Kind,
+    policy: &Policy,
+    depth: u32,
+) -> Result<(), SanitizeError> {
+    if depth > MAX_NESTED {
+        return Err(fail("output nested too deep"));
+    }
     let sniffed = sniff::sniff(bytes);
     if !sniff::compatible(claimed, sniffed) {
         return Err(fail(format!("output claims {claimed} but is {sniffed}")));
     }
     match sniffed {
-        Kind::Mail => check_mail(bytes, policy, 1),
+        Kind::Mail => check_mail(bytes, policy, depth.saturating_add(1)),
+        Kind::Zip => check_zip(bytes, policy, depth),
+        Kind::Tar => check_tar(bytes, policy, depth),
+        Kind::Gzip => {
+            let inner = read_limited(flate2::read::MultiGzDecoder::new(bytes), policy)?;
+            check_file(
+                &inner,
+                sniff::sniff(&inner),
+                policy,
+                depth.saturating_add(1),
+            )
+        }
         Kind::Text | Kind::Csv => {
             let text = std::str::from_utf8(bytes).map_err(|_| fail("text output is not UTF-8"))?;
             if text.chars().any(is_invisible_control) {
@@ -168,6 +186,101 @@ fn check_file(bytes: &[u8], claimed: Kind, policy: &Policy) -> Result<(), Saniti
             None => Err(fail(format!("{kind} is never a sanitized output"))),
         },
     }
+}
+
+/// Reads at most the policy's decoded-bytes limit; more is a failure.
+fn read_limited<R: Read>(r: R, policy: &Policy) -> Result<Vec<u8>, SanitizeError> {
+    let cap = policy.limits.max_decoded_bytes;
+    let mut out = Vec::new();
+    r.take(cap.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| fail(format!("unreadable compressed output: {e}")))?;
+    if out.len() as u64 > cap {
+        return Err(fail(
+            "compressed output expands past the decoded-bytes limit",
+        ));
+    }
+    Ok(out)
+}
+
+/// A member name we would have written: relative, no traversal, no backslash or controls.
+fn check_member_name(name: &str) -> Result<(), SanitizeError> {
+    let bad = name.is_empty()
+        || name.starts_with('/')
+        || name.contains('\\')
+        || name.split('/').any(|c| c == ".." || c == ".")
+        || name
+            .chars()
+            .any(|c| c.is_control() || is_invisible_control(c));
+    if bad {
+        return Err(fail(format!(
+            "archive member name {name:?} is not normalised"
+        )));
+    }
+    Ok(())
+}
+
+/// Every member of a ZIP output: plain files with normalised names, not encrypted, each one a
+/// sanitized output itself.
+fn check_zip(bytes: &[u8], policy: &Policy, depth: u32) -> Result<(), SanitizeError> {
+    let mut ar = zip::ZipArchive::new(Cursor::new(bytes))
+        .map_err(|e| fail(format!("zip output does not open: {e}")))?;
+    if ar.len() > policy.limits.max_parts as usize {
+        return Err(fail("zip output has too many members"));
+    }
+    for i in 0..ar.len() {
+        let f = ar
+            .by_index(i)
+            .map_err(|e| fail(format!("zip member {i}: {e}")))?;
+        let name = f
+            .name()
+            .map_err(|e| fail(format!("zip member {i}: {e}")))?
+            .into_owned();
+        check_member_name(&name)?;
+        if f.is_dir() {
+            continue;
+        }
+        if f.encrypted() || f.is_symlink() {
+            return Err(fail("zip output has an encrypted or link member"));
+        }
+        if f.unix_mode().is_some_and(|m| m & 0o7000 != 0) {
+            return Err(fail("zip output member with setuid/setgid/sticky bits"));
+        }
+        let data = read_limited(f, policy)?;
+        check_file(&data, sniff::sniff(&data), policy, depth.saturating_add(1))
+            .map_err(|e| fail(format!("zip member {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Every member of a TAR output: regular files only, normalised names, each a sanitized output.
+fn check_tar(bytes: &[u8], policy: &Policy, depth: u32) -> Result<(), SanitizeError> {
+    let mut ar = tar::Archive::new(bytes);
+    let entries = ar
+        .entries()
+        .map_err(|e| fail(format!("tar output does not open: {e}")))?;
+    for (n, entry) in entries.enumerate() {
+        if n >= policy.limits.max_parts as usize {
+            return Err(fail("tar output has too many members"));
+        }
+        let entry = entry.map_err(|e| fail(format!("tar member: {e}")))?;
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(fail("tar output has a member that is not a regular file"));
+        }
+        if entry.header().mode().is_ok_and(|m| m & 0o7000 != 0) {
+            return Err(fail("tar output member with setuid/setgid/sticky bits"));
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        check_member_name(&name)?;
+        let data = read_limited(entry, policy)?;
+        check_file(&data, sniff::sniff(&data), policy, depth.saturating_add(1))
+            .map_err(|e| fail(format!("tar member {name}: {e}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,5 +319,29 @@ mod tests {
         assert!(verify_file(b"MZ\x90\0".to_vec(), Kind::Pdf, &p).is_err());
         assert!(verify_file(b"<html><script>".to_vec(), Kind::Text, &p).is_err());
         assert!(verify_file("a\u{202E}b".as_bytes().to_vec(), Kind::Text, &p).is_err());
+    }
+
+    fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in members {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn archives_are_walked_member_by_member() {
+        let p = Policy::default();
+        let good = zip_of(&[("a/見積書.txt", "見積書".as_bytes())]);
+        assert!(verify_file(good, Kind::Zip, &p).is_ok());
+        let exe = zip_of(&[("a.txt", b"MZ\x90\0")]);
+        assert!(verify_file(exe, Kind::Zip, &p).is_err());
+        let traversal = zip_of(&[("../a.txt", b"x")]);
+        assert!(verify_file(traversal, Kind::Zip, &p).is_err());
+        let nested_html = zip_of(&[("in.zip", &zip_of(&[("x.txt", b"<html><script>")]))]);
+        assert!(verify_file(nested_html, Kind::Zip, &p).is_err());
     }
 }

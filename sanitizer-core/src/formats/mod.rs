@@ -16,6 +16,7 @@ pub mod odf;
 pub(crate) mod office;
 pub mod ole2;
 pub mod ooxml;
+pub mod pdf;
 pub mod rtf;
 pub mod svg;
 pub mod tar;
@@ -33,6 +34,7 @@ pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatS
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
+        Kind::Pdf => Some(&pdf::PdfSanitizer),
         Kind::Zip => Some(&self::zip::ZipSanitizer),
         Kind::Tar => Some(&self::tar::TarSanitizer),
         Kind::Gzip => Some(&gzip::GzipSanitizer),
@@ -57,6 +59,10 @@ pub fn recheck(
     bytes: &[u8],
     policy: &Policy,
 ) -> Option<Result<(), crate::error::SanitizeError>> {
-    let _ = (kind, bytes, policy);
-    None
+    match kind {
+        Kind::Pdf => Some(pdf::recheck(bytes, policy.pdf.mode)),
+        Kind::Ooxml => Some(ooxml::recheck(bytes, policy.links.mode)),
+        Kind::Odf => Some(odf::recheck(bytes, policy.links.mode)),
+        _ => None,
+    }
 }

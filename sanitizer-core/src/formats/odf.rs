@@ -158,7 +158,8 @@ fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<(Rebuilt, &'static str)
                     &m.name,
                     PartInput {
                         bytes: &m.bytes,
-                        name: Some(&m.name),
+                        // The member's own file name: its folders are in the report path already.
+                        name: Some(m.name.rsplit('/').next().unwrap_or(&m.name)),
                         declared_type: Some(&declared),
                     },
                 ) {

@@ -705,7 +705,8 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
                     &part.name,
                     PartInput {
                         bytes: &member.bytes,
-                        name: Some(&part.name),
+                        // The member's own file name: its folders are in the report path already.
+                        name: Some(part.name.rsplit('/').next().unwrap_or(&part.name)),
                         declared_type: Some(&part.content_type),
                     },
                 );

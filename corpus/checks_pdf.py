@@ -1,0 +1,72 @@
+"""Independent checks of sanitized PDFs, for corpus/verify.py.
+
+check(sample, output_path, report) raises AssertionError with a reason when the output fails:
+- `qpdf --check` accepts it;
+- `qpdf --qdf --object-streams=disable` expands it (streams decompressed where possible) and
+  no active keyword appears as a PDF name in the expanded file;
+- it has as many pages as the input (`qpdf --show-npages`), when qpdf can count the input's
+  pages and the sample's checks include "pdftoppm" (truncated inputs are exempt);
+- `pdftoppm -r 20` renders it without error.
+
+`sample` is the manifest entry (a dict with at least "file", relative to corpus/, and
+"checks"); `report` is the parsed JSON report (unused here beyond sanity).
+"""
+
+import os
+import re
+import subprocess
+import tempfile
+
+ACTIVE = [b"/JavaScript", b"/JS", b"/OpenAction", b"/AA", b"/Launch", b"/URI",
+          b"/EmbeddedFile", b"/RichMedia", b"/XFA"]
+CORPUS = os.path.dirname(os.path.abspath(__file__))
+
+
+def _run(args):
+    return subprocess.run(args, capture_output=True, timeout=120)
+
+
+def _npages(path):
+    r = _run(["qpdf", "--show-npages", path])
+    # Exit 3 means "succeeded with warnings"; the count is still valid.
+    if r.returncode in (0, 3):
+        try:
+            return int(r.stdout.decode().strip())
+        except ValueError:
+            return None
+    return None
+
+
+def check(sample, output_path, report):
+    checks = sample.get("checks", [])
+    assert report is None or report.get("verdict") != "blocked", "blocked output cannot be checked"
+    if "qpdf" in checks:
+        r = _run(["qpdf", "--check", output_path])
+        assert r.returncode == 0, "qpdf --check: %s" % (r.stdout + r.stderr).decode(errors="replace")[-400:]
+        with tempfile.TemporaryDirectory() as tmp:
+            qdf = os.path.join(tmp, "out.qdf")
+            r = _run(["qpdf", "--qdf", "--object-streams=disable", output_path, qdf])
+            assert r.returncode in (0, 3), "qpdf --qdf failed: %s" % r.stderr.decode(errors="replace")
+            with open(qdf, "rb") as f:
+                expanded = f.read()
+        for key in ACTIVE:
+            # A name token: the key followed by a delimiter (so /JS does not match /JSFoo).
+            if re.search(re.escape(key) + rb"[\s/<>\[\]()]", expanded):
+                raise AssertionError("active key %s in the output" % key.decode())
+    if "pdftoppm" in checks:
+        src = os.path.join(CORPUS, sample["file"])
+        n_in = _npages(src)
+        n_out = _npages(output_path)
+        if n_in is not None:
+            assert n_in == n_out, "page count %s, input had %s" % (n_out, n_in)
+        with tempfile.TemporaryDirectory() as tmp:
+            r = _run(["pdftoppm", "-r", "20", "-png", output_path, os.path.join(tmp, "p")])
+            assert r.returncode == 0, "pdftoppm: %s" % r.stderr.decode(errors="replace")[-400:]
+            assert os.listdir(tmp), "pdftoppm rendered nothing"
+
+
+if __name__ == "__main__":
+    # Manual use: python3 corpus/checks_pdf.py samples/pdf/x.pdf OUTPUT.pdf
+    import sys
+    check({"file": sys.argv[1], "checks": ["qpdf", "pdftoppm"]}, sys.argv[2], None)
+    print("ok")

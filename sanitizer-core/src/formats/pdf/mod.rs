@@ -1,0 +1,125 @@
+//! PDF: rasterized (default) or cleaned structurally, then re-checked.
+//!
+//! - [`PdfMode::Rasterize`]: every page is rendered (hayro) and written into a new image-only
+//!   PDF ([`rasterize`]); nothing active can survive by construction. Threats found in the
+//!   input are still reported, so the verdict and the notice say what was there.
+//! - [`PdfMode::Clean`]: active content is removed with lopdf and a fresh file written
+//!   ([`clean`]); text stays selectable.
+//! - Both: the output is parsed again by another code path and must pass [`recheck`], else the
+//!   file is blocked.
+//!
+//! Fonts the PDF does not embed (Japanese above all) are resolved from the policy's CJK font
+//! files ([`fonts`]); text that still has no font gives the `pdf.font_missing` warning.
+//!
+//! Not implemented: `pdf.text_layer` (an invisible OCR-free text layer over rasterized pages).
+//! Copying the input's text into the output would carry its encoding tricks along; the option
+//! is accepted by the policy but has no effect yet.
+
+pub mod active;
+pub mod clean;
+pub mod encode;
+pub mod fonts;
+pub mod rasterize;
+mod recheck;
+
+pub use recheck::recheck;
+
+use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::SanitizeError;
+use crate::pipeline::{Context, FormatSanitizer, Rebuilt};
+use crate::policy::PdfMode;
+use crate::report::{Action, Kind};
+use crate::threats as t;
+
+/// Warning id: some text could not be given a font; the page may be incomplete.
+pub const WARN_FONT_MISSING: &str = "pdf.font_missing";
+
+/// The PDF sanitizer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PdfSanitizer;
+
+/// Threats present in the input, for the report of rasterize mode (where rasterizing removes
+/// them all), and the decoded size of its Flate streams charged to the budget before hayro
+/// (which has no decompression limit of its own) sees them. A file lopdf cannot parse is still
+/// rasterized if hayro can read it; only a tripped limit stops it here.
+fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<BTreeSet<&'static str>, SanitizeError> {
+    // lopdf runs on a scratch copy of the budget (a panic inside it must not leave a
+    // half-charged budget); what it decoded is then charged to the item.
+    let mut scratch = cx.budget().clone();
+    let before = scratch.decoded_remaining();
+    let scanned = catch_unwind(AssertUnwindSafe(|| {
+        let mut doc = clean::load(input, &scratch)?;
+        clean::charge_streams(&doc, &mut scratch)?;
+        Ok::<_, SanitizeError>(active::remove_active(&mut doc))
+    }));
+    let mut found = match scanned {
+        Ok(Ok(found)) => found,
+        Ok(Err(e @ SanitizeError::Limit { .. })) => return Err(e),
+        _ => BTreeSet::new(),
+    };
+    cx.budget()
+        .charge_decoded(before.saturating_sub(scratch.decoded_remaining()))?;
+    if active::has_obfuscated_names(input) {
+        found.insert(t::PDF_OBFUSCATED_NAME);
+    }
+    if active::has_incremental_update(input) {
+        found.insert(t::PDF_INCREMENTAL_UPDATE);
+    }
+    Ok(found)
+}
+
+impl FormatSanitizer for PdfSanitizer {
+    fn name(&self) -> &'static str {
+        "pdf"
+    }
+
+    fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
+        let policy = cx.policy().pdf.clone();
+        cx.budget().check_deadline()?;
+        match policy.mode {
+            PdfMode::Rasterize => {
+                let found = scan_input(input, cx)?;
+                let fonts = fonts::FontResolver::new(&policy.cjk_font, &policy.cjk_serif_font);
+                let (bytes, stats) = rasterize::rasterize(input, policy.dpi, &fonts, cx.budget())?;
+                recheck(&bytes, PdfMode::Rasterize)?;
+                if stats.font_missing {
+                    cx.warn(WARN_FONT_MISSING);
+                }
+                let detail = serde_json::json!({
+                    "mode": "rasterize",
+                    "pages": stats.pages,
+                    "dpi": policy.dpi,
+                    "clamped_pages": stats.clamped,
+                    "encodings": stats.encodings,
+                });
+                Ok(Rebuilt::new(bytes, Action::Rasterized, Kind::Pdf, "application/pdf")
+                    .with_threats(found)
+                    .with_reason(format!(
+                        "{} page(s) rasterized to images; text, links and active content removed",
+                        stats.pages
+                    ))
+                    .with_detail(detail))
+            }
+            PdfMode::Clean => {
+                let (bytes, found) = clean::clean(input, cx.budget())?;
+                recheck(&bytes, PdfMode::Clean)?;
+                let reason = if found.is_empty() {
+                    "rebuilt from its reachable objects; nothing active found".to_owned()
+                } else {
+                    format!("active content removed: {}", found.join(", "))
+                };
+                Ok(
+                    Rebuilt::new(bytes, Action::Rebuilt, Kind::Pdf, "application/pdf")
+                        .with_threats(found)
+                        .with_reason(reason)
+                        .with_detail(serde_json::json!({"mode": "clean"})),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

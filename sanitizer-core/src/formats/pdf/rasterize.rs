@@ -1,0 +1,385 @@
+//! Rasterize mode: every page rendered with hayro and written into a new, image-only PDF.
+//!
+//! Pipeline, page by page so that memory does not grow with the page count:
+//! 1. the document is opened once on the calling thread to size every page; each page's scale
+//!    is clamped so it fits `max_pixels_per_image` (and hayro's 65,535-pixel canvas side), and
+//!    all pages are charged to the pixel budget **before** anything is rendered;
+//! 2. worker threads (one per core, at most [`MAX_WORKERS`]) each open their own copy of the
+//!    document (hayro's render cache is not `Send`), claim pages in order, render and encode
+//!    them ([`super::encode`]); a worker may run at most [`WINDOW`] pages ahead of the writer;
+//! 3. the calling thread writes the pages in their original order with pdf-writer: a catalog,
+//!    a page tree, and per page a MediaBox of the rendered (cropped, rotated) size, one image
+//!    XObject and a content stream that paints it. No metadata, fonts, annotations or actions.
+//!
+//! A render that panics is caught in its worker and fails the document; the deadline is
+//! checked before every page (a single page's render cannot be interrupted: the daemon's
+//! worker process limits are the backstop for that).
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use hayro::hayro_interpret::{InterpreterSettings, InterpreterWarning};
+use hayro::hayro_syntax::{LoadPdfError, Pdf as HayroPdf, PdfData};
+use hayro::{PixmapSettings, RenderCache, RenderSettings};
+use pdf_writer::{Content, Filter, Name, Pdf, Rect, Ref};
+
+use crate::error::SanitizeError;
+use crate::limits::{Budget, LimitKind};
+
+use super::encode::{EncodedPage, PageImage, encode_page};
+use super::fonts::FontResolver;
+
+/// Most render threads used for one document.
+pub const MAX_WORKERS: usize = 4;
+/// How many pages a worker may render ahead of the writer (bounds memory for slow pages).
+pub const WINDOW: usize = 8;
+/// hayro's canvas side is a `u16`.
+const MAX_SIDE: f32 = 65_000.0;
+
+/// One page's geometry: its size in points (after crop box and rotation) and the render scale.
+#[derive(Debug, Clone, Copy)]
+struct PagePlan {
+    width_pt: f32,
+    height_pt: f32,
+    scale: f32,
+}
+
+/// Statistics for the report and the benchmark.
+#[derive(Debug, Default, Clone)]
+pub struct RasterStats {
+    /// Pages written.
+    pub pages: usize,
+    /// Pages whose scale was lowered to fit the pixel limit.
+    pub clamped: usize,
+    /// Pages per storage kind (`g4`, `grey`, `indexed`, `grey_jpeg`, `jpeg`).
+    pub encodings: BTreeMap<&'static str, usize>,
+    /// Whether some text had no font (the page may be incomplete).
+    pub font_missing: bool,
+}
+
+/// Render settings of the interpreter for one thread.
+fn interpreter_settings(fonts: &FontResolver) -> InterpreterSettings {
+    let resolve = fonts.clone();
+    let warn = fonts.clone();
+    InterpreterSettings {
+        font_resolver: Arc::new(move |q| resolve.resolve(q)),
+        warning_sink: Arc::new(move |w| {
+            if matches!(w, InterpreterWarning::UnsupportedFont) {
+                warn.mark_missing();
+            }
+        }),
+        ..InterpreterSettings::default()
+    }
+}
+
+fn open(data: &PdfData) -> Result<HayroPdf, SanitizeError> {
+    HayroPdf::new(data.clone()).map_err(|e| match e {
+        LoadPdfError::Decryption(d) => SanitizeError::Encrypted(format!(
+            "encrypted PDF that cannot be opened without a password ({d:?})"
+        )),
+        _ => SanitizeError::Malformed("PDF could not be parsed".into()),
+    })
+}
+
+/// Sizes every page and clamps its scale; charges the pixels before any rendering.
+fn plan(
+    pdf: &HayroPdf,
+    dpi: u32,
+    budget: &mut Budget,
+    stats: &mut RasterStats,
+) -> Result<Vec<PagePlan>, SanitizeError> {
+    let pages = pdf.pages();
+    budget.check_pages(pages.len() as u64)?;
+    if pages.is_empty() {
+        return Err(SanitizeError::Malformed("PDF without pages".into()));
+    }
+    let max_pixels = budget.limits().max_pixels_per_image as f64;
+    let mut plans = Vec::with_capacity(pages.len());
+    for page in pages.iter() {
+        let (w, h) = page.render_dimensions();
+        if !(w.is_finite() && h.is_finite()) || w < 1.0 || h < 1.0 {
+            return Err(SanitizeError::Malformed("page with an invalid size".into()));
+        }
+        let mut scale = dpi as f32 / 72.0;
+        let area = f64::from(w * scale) * f64::from(h * scale);
+        if area > max_pixels {
+            scale = (max_pixels / (f64::from(w) * f64::from(h))).sqrt() as f32 * 0.999;
+            stats.clamped += 1;
+        }
+        let side = w.max(h) * scale;
+        if side > MAX_SIDE {
+            scale = MAX_SIDE / w.max(h);
+            stats.clamped += 1;
+        }
+        let pw = ((w * scale) as u64).max(1);
+        let ph = ((h * scale) as u64).max(1);
+        budget.charge_pixels(pw, ph)?;
+        plans.push(PagePlan {
+            width_pt: w,
+            height_pt: h,
+            scale,
+        });
+    }
+    Ok(plans)
+}
+
+/// Writer/worker coordination: the next page to claim and the number already written.
+struct Progress {
+    next: usize,
+    written: usize,
+    abort: bool,
+}
+
+type PageResult = Result<EncodedPage, SanitizeError>;
+
+fn render_one<'a>(
+    pdf: &'a HayroPdf,
+    cache: &RenderCache<'a>,
+    settings: &InterpreterSettings,
+    index: usize,
+    plan: PagePlan,
+) -> PageResult {
+    let page = pdf
+        .pages()
+        .get(index)
+        .ok_or_else(|| SanitizeError::Internal("page vanished".into()))?;
+    let pixmap = hayro::render(
+        page,
+        cache,
+        settings,
+        &RenderSettings::default(),
+        &PixmapSettings {
+            x_scale: plan.scale,
+            y_scale: plan.scale,
+            bg_color: hayro::vello_cpu::color::palette::css::WHITE,
+        },
+    );
+    encode_page(
+        pixmap.data_as_u8_slice(),
+        u32::from(pixmap.width()),
+        u32::from(pixmap.height()),
+    )
+}
+
+fn worker(
+    data: &PdfData,
+    plans: &[PagePlan],
+    fonts: &FontResolver,
+    progress: &(Mutex<Progress>, Condvar),
+    deadline: Instant,
+    tx: &mpsc::Sender<(usize, PageResult)>,
+) {
+    let opened = catch_unwind(AssertUnwindSafe(|| open(data)))
+        .unwrap_or_else(|_| Err(SanitizeError::Malformed("PDF could not be parsed".into())));
+    let pdf = match opened {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send((0, Err(e)));
+            return;
+        }
+    };
+    let cache = RenderCache::new();
+    let settings = interpreter_settings(fonts);
+    let (lock, cvar) = progress;
+    loop {
+        let index = {
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while !p.abort && p.next < plans.len() && p.next >= p.written.saturating_add(WINDOW) {
+                p = cvar.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if p.abort || p.next >= plans.len() {
+                return;
+            }
+            p.next += 1;
+            p.next - 1
+        };
+        let result = if Instant::now() >= deadline {
+            Err(SanitizeError::limit(
+                LimitKind::Deadline,
+                "deadline passed while rendering",
+            ))
+        } else if let Some(plan) = plans.get(index) {
+            catch_unwind(AssertUnwindSafe(|| {
+                render_one(&pdf, &cache, &settings, index, *plan)
+            }))
+            .unwrap_or_else(|_| {
+                Err(SanitizeError::Malformed(format!(
+                    "page {} could not be rendered",
+                    index + 1
+                )))
+            })
+        } else {
+            Err(SanitizeError::Internal("page index out of range".into()))
+        };
+        if tx.send((index, result)).is_err() {
+            return;
+        }
+    }
+}
+
+fn to_i32(n: usize) -> Result<i32, SanitizeError> {
+    i32::try_from(n).map_err(|_| SanitizeError::Internal("object number overflow".into()))
+}
+
+/// Object numbers: catalog 1, page tree 2, then page/content/image triples.
+fn page_refs(index: usize) -> Result<(Ref, Ref, Ref), SanitizeError> {
+    let base = index
+        .checked_mul(3)
+        .and_then(|b| b.checked_add(3))
+        .ok_or_else(|| SanitizeError::Internal("object number overflow".into()))?;
+    Ok((
+        Ref::new(to_i32(base)?),
+        Ref::new(to_i32(base + 1)?),
+        Ref::new(to_i32(base + 2)?),
+    ))
+}
+
+fn write_page(
+    out: &mut Pdf,
+    index: usize,
+    plan: PagePlan,
+    page: &EncodedPage,
+) -> Result<(), SanitizeError> {
+    let (page_ref, content_ref, image_ref) = page_refs(index)?;
+    let w = i32::try_from(page.width).map_err(|_| SanitizeError::Internal("width".into()))?;
+    let h = i32::try_from(page.height).map_err(|_| SanitizeError::Internal("height".into()))?;
+    {
+        let mut image = out.image_xobject(image_ref, &page.data);
+        image.width(w).height(h);
+        match &page.image {
+            PageImage::BilevelG4 => {
+                image.filter(Filter::CcittFaxDecode);
+                image.color_space().device_gray();
+                image.bits_per_component(1);
+                image.decode_parms().k(-1).columns(w).rows(h);
+            }
+            PageImage::GreyFlate => {
+                image.filter(Filter::FlateDecode);
+                image.color_space().device_gray();
+                image.bits_per_component(8);
+            }
+            PageImage::IndexedFlate(palette) => {
+                image.filter(Filter::FlateDecode);
+                let hival = to_i32((palette.len() / 3).saturating_sub(1))?;
+                image
+                    .color_space()
+                    .indexed(Name(b"DeviceRGB"), hival, palette);
+                image.bits_per_component(8);
+            }
+            PageImage::GreyJpeg => {
+                image.filter(Filter::DctDecode);
+                image.color_space().device_gray();
+                image.bits_per_component(8);
+            }
+            PageImage::RgbJpeg => {
+                image.filter(Filter::DctDecode);
+                image.color_space().device_rgb();
+                image.bits_per_component(8);
+            }
+        }
+    }
+    let mut content = Content::new();
+    content.save_state();
+    content.transform([plan.width_pt, 0.0, 0.0, plan.height_pt, 0.0, 0.0]);
+    content.x_object(Name(b"Im0"));
+    content.restore_state();
+    let content = content.finish();
+    out.stream(content_ref, &content);
+    let mut p = out.page(page_ref);
+    p.media_box(Rect::new(0.0, 0.0, plan.width_pt, plan.height_pt));
+    p.parent(Ref::new(2));
+    p.contents(content_ref);
+    p.resources().x_objects().pair(Name(b"Im0"), image_ref);
+    Ok(())
+}
+
+/// Renders `input` at `dpi` into a new image-only PDF.
+pub fn rasterize(
+    input: &[u8],
+    dpi: u32,
+    fonts: &FontResolver,
+    budget: &mut Budget,
+) -> Result<(Vec<u8>, RasterStats), SanitizeError> {
+    let data: PdfData = Arc::new(input.to_vec()).into();
+    let mut stats = RasterStats::default();
+    let plans = {
+        let pdf = open(&data)?;
+        plan(&pdf, dpi, budget, &mut stats)?
+    };
+    let n = plans.len();
+    let workers = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_WORKERS)
+        .min(n);
+    let deadline = budget.deadline();
+    let max_output = budget.limits().max_output_bytes;
+    let progress = (
+        Mutex::new(Progress {
+            next: 0,
+            written: 0,
+            abort: false,
+        }),
+        Condvar::new(),
+    );
+    let mut out = Pdf::new();
+    let mut out_bytes: u64 = 0;
+
+    let written: Result<(), SanitizeError> = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, PageResult)>();
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (data, plans, progress) = (&data, &plans, &progress);
+            scope.spawn(move || worker(data, plans, fonts, progress, deadline, &tx));
+        }
+        drop(tx);
+        let mut pending: BTreeMap<usize, EncodedPage> = BTreeMap::new();
+        let mut next = 0usize;
+        let result = (|| {
+            while next < n {
+                let (index, page) = rx
+                    .recv()
+                    .map_err(|_| SanitizeError::Internal("render workers stopped".into()))?;
+                pending.insert(index, page?);
+                while let Some(page) = pending.remove(&next) {
+                    budget.check_deadline()?;
+                    let plan = plans
+                        .get(next)
+                        .copied()
+                        .ok_or_else(|| SanitizeError::Internal("plan missing".into()))?;
+                    out_bytes = out_bytes.saturating_add(page.data.len() as u64);
+                    if out_bytes > max_output {
+                        return Err(SanitizeError::limit(
+                            LimitKind::OutputBytes,
+                            format!("rasterized output over {max_output} bytes"),
+                        ));
+                    }
+                    *stats.encodings.entry(page.image.label()).or_insert(0) += 1;
+                    write_page(&mut out, next, plan, &page)?;
+                    next += 1;
+                    let (lock, cvar) = &progress;
+                    lock.lock().unwrap_or_else(|e| e.into_inner()).written = next;
+                    cvar.notify_all();
+                }
+            }
+            Ok(())
+        })();
+        let (lock, cvar) = &progress;
+        lock.lock().unwrap_or_else(|e| e.into_inner()).abort = true;
+        cvar.notify_all();
+        result
+    });
+    written?;
+
+    let kids: Vec<Ref> = (0..n)
+        .map(|i| page_refs(i).map(|r| r.0))
+        .collect::<Result<_, _>>()?;
+    out.pages(Ref::new(2)).kids(kids).count(to_i32(n)?);
+    out.catalog(Ref::new(1)).pages(Ref::new(2));
+    stats.pages = n;
+    stats.font_missing = fonts.font_missing();
+    Ok((out.finish(), stats))
+}
