@@ -610,10 +610,24 @@ def verify_quarantine(mugai: str, sample: dict, work: Path, original: bytes) -> 
     want = sha256(original)
     if not any(p.stat().st_size == len(original) and sha256(p.read_bytes()) == want for p in files):
         errs.append("quarantine does not hold the original bytes")
-    rid = str(rep.get("id", "")).encode()
-    if not any(rid and rid in p.read_bytes() for p in files if p.stat().st_size < 16 << 20):
-        errs.append("quarantine holds no report naming this report id")
+    if not any(stored_report_matches(p, rep.get("id"), want) for p in files):
+        errs.append("quarantine holds no report (JSON with this report id and input hash)")
     return errs
+
+
+def stored_report_matches(path: Path, report_id, input_sha: str) -> bool:
+    if path.stat().st_size > 16 << 20:
+        return False
+    try:
+        obj = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (
+        isinstance(obj, dict)
+        and obj.get("id") == report_id
+        and isinstance(obj.get("input"), dict)
+        and obj["input"].get("sha256") == input_sha
+    )
 
 
 # --- main ---------------------------------------------------------------------------------------

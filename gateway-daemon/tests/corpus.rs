@@ -51,3 +51,34 @@ fn corpus_passes_the_independent_verifier() {
         out.status.code()
     );
 }
+
+/// The verifier fails closed: a "sanitizer" that exits 0 and writes nothing fails every sample.
+#[test]
+fn verifier_rejects_a_binary_that_does_nothing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("gateway-daemon lives inside the workspace");
+    let Some(noop) = ["/bin/true", "/usr/bin/true"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        panic!("no `true` binary to use as a do-nothing sanitizer");
+    };
+    let out = Command::new("python3")
+        .arg(root.join("corpus").join("verify.py"))
+        .args(["--mugai", noop, "--only", "plain_utf8"])
+        .current_dir(root)
+        .output()
+        .expect("python3 is needed for the corpus verifier");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL samples/mail/plain_utf8.eml: ") && stdout.contains("no report"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("0 passed, 1 failed"),
+        "{stdout}"
+    );
+}
