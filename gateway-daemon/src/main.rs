@@ -1,5 +1,5 @@
 //! `mugai`: thin entry point over the `gateway_daemon` library.
 
-fn main() {
-    println!("mugai {}", gateway_daemon::VERSION);
+fn main() -> std::process::ExitCode {
+    gateway_daemon::cli::main()
 }

@@ -1,0 +1,854 @@
+//! End-to-end tests of the `mugai` binary: exit codes, output naming, reports, quarantine.
+//!
+//! Inputs are ones the core already handles on its own: HTML (converted to text), executables
+//! (blocked) and simple mails (never blocked).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "a test may panic: that is its failure report"
+)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+const HTML: &[u8] = b"<html><head><script>stealCookies()</script></head>\
+<body><p>\xe8\xa6\x8b\xe7\xa9\x8d\xe6\x9b\xb8 Hello</p></body></html>";
+const EXE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00 not really a program";
+const MAIL: &[u8] = b"From: sender@example.jp\r\nTo: staff@city.example.lg.jp\r\n\
+Subject: meeting\r\nDate: Thu, 26 Nov 2026 10:00:00 +0900\r\n\
+Message-ID: <1@example.jp>\r\n\r\nSee you at 10.\r\n";
+
+fn mugai() -> Command {
+    let mut c = Command::cargo_bin("mugai").unwrap();
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn write(dir: &Path, rel: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// Every file under `dir`, relative, sorted, with `/` separators.
+fn files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(
+                    p.strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    sanitizer_core::report::sha256_hex(bytes)
+}
+
+/// The report fields CONTRACT.md fixes, with their JSON types.
+fn assert_report_shape(r: &Value) {
+    let obj = r.as_object().unwrap();
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "duration_ms",
+            "id",
+            "input",
+            "items",
+            "output",
+            "quarantine_id",
+            "verdict",
+            "warnings"
+        ]
+    );
+    assert!(r["id"].as_str().is_some_and(|s| !s.is_empty()));
+    for k in ["name", "size", "sha256", "kind"] {
+        assert!(r["input"].get(k).is_some(), "input.{k} missing: {r}");
+    }
+    assert!(["clean", "sanitized", "blocked"].contains(&r["verdict"].as_str().unwrap()));
+    assert!(r["output"].is_null() || r["output"]["sha256"].is_string());
+    assert!(r["duration_ms"].is_u64());
+    assert!(r["warnings"].is_array());
+    for item in r["items"].as_array().unwrap() {
+        for k in ["path", "kind", "action", "threats", "reason"] {
+            assert!(item.get(k).is_some(), "item.{k} missing: {item}");
+        }
+    }
+}
+
+#[test]
+fn single_html_file_becomes_text_and_the_report_has_the_contract_fields() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "page.html", HTML);
+    let out = d.path().join("chosen-by-user");
+    let report = d.path().join("r.json");
+    mugai()
+        .arg("sanitize")
+        .arg("--report")
+        .arg(&report)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0)
+        .stderr("");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("見積書 Hello"), "{text}");
+    assert!(!text.contains("stealCookies") && !text.contains("<script"));
+    let reports = json_lines(&std::fs::read_to_string(&report).unwrap());
+    assert_eq!(reports.len(), 1);
+    let r = &reports[0];
+    assert_report_shape(r);
+    assert_eq!(r["verdict"], "sanitized");
+    assert_eq!(r["input"]["name"], "page.html");
+    assert_eq!(r["input"]["sha256"], sha256(HTML));
+    assert_eq!(r["input"]["kind"], "html");
+    assert_eq!(r["output"]["kind"], "text");
+    // The report names the sanitized file (extension changed), not the path the user chose.
+    assert_eq!(r["output"]["name"], "page.txt");
+    assert_eq!(r["output"]["sha256"], sha256(text.as_bytes()));
+    assert_eq!(r["items"][0]["action"], "converted_to_text");
+    assert!(
+        r["items"][0]["threats"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("html.script"))
+    );
+    assert!(r["quarantine_id"].is_null());
+}
+
+#[test]
+fn executable_is_blocked_with_exit_3_and_no_output() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "invoice.pdf", EXE);
+    let out = d.path().join("out.pdf");
+    mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3)
+        .stderr(
+            predicate::str::contains("blocked").and(predicate::str::contains("executable.binary")),
+        );
+    assert!(!out.exists());
+}
+
+#[test]
+fn stdout_output_and_stdout_report_together_are_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "a.html", HTML);
+    mugai()
+        .args(["sanitize", "--report", "-"])
+        .arg(&input)
+        .args(["-o", "-"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("--report -"));
+    mugai()
+        .args(["mail", "--report", "-"])
+        .write_stdin(MAIL)
+        .assert()
+        .code(2)
+        .stdout("");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    mugai().arg("sanitize").assert().code(2);
+    mugai().arg("frobnicate").assert().code(2);
+    let d = tempfile::tempdir().unwrap();
+    let a = write(d.path(), "a.html", HTML);
+    let b = write(d.path(), "b.html", HTML);
+    // Several inputs cannot all go to standard output.
+    mugai()
+        .arg("sanitize")
+        .args([&a, &b])
+        .args(["-o", "-"])
+        .assert()
+        .code(2)
+        .stdout("");
+    // Several inputs need a directory, not an existing file.
+    mugai()
+        .arg("sanitize")
+        .args([&a, &b])
+        .arg("-o")
+        .arg(&a)
+        .assert()
+        .code(2);
+    assert_eq!(std::fs::read(&a).unwrap(), HTML);
+}
+
+#[test]
+fn single_file_to_stdout_with_report_to_file() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "a.html", HTML);
+    let report = d.path().join("r.jsonl");
+    let out = mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .args(["-o", "-", "--report"])
+        .arg(&report)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("見積書") && !text.contains("stealCookies"));
+    assert_eq!(
+        json_lines(&std::fs::read_to_string(report).unwrap()).len(),
+        1
+    );
+}
+
+#[test]
+fn batch_renames_by_type_adds_suffixes_and_never_overwrites() {
+    let d = tempfile::tempdir().unwrap();
+    let a1 = write(d.path(), "one/a.html", HTML);
+    let a2 = write(d.path(), "two/a.html", b"<p>second</p>");
+    let a3 = write(d.path(), "three/a.htm", b"<p>third</p>");
+    let exe = write(d.path(), "tool.exe", EXE);
+    let out = d.path().join("out");
+    write(&out, "a.txt", b"precious, not ours");
+    let report = d.path().join("r.jsonl");
+    mugai()
+        .arg("sanitize")
+        .arg("--report")
+        .arg(&report)
+        .args([&a1, &a2, &a3, &exe])
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    assert_eq!(
+        files(&out),
+        [
+            "a (2).txt",
+            "a (3).txt",
+            "a (4).txt",
+            "a.txt",
+            "tool.exe.blocked.txt"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(out.join("a.txt")).unwrap(),
+        b"precious, not ours"
+    );
+    assert!(
+        std::fs::read_to_string(out.join("a (3).txt"))
+            .unwrap()
+            .contains("second")
+    );
+    let note = std::fs::read_to_string(out.join("tool.exe.blocked.txt")).unwrap();
+    assert!(note.contains("executable"), "{note}");
+    let reports = json_lines(&std::fs::read_to_string(report).unwrap());
+    assert_eq!(reports.len(), 4, "one JSON line per input");
+    for r in &reports {
+        assert_report_shape(r);
+    }
+    // The report names the file actually written.
+    assert_eq!(reports[0]["output"]["name"], "a (2).txt");
+    assert_eq!(reports[3]["verdict"], "blocked");
+    assert!(reports[3]["output"].is_null());
+    assert!(note.contains(reports[3]["id"].as_str().unwrap()));
+
+    // Running again adds more suffixed files; nothing is replaced.
+    mugai()
+        .arg("sanitize")
+        .arg("-q")
+        .arg(&a1)
+        .arg(&exe)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3)
+        .stderr("");
+    assert_eq!(files(&out).len(), 7);
+    assert!(files(&out).contains(&"tool (2).exe.blocked.txt".to_owned()));
+}
+
+#[test]
+fn directory_inputs_keep_their_relative_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("inbox");
+    write(&inbox, "top.html", HTML);
+    write(&inbox, "sub/deep/page.html", HTML);
+    write(&inbox, "sub/mail.eml", MAIL);
+    write(&inbox, "sub/run.exe", EXE);
+    let out = d.path().join("safe");
+    mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    assert_eq!(
+        files(&out),
+        [
+            "sub/deep/page.txt",
+            "sub/mail.eml",
+            "sub/run.exe.blocked.txt",
+            "top.txt"
+        ]
+    );
+}
+
+#[test]
+fn output_directory_inside_the_input_directory_is_not_walked() {
+    let d = tempfile::tempdir().unwrap();
+    write(d.path(), "a.html", HTML);
+    write(d.path(), "out/old.html", HTML);
+    mugai()
+        .arg("sanitize")
+        .arg(d.path())
+        .arg("-o")
+        .arg(d.path().join("out"))
+        .assert()
+        .code(0);
+    assert_eq!(files(&d.path().join("out")), ["a.txt", "old.html"]);
+}
+
+#[test]
+fn single_input_into_an_existing_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "a.html", HTML);
+    let out = d.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0);
+    assert_eq!(files(&out), ["a.txt"]);
+    // A trailing slash asks for a directory even when it does not exist yet.
+    let fresh = d.path().join("fresh");
+    mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .arg("-o")
+        .arg(format!("{}/", fresh.display()))
+        .assert()
+        .code(0);
+    assert_eq!(files(&fresh), ["a.txt"]);
+}
+
+#[test]
+fn unreadable_input_is_exit_1_and_wins_over_blocked() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.html");
+    mugai()
+        .arg("sanitize")
+        .arg(&missing)
+        .arg("-o")
+        .arg(d.path().join("x.txt"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("missing.html"));
+    let exe = write(d.path(), "x.exe", EXE);
+    let html = write(d.path(), "ok.html", HTML);
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .args([&exe, &missing, &html])
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(1);
+    // The other inputs were still processed.
+    assert_eq!(files(&out), ["ok.txt", "x.exe.blocked.txt"]);
+}
+
+#[test]
+fn quarantine_keeps_exactly_the_originals_that_were_not_clean() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    let inputs: Vec<(&str, &[u8])> = vec![
+        ("page.html", HTML),
+        ("tool.exe", EXE),
+        ("notes.txt", "plain text 見積書\n".as_bytes()),
+        ("m.eml", MAIL),
+    ];
+    for (name, bytes) in &inputs {
+        write(&inbox, name, bytes);
+    }
+    let q = d.path().join("q");
+    let report = d.path().join("r.jsonl");
+    mugai()
+        .arg("sanitize")
+        .arg("--quarantine")
+        .arg(&q)
+        .arg("--report")
+        .arg(&report)
+        .arg(&inbox)
+        .arg("-o")
+        .arg(d.path().join("out"))
+        .assert()
+        .code(3);
+    let reports = json_lines(&std::fs::read_to_string(report).unwrap());
+    assert_eq!(reports.len(), inputs.len());
+    let stored = files(&q);
+    let mut expected_originals = 0;
+    for r in &reports {
+        let name = r["input"]["name"].as_str().unwrap();
+        let bytes = inputs.iter().find(|(n, _)| *n == name).unwrap().1;
+        let hash = sha256(bytes);
+        let original = format!("{}/{}/original", &hash[..2], hash);
+        if r["verdict"] == "clean" {
+            assert!(r["quarantine_id"].is_null(), "{name}");
+            assert!(!stored.contains(&original), "{name} is clean");
+        } else {
+            expected_originals += 1;
+            assert_eq!(r["quarantine_id"], hash, "{name}");
+            assert!(stored.contains(&original), "{name} not stored: {stored:?}");
+            assert_eq!(std::fs::read(q.join(&original)).unwrap(), bytes);
+            // Its report is stored beside it, with the quarantine id filled in.
+            let stored_report: Value = serde_json::from_slice(
+                &std::fs::read(q.join(format!(
+                    "{}/{}/reports/{}.json",
+                    &hash[..2],
+                    hash,
+                    r["id"].as_str().unwrap()
+                )))
+                .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(&stored_report, r);
+        }
+    }
+    // HTML with a script and an executable are never clean; the plain text and the simple mail
+    // are clean once their sanitizers exist, which exercises the "clean is not kept" side.
+    assert!(expected_originals >= 2, "html and exe are never clean");
+    assert_eq!(
+        stored.iter().filter(|f| f.ends_with("/original")).count(),
+        expected_originals
+    );
+    assert!(stored.iter().all(|f| !f.contains(".mugai-tmp-")));
+}
+
+#[test]
+fn mail_from_stdin_to_stdout() {
+    let out = mugai()
+        .arg("mail")
+        .arg("-q")
+        .write_stdin(MAIL)
+        .assert()
+        .code(0)
+        .stderr("")
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("X-Mugai-Report-Id:"), "{text}");
+}
+
+#[test]
+fn mail_with_files_and_report_and_summary() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "in.eml", MAIL);
+    let out = d.path().join("safe.eml");
+    let report = d.path().join("r.json");
+    mugai()
+        .arg("mail")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .assert()
+        .code(0)
+        .stdout("");
+    let r = &json_lines(&std::fs::read_to_string(&report).unwrap())[0];
+    assert_report_shape(r);
+    assert_eq!(r["input"]["kind"], "mail");
+    assert_eq!(r["input"]["name"], "in.eml");
+    assert_ne!(r["verdict"], "blocked");
+    let safe = std::fs::read(&out).unwrap();
+    assert_eq!(r["output"]["sha256"], sha256(&safe));
+    let id = r["id"].as_str().unwrap();
+    assert!(String::from_utf8_lossy(&safe).contains(id));
+    // Without --report: a one-line summary on stderr.
+    mugai()
+        .arg("mail")
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("in.eml: ").and(predicate::str::contains("safe.eml")));
+}
+
+#[test]
+fn mail_sniffed_without_eml_extension_is_sanitized_as_mail() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "message.dat", MAIL);
+    let input2 = write(d.path(), "x.html", HTML);
+    let out = d.path().join("out");
+    let report = d.path().join("r.jsonl");
+    mugai()
+        .arg("sanitize")
+        .args([&input, &input2])
+        .arg("-o")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .assert()
+        .code(0);
+    assert_eq!(files(&out), ["message.eml", "x.txt"]);
+    let r = &json_lines(&std::fs::read_to_string(&report).unwrap())[0];
+    assert_eq!(r["input"]["kind"], "mail");
+    assert_eq!(r["output"]["kind"], "mail");
+}
+
+#[test]
+fn policy_prints_defaults_that_parse_back() {
+    let out = mugai()
+        .arg("policy")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let parsed = sanitizer_core::Policy::from_toml(&text).unwrap();
+    assert_eq!(parsed, sanitizer_core::Policy::default());
+
+    let d = tempfile::tempdir().unwrap();
+    let good = write(d.path(), "good.toml", text.as_bytes());
+    mugai()
+        .arg("check-policy")
+        .arg(&good)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("OK"));
+    mugai()
+        .args(["policy", "--check"])
+        .arg(&good)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn bad_policy_is_exit_2_naming_file_and_key() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = write(d.path(), "strict.toml", b"[links]\nmdoe = \"keep\"\n");
+    let input = write(d.path(), "a.html", HTML);
+    for args in [
+        vec!["check-policy".to_owned()],
+        vec!["policy".to_owned(), "--check".to_owned()],
+    ] {
+        mugai()
+            .args(&args)
+            .arg(&bad)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("strict.toml").and(predicate::str::contains("mdoe")));
+    }
+    let out = d.path().join("a.txt");
+    mugai()
+        .arg("sanitize")
+        .arg("--policy")
+        .arg(&bad)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("strict.toml").and(predicate::str::contains("mdoe")));
+    assert!(!out.exists(), "nothing is sanitized under a bad policy");
+    mugai()
+        .arg("mail")
+        .arg("--policy")
+        .arg(d.path().join("missing.toml"))
+        .write_stdin(MAIL)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("missing.toml"));
+}
+
+#[test]
+fn policy_from_file_is_applied() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = write(d.path(), "p.toml", b"[links]\nmode = \"remove\"\n");
+    let input = write(
+        d.path(),
+        "a.html",
+        b"<p>visit <a href=\"https://evil.example/login\">https://evil.example/login</a></p>",
+    );
+    let out = mugai()
+        .arg("sanitize")
+        .arg("--policy")
+        .arg(&policy)
+        .arg(&input)
+        .args(["-o", "-"])
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("evil.example"), "{text}");
+}
+
+#[test]
+fn help_teaches_and_version_prints() {
+    mugai()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Exit codes").and(predicate::str::contains("sanitize")));
+    mugai()
+        .args(["sanitize", "--help"])
+        .assert()
+        .code(0)
+        .stdout(
+            predicate::str::contains("a (2).txt")
+                .and(predicate::str::contains("Examples"))
+                .and(predicate::str::contains("blocked.txt")),
+        );
+    mugai()
+        .args(["mail", "--help"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("never blocked"));
+    mugai()
+        .arg("--version")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("mugai "));
+}
+
+#[test]
+fn input_over_the_size_limit_is_blocked_with_its_real_size_and_hash() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = write(d.path(), "p.toml", b"[limits]\nmax_input_bytes = 100\n");
+    let big: Vec<u8> = b"<p>"
+        .iter()
+        .chain(b"x".repeat(70_000).iter())
+        .chain(b"</p>".iter())
+        .copied()
+        .collect();
+    let input = write(d.path(), "big.html", &big);
+    let report = d.path().join("r.json");
+    let out = d.path().join("big.txt");
+    mugai()
+        .arg("sanitize")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--report")
+        .arg(&report)
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    assert!(!out.exists());
+    let r = &json_lines(&std::fs::read_to_string(&report).unwrap())[0];
+    assert_eq!(r["verdict"], "blocked");
+    assert_eq!(r["input"]["size"], big.len() as u64);
+    assert_eq!(r["input"]["sha256"], sha256(&big));
+    assert!(
+        r["items"][0]["threats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().starts_with("limit.")),
+        "{r}"
+    );
+}
+
+#[test]
+fn quiet_silences_the_summary_and_report_file_replaces_it() {
+    let d = tempfile::tempdir().unwrap();
+    let input = write(d.path(), "a.html", HTML);
+    mugai()
+        .arg("sanitize")
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("1.txt"))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains(
+            "a.html: sanitized [html.script] ->",
+        ));
+    mugai()
+        .arg("sanitize")
+        .arg("--quiet")
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("2.txt"))
+        .assert()
+        .code(0)
+        .stderr("");
+    mugai()
+        .arg("sanitize")
+        .arg("--report")
+        .arg(d.path().join("r.json"))
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("3.txt"))
+        .assert()
+        .code(0)
+        .stderr("");
+}
+
+#[test]
+fn special_files_in_a_directory_are_skipped_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "a.html", HTML);
+    let fifo = inbox.join("pipe.html");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("Not a regular file"));
+    assert_eq!(files(&out), ["a.txt"]);
+}
+
+#[test]
+fn parallel_batches_keep_input_order_for_names_and_reports() {
+    let d = tempfile::tempdir().unwrap();
+    let inputs: Vec<PathBuf> = (1..=12)
+        .map(|i| {
+            let bytes: &[u8] = if i % 5 == 0 {
+                EXE
+            } else {
+                &format!("<p>file number {i}</p>").into_bytes()
+            };
+            // Same file name everywhere, so every output after the first needs a suffix.
+            let name = if i % 5 == 0 { "a.exe" } else { "a.html" };
+            write(d.path(), &format!("d{i:02}/{name}"), bytes)
+        })
+        .collect();
+    let out = d.path().join("out");
+    let report = d.path().join("r.jsonl");
+    mugai()
+        .arg("sanitize")
+        .args(["--jobs", "4", "--report"])
+        .arg(&report)
+        .args(&inputs)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    let reports = json_lines(&std::fs::read_to_string(report).unwrap());
+    assert_eq!(reports.len(), 12);
+    let mut text_no = 0;
+    for (i, r) in (1..=12).zip(&reports) {
+        if i % 5 == 0 {
+            assert_eq!(r["verdict"], "blocked", "report {i} out of order");
+            continue;
+        }
+        text_no += 1;
+        let name = if text_no == 1 {
+            "a.txt".to_owned()
+        } else {
+            format!("a ({text_no}).txt")
+        };
+        assert_eq!(r["output"]["name"], name.as_str());
+        let text = std::fs::read_to_string(out.join(&name)).unwrap();
+        assert!(text.contains(&format!("file number {i}")), "{name}: {text}");
+    }
+    assert_eq!(files(&out).len(), 12);
+    assert!(out.join("a (2).exe.blocked.txt").exists());
+}
+
+#[test]
+fn mail_over_the_size_limit_still_gets_a_safe_message_and_its_real_hash() {
+    let d = tempfile::tempdir().unwrap();
+    let policy = write(d.path(), "p.toml", b"[limits]\nmax_input_bytes = 100\n");
+    let mut mail = MAIL.to_vec();
+    mail.extend(b"padding line\r\n".repeat(500));
+    let report = d.path().join("r.json");
+    let out = mugai()
+        .arg("mail")
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--report")
+        .arg(&report)
+        .write_stdin(mail.clone())
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(!out.is_empty());
+    assert!(!String::from_utf8_lossy(&out).contains("padding line"));
+    let r = &json_lines(&std::fs::read_to_string(&report).unwrap())[0];
+    assert_eq!(r["input"]["size"], mail.len() as u64);
+    assert_eq!(r["input"]["sha256"], sha256(&mail));
+    assert_ne!(r["verdict"], "blocked");
+}
+
+#[test]
+fn standard_input_as_the_only_input() {
+    let d = tempfile::tempdir().unwrap();
+    let out = mugai()
+        .args(["sanitize", "-q", "-", "-o", "-"])
+        .write_stdin(HTML)
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("見積書") && !text.contains("stealCookies"));
+    mugai()
+        .args(["sanitize", "-q", "-", "-o"])
+        .arg(d.path().join("x.txt"))
+        .write_stdin(EXE)
+        .assert()
+        .code(3);
+    assert!(!d.path().join("x.txt").exists());
+    let other = write(d.path(), "a.html", HTML);
+    mugai()
+        .args(["sanitize", "-"])
+        .arg(&other)
+        .arg("-o")
+        .arg(d.path().join("out"))
+        .write_stdin(HTML)
+        .assert()
+        .code(2);
+}
