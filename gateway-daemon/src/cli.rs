@@ -31,14 +31,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sanitizer_core::report::{Action, Verdict};
-use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
+use sanitizer_core::{Converter, DEFAULT_POLICY_TOML, Policy};
 
 use crate::atomic::{Access, Existing, write_atomic};
+use crate::convert::LibreOffice;
 use crate::outbox::{write_blocked_note, write_new};
+use crate::pool::{Isolated, PoolConfig};
 use crate::quarantine::{DirStore, QuarantineId, QuarantineStore};
 use crate::sanitize::{InProcess, Job, JobOutcome, Mode, Transform};
 
@@ -163,6 +166,10 @@ pub struct Common {
     /// No per-input summary on standard error.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Sanitize inside this process instead of sandboxed, one-job worker processes. For
+    /// debugging only: a hostile input could then hang or crash the command itself.
+    #[arg(long)]
+    pub no_isolation: bool,
 }
 
 /// `mugai sanitize`.
@@ -424,6 +431,36 @@ fn hash_rest(prefix: &[u8], rest: &mut impl Read) -> io::Result<(u64, String)> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
+/// In-process with `--no-isolation`, else a pool of sandboxed workers started from this
+/// executable.
+///
+/// LibreOffice, when installed and the policy wants it, is lent as the document converter; it
+/// always runs confined (`mugai __confine`), in this process's care, never inside a worker.
+fn transform(policy: Policy, no_isolation: bool) -> Result<Arc<dyn Transform>, Fatal> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Fatal::Io(format!("cannot find the mugai executable: {e}")))?;
+    let wants_office = policy.office.convert_legacy || policy.office.rasterize;
+    let converter: Option<Arc<dyn Converter + Send + Sync>> = if wants_office {
+        LibreOffice::find(
+            &policy.office.soffice,
+            Duration::from_millis(policy.limits.deadline_ms),
+        )
+        .map(|lo| Arc::new(lo.confined(&exe)) as Arc<dyn Converter + Send + Sync>)
+    } else {
+        None
+    };
+    if no_isolation {
+        let mut t = InProcess::new(policy);
+        if let Some(c) = converter {
+            t = t.with_converter(c);
+        }
+        return Ok(Arc::new(t));
+    }
+    let pool = Isolated::new(policy, PoolConfig::new(exe), converter)
+        .map_err(|e| Fatal::Io(e.to_string()))?;
+    Ok(Arc::new(pool))
+}
+
 /// The state of one command run.
 struct Runner {
     transform: Arc<dyn Transform>,
@@ -464,7 +501,7 @@ fn setup(sub: &'static str, common: &Common, output_is_stdout: bool) -> Result<R
     };
     Ok(Runner {
         max_input: policy.limits.max_input_bytes,
-        transform: Arc::new(InProcess::new(policy)),
+        transform: transform(policy, common.no_isolation)?,
         quarantine,
         reports,
         progress: None,

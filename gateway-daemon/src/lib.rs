@@ -24,9 +24,16 @@
 
 pub mod atomic;
 pub mod cli;
+pub mod convert;
 pub mod outbox;
 pub mod quarantine;
 pub mod sanitize;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod confine;
+pub mod pool;
+pub mod sandbox;
+pub mod wire;
+pub mod worker;

@@ -59,8 +59,9 @@ pub struct Job {
     pub mode: Mode,
 }
 
-/// The safe output of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The safe output of a job. Built only from the core's safe outputs (no `Deserialize`: bytes
+/// from elsewhere, such as a worker process, must pass `sanitizer_core::recheck` first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobOutput {
     /// The output file name: normalised, extension changed when the type changed
     /// (`a.docm` → `a.docx`, mail → `.eml`).
@@ -80,7 +81,7 @@ impl JobOutput {
 }
 
 /// What became of a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobOutcome {
     /// The safe output; `None` when blocked.
     pub output: Option<JobOutput>,
@@ -277,12 +278,9 @@ mod tests {
     }
 
     #[test]
-    fn jobs_and_outcomes_round_trip_through_serde() {
+    fn jobs_round_trip_through_serde() {
         let job = file(b"<p>x</p>", "a.html");
         let back: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(back, job);
-        let out = InProcess::new(Policy::default()).run(&job).unwrap();
-        let back: JobOutcome = serde_json::from_str(&serde_json::to_string(&out).unwrap()).unwrap();
-        assert_eq!(back, out);
     }
 }

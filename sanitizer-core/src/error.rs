@@ -39,6 +39,15 @@ pub enum SanitizeError {
     /// Our own output failed the residual re-check: fail closed.
     #[error("residual re-check failed: {0}")]
     Recheck(String),
+    /// The isolated worker that sanitized the item failed (killed, crashed, sandbox violation);
+    /// `threat` names the cause (`worker.killed`, `limit.memory`, `sandbox.violation`, ...).
+    #[error("worker failed ({threat}): {detail}")]
+    Worker {
+        /// Threat id of the cause.
+        threat: &'static str,
+        /// Human-readable detail.
+        detail: String,
+    },
     /// Something that should not happen (a caught panic, an internal invariant).
     #[error("internal error: {0}")]
     Internal(String),
@@ -60,7 +69,9 @@ impl SanitizeError {
             SanitizeError::Limit { kind, .. } => kind.threat_id(),
             SanitizeError::Unsupported(_) => threats::UNSUPPORTED_FORMAT,
             SanitizeError::Encrypted(_) => threats::ENCRYPTED,
-            SanitizeError::Forbidden { threat, .. } => threat,
+            SanitizeError::Forbidden { threat, .. } | SanitizeError::Worker { threat, .. } => {
+                threat
+            }
             SanitizeError::Recheck(_) => threats::RESIDUAL_RECHECK,
             SanitizeError::Internal(_) => threats::INTERNAL_ERROR,
         }

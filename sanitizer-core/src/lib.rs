@@ -44,6 +44,7 @@ pub mod links;
 pub mod mail;
 pub mod pipeline;
 pub mod policy;
+pub mod recheck;
 pub mod report;
 pub mod sniff;
 pub mod threats;
@@ -53,8 +54,8 @@ pub use error::SanitizeError;
 pub use limits::{Budget, LimitKind, Limits};
 pub use pipeline::{
     Context, Converter, FileOutcome, FormatSanitizer, MailOutcome, PartInput, PartOutcome, Rebuilt,
-    Removal, SafeBytes, SafeFile, SafePart, Services, sanitize_file, sanitize_file_with,
-    sanitize_mail, sanitize_mail_with,
+    Removal, SafeBytes, SafeFile, SafePart, Services, failed_file, failed_mail, sanitize_file,
+    sanitize_file_with, sanitize_mail, sanitize_mail_with,
 };
 pub use policy::{DEFAULT_POLICY_TOML, Policy, PolicyError};
 pub use report::{Action, FileInfo, Kind, Report, ReportItem, Verdict};

@@ -697,3 +697,66 @@ pub fn sanitize_mail_with(input: &[u8], policy: &Policy, services: Services<'_>)
         message: SafeBytes::new(message),
     }
 }
+
+/// The outcome for a mail whose sanitizing failed outside the core's control (its worker was
+/// killed, crashed, or returned output that failed the re-check): a notice-only message, as for
+/// any failed mail. Deterministic, never a retry.
+pub fn failed_mail(input: &[u8], err: &SanitizeError, policy: &Policy) -> MailOutcome {
+    let mut session = Session::new(policy);
+    session.items.push(ReportItem {
+        path: "message".into(),
+        kind: Kind::Mail,
+        action: Action::Removed,
+        threats: vec![err.threat_id().to_owned()],
+        reason: err.to_string(),
+        detail: None,
+    });
+    let cx = Context::new(policy, Services::default(), &mut session, String::new());
+    let message = crate::mail::notice_only(input, err, &cx);
+    MailOutcome {
+        report: Report {
+            id: session.report_id,
+            input: FileInfo::describe(None, input, Kind::Mail),
+            verdict: Verdict::Sanitized,
+            output: Some(FileInfo::describe(None, &message, Kind::Mail)),
+            items: session.items,
+            warnings: session.warnings,
+            quarantine_id: None,
+            duration_ms: session.budget.elapsed_ms(),
+        },
+        message: SafeBytes::new(message),
+    }
+}
+
+/// The outcome for a file whose sanitizing failed outside the core's control: blocked.
+pub fn failed_file(
+    input: &[u8],
+    name: Option<&str>,
+    err: &SanitizeError,
+    policy: &Policy,
+) -> FileOutcome {
+    let session = Session::new(policy);
+    let kind = sniff::sniff(input);
+    FileOutcome {
+        output: None,
+        report: Report {
+            id: session.report_id,
+            input: FileInfo::describe(name, input, kind),
+            verdict: Verdict::Blocked,
+            output: None,
+            items: vec![ReportItem {
+                path: name
+                    .map(|n| normalize_filename(n).name)
+                    .unwrap_or_else(|| "input".to_owned()),
+                kind,
+                action: Action::Removed,
+                threats: vec![err.threat_id().to_owned()],
+                reason: err.to_string(),
+                detail: None,
+            }],
+            warnings: Vec::new(),
+            quarantine_id: None,
+            duration_ms: 0,
+        },
+    }
+}

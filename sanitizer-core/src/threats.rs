@@ -50,6 +50,14 @@ threat_ids! {
     INTERNAL_ERROR = "internal.error";
     /// The sanitizing worker process was killed (time, memory, crash).
     WORKER_KILLED = "worker.killed";
+    /// The sanitizing worker crashed (stack overflow, fault).
+    WORKER_CRASHED = "worker.crashed";
+    /// The worker hit its address-space cap.
+    LIMIT_MEMORY = "limit.memory";
+    /// The worker hit its CPU-time cap.
+    LIMIT_CPU = "limit.cpu";
+    /// The worker tried something its sandbox forbids (socket, exec, file access).
+    SANDBOX_VIOLATION = "sandbox.violation";
 
     // --- type and name ---
     /// Declared MIME type or extension disagrees with the bytes.
@@ -104,6 +112,8 @@ threat_ids! {
     MAIL_CALENDAR = "mail.calendar";
     /// The character set could not be decoded cleanly.
     MAIL_CHARSET = "mail.charset";
+    /// More than one From header (the first is kept).
+    MAIL_DUPLICATE_FROM = "mail.duplicate_from";
 
     // --- images and SVG ---
     /// Metadata (EXIF, XMP, IPTC, text chunks) removed by re-encoding.
@@ -186,6 +196,8 @@ threat_ids! {
     ODF_EMBEDDED_OBJECT = "odf.embedded_object";
     /// ODF external link.
     ODF_EXTERNAL_LINK = "odf.external_link";
+    /// An ODF package member outside the allow-list.
+    ODF_UNKNOWN_PART = "odf.unknown_part";
     /// OLE2 VBA storage.
     OLE2_VBA_MACRO = "ole2.vba_macro";
     /// RTF embedded object.

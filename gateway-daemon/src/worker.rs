@@ -1,0 +1,285 @@
+//! The worker side: `mugai __worker ...`, started by the [`pool`](crate::pool).
+//!
+//! Life of a worker, in order:
+//! 1. confine itself ([`sandbox::apply`]) before touching any input; on failure exit 70 without
+//!    reading anything (the pool then reports the worker pool as unavailable: a transient
+//!    condition, never a verdict on an input);
+//! 2. say it is ready (`W` frame with what the sandbox enforced);
+//! 3. read exactly one job, sanitize it with `sanitizer-core`, asking the parent over the pipe
+//!    when a document needs LibreOffice (the worker itself cannot start processes);
+//! 4. write the result and exit. A worker never sees a second input, so an input that
+//!    compromised it cannot tamper with later outputs.
+//!
+//! Exit codes: 0 done; 70 sandbox setup failed; 71 the sandbox refused an operation (only the
+//! test hooks report this); 72 protocol error.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use sanitizer_core::{Converter, Services, sanitize_file_with, sanitize_mail_with};
+
+use crate::sandbox::{self, SandboxConfig};
+use crate::wire::{self, ConvertReply, ConvertRequest, JobHeader, Mode, ResultHeader, tag};
+
+/// The hidden subcommand that starts a worker.
+pub const WORKER_ARG: &str = "__worker";
+
+/// Exit code: sandbox setup failed.
+pub const EXIT_SANDBOX_SETUP: i32 = 70;
+/// Exit code: the sandbox refused an operation.
+pub const EXIT_SANDBOX_DENIED: i32 = 71;
+/// Exit code: protocol error.
+pub const EXIT_PROTOCOL: i32 = 72;
+
+/// The arguments that carry a [`SandboxConfig`] to a worker.
+pub fn sandbox_args(cfg: &SandboxConfig) -> Vec<String> {
+    let mut args = vec![
+        WORKER_ARG.to_owned(),
+        "--memory".into(),
+        cfg.memory_bytes.to_string(),
+        "--cpu".into(),
+        cfg.cpu_seconds.to_string(),
+    ];
+    for p in &cfg.read_paths {
+        args.push("--read".into());
+        args.push(p.display().to_string());
+    }
+    if !cfg.confine {
+        args.push("--no-confine".into());
+    }
+    args
+}
+
+fn parse_args(args: &[String]) -> Option<SandboxConfig> {
+    let mut cfg = SandboxConfig {
+        read_paths: Vec::new(),
+        ..SandboxConfig::default()
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--memory" => cfg.memory_bytes = it.next()?.parse().ok()?,
+            "--cpu" => cfg.cpu_seconds = it.next()?.parse().ok()?,
+            "--read" => cfg.read_paths.push(PathBuf::from(it.next()?)),
+            "--no-confine" => cfg.confine = false,
+            _ => return None,
+        }
+    }
+    Some(cfg)
+}
+
+/// Asks the parent to convert a document, over the worker's own stdin/stdout.
+struct PipeConverter {
+    io: Mutex<(io::Stdin, io::Stdout)>,
+}
+
+impl Converter for PipeConverter {
+    fn convert(
+        &self,
+        input: &[u8],
+        from_ext: &str,
+        to: &str,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, String> {
+        let mut guard = self
+            .io
+            .lock()
+            .map_err(|_| "converter lock poisoned".to_owned())?;
+        let (stdin, stdout) = &mut *guard;
+        let req = ConvertRequest {
+            from_ext: from_ext.to_owned(),
+            to: to.to_owned(),
+            timeout_ms: u64::try_from(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        };
+        wire::write_frame(&mut stdout.lock(), tag::CONVERT, &req, input)
+            .map_err(|e| e.to_string())?;
+        let frame = wire::read_frame(&mut stdin.lock(), u64::MAX)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "parent closed the pipe".to_owned())?;
+        if frame.tag != tag::CONVERT_REPLY {
+            return Err("unexpected frame from parent".into());
+        }
+        let reply: ConvertReply = frame.header().map_err(|e| e.to_string())?;
+        match reply.error {
+            None => Ok(frame.body),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// Runs a worker. `args` are the arguments after [`WORKER_ARG`]. Returns the exit code.
+pub fn run(args: &[String]) -> i32 {
+    let Some(cfg) = parse_args(args) else {
+        eprintln!("mugai worker: bad arguments");
+        return EXIT_PROTOCOL;
+    };
+    let status = match sandbox::apply(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mugai worker: {e}");
+            return EXIT_SANDBOX_SETUP;
+        }
+    };
+    let stdout = io::stdout();
+    let ready = serde_json::json!({
+        "landlock": status.landlock,
+        "seccomp": status.seccomp,
+        "dropped_root": status.dropped_root,
+    });
+    if wire::write_frame(&mut stdout.lock(), tag::READY, &ready, b"").is_err() {
+        return EXIT_PROTOCOL;
+    }
+    let stdin = io::stdin();
+    let job = match wire::read_frame(&mut stdin.lock(), u64::MAX) {
+        Ok(Some(f)) if f.tag == tag::JOB => f,
+        _ => return EXIT_PROTOCOL,
+    };
+    let Ok(header) = job.header::<JobHeader>() else {
+        return EXIT_PROTOCOL;
+    };
+
+    #[cfg(feature = "test-hooks")]
+    if let Some(code) = hooks::run(&job.body, &header) {
+        return code;
+    }
+
+    let converter = PipeConverter {
+        io: Mutex::new((stdin, io::stdout())),
+    };
+    let services = Services {
+        converter: header.converter.then_some(&converter as &dyn Converter),
+    };
+    let result = match header.mode {
+        Mode::Mail => {
+            let out = sanitize_mail_with(&job.body, &header.policy, services);
+            let head = ResultHeader {
+                report: out.report,
+                name: None,
+                mime: Some("message/rfc822".into()),
+                kind: Some(sanitizer_core::Kind::Mail),
+                has_output: true,
+            };
+            (head, out.message.into_vec())
+        }
+        Mode::File => {
+            let out =
+                sanitize_file_with(&job.body, header.name.as_deref(), &header.policy, services);
+            match out.output {
+                Some(f) => (
+                    ResultHeader {
+                        report: out.report,
+                        name: Some(f.name),
+                        mime: Some(f.mime),
+                        kind: Some(f.kind),
+                        has_output: true,
+                    },
+                    f.bytes.into_vec(),
+                ),
+                None => (
+                    ResultHeader {
+                        report: out.report,
+                        name: None,
+                        mime: None,
+                        kind: None,
+                        has_output: false,
+                    },
+                    Vec::new(),
+                ),
+            }
+        }
+    };
+    let mut out = io::stdout().lock();
+    if wire::write_frame(&mut out, tag::RESULT, &result.0, &result.1).is_err() {
+        return EXIT_PROTOCOL;
+    }
+    let _ = out.flush();
+    0
+}
+
+/// Test-only hostile behaviour, compiled only with the `test-hooks` feature (never in release
+/// builds): an input starting with `MUGAI-TEST-HOOK:<name>` makes the worker act like an
+/// exploited sanitizer, so the tests can prove each limit stops it.
+#[cfg(feature = "test-hooks")]
+mod hooks {
+    use super::*;
+
+    const PREFIX: &[u8] = b"MUGAI-TEST-HOOK:";
+
+    fn forged(header: &JobHeader, bytes: &[u8]) -> i32 {
+        let head = ResultHeader {
+            report: sanitizer_core::sanitize_file(b"", None, &header.policy).report,
+            name: header.name.clone(),
+            mime: Some("message/rfc822".into()),
+            kind: Some(sanitizer_core::Kind::Mail),
+            has_output: true,
+        };
+        match wire::write_frame(&mut io::stdout().lock(), tag::RESULT, &head, bytes) {
+            Ok(()) => 0,
+            Err(_) => EXIT_PROTOCOL,
+        }
+    }
+
+    /// Recurses until the stack overflows (`n` never reaches `u64::MAX` in practice).
+    fn recurse(n: u64) -> u64 {
+        if n == u64::MAX {
+            return 0;
+        }
+        let buf = std::hint::black_box([n; 512]);
+        recurse(n.wrapping_add(buf.iter().sum::<u64>())).wrapping_add(1)
+    }
+
+    /// Runs the hook named by `body`, if any; returns the exit code when it returns at all.
+    pub fn run(body: &[u8], header: &JobHeader) -> Option<i32> {
+        let name = body.strip_prefix(PREFIX)?;
+        let name = std::str::from_utf8(name).ok()?.trim();
+        Some(match name {
+            "spin" => loop {
+                std::hint::black_box(0u64);
+            },
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![0u8; 64 * 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "stack" => {
+                std::hint::black_box(recurse(1));
+                0
+            }
+            "open" => match std::fs::read("/etc/passwd") {
+                Ok(data) => forged(header, &data),
+                Err(e) => {
+                    eprintln!("sandbox: open denied: {e}");
+                    EXIT_SANDBOX_DENIED
+                }
+            },
+            "socket" => match std::net::UdpSocket::bind("127.0.0.1:0") {
+                Ok(_) => forged(header, b"socket created"),
+                Err(e) => {
+                    eprintln!("sandbox: socket denied: {e}");
+                    EXIT_SANDBOX_DENIED
+                }
+            },
+            "exec" => match std::process::Command::new("/bin/true").status() {
+                Ok(_) => forged(header, b"exec succeeded"),
+                Err(e) => {
+                    eprintln!("sandbox: exec denied: {e}");
+                    EXIT_SANDBOX_DENIED
+                }
+            },
+            "forge" => forged(
+                header,
+                b"From: a@example.jp\r\nX-Mugai-Report-Id: 1\r\nContent-Type: text/html\r\n\r\n<script>alert(1)</script>\r\n",
+            ),
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! Worker isolation: hostile workers are stopped by the right limit, reported with their cause,
+//! and the pool carries on. The hostile-worker tests need the `test-hooks` feature
+//! (`cargo test --all-features`, as `.ci/run` does); the hooks make a worker act like an
+//! exploited sanitizer. The confinement of helper programs (LibreOffice) is tested too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gateway_daemon::pool::{Pool, PoolConfig};
+use gateway_daemon::sandbox::SandboxConfig;
+use sanitizer_core::{Policy, Verdict, sanitize_file};
+
+fn pool() -> Pool {
+    let mut cfg = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));
+    cfg.size = 2;
+    cfg.grace = Duration::from_millis(500);
+    cfg.sandbox = SandboxConfig {
+        memory_bytes: 768 * 1024 * 1024,
+        cpu_seconds: 30,
+        ..SandboxConfig::default()
+    };
+    Pool::new(cfg, None).unwrap()
+}
+
+fn policy() -> Policy {
+    let mut p = Policy::default();
+    p.limits.deadline_ms = 3_000;
+    p
+}
+
+#[cfg(feature = "test-hooks")]
+fn hook(name: &str) -> Vec<u8> {
+    format!("MUGAI-TEST-HOOK:{name}").into_bytes()
+}
+
+#[cfg(feature = "test-hooks")]
+/// Runs a hostile file job and returns the threat ids of its blocked report, after checking
+/// that the pool still sanitizes a normal file next.
+fn hostile(pool: &Pool, name: &str) -> Vec<String> {
+    let out = pool
+        .sanitize_file(&hook(name), Some("x.txt"), &policy())
+        .unwrap();
+    assert!(
+        out.output.is_none(),
+        "{name}: hostile worker produced output"
+    );
+    assert_eq!(out.report.verdict, Verdict::Blocked, "{name}");
+    let next = pool
+        .sanitize_file(b"<p>hello</p>", Some("a.html"), &policy())
+        .unwrap();
+    assert!(next.output.is_some(), "{name}: the next job failed");
+    out.report
+        .items
+        .iter()
+        .flat_map(|i| i.threats.clone())
+        .collect()
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn spinning_worker_is_killed_at_the_deadline() {
+    let p = pool();
+    assert_eq!(hostile(&p, "spin"), vec!["limit.deadline"]);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn allocating_worker_hits_the_memory_cap() {
+    let p = pool();
+    assert_eq!(hostile(&p, "alloc"), vec!["limit.memory"]);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn stack_overflow_is_a_crash_not_a_hang() {
+    let p = pool();
+    assert_eq!(hostile(&p, "stack"), vec!["worker.crashed"]);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn opening_files_is_refused() {
+    let p = pool();
+    assert_eq!(hostile(&p, "open"), vec!["sandbox.violation"]);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn sockets_are_refused() {
+    let p = pool();
+    assert_eq!(hostile(&p, "socket"), vec!["sandbox.violation"]);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn exec_is_refused() {
+    let p = pool();
+    assert_eq!(hostile(&p, "exec"), vec!["sandbox.violation"]);
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn forged_output_is_caught_by_the_parent() {
+    let p = pool();
+    // As a mail: the forged HTML message fails the re-check; the recipient gets a notice.
+    let out = p.sanitize_mail(&hook("forge"), &policy()).unwrap();
+    let text = String::from_utf8_lossy(out.message.as_slice()).to_string();
+    assert!(!text.contains("<script"), "{text}");
+    assert!(
+        out.report
+            .items
+            .iter()
+            .any(|i| i.threats.iter().any(|t| t == "recheck.failed")),
+        "{:?}",
+        out.report
+    );
+    // As a file: blocked.
+    let out = p
+        .sanitize_file(&hook("forge"), Some("x.txt"), &policy())
+        .unwrap();
+    assert!(out.output.is_none());
+}
+
+#[test]
+fn pool_output_equals_in_process_output() {
+    let p = pool();
+    let html = "<html><body><h1>見積書</h1><script>alert(1)</script><p>①㈱髙</p></body></html>";
+    let pooled = p
+        .sanitize_file(html.as_bytes(), Some("a.html"), &policy())
+        .unwrap();
+    let local = sanitize_file(html.as_bytes(), Some("a.html"), &policy());
+    let (a, b) = (pooled.output.unwrap(), local.output.unwrap());
+    assert_eq!(a.bytes.as_slice(), b.bytes.as_slice());
+    assert_eq!(a.name, b.name);
+    assert_eq!(pooled.report.verdict, local.report.verdict);
+    assert_eq!(pooled.report.items, local.report.items);
+}
+
+fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
+    let mut c = gateway_daemon::confine::command(
+        Path::new(env!("CARGO_BIN_EXE_mugai")),
+        dir,
+        60,
+        8 * 1024 * 1024 * 1024,
+    );
+    c.args(program).output().unwrap()
+}
+
+fn job_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    gateway_daemon::confine::prepare_dir(d.path()).unwrap();
+    d
+}
+
+#[test]
+fn confined_helper_writes_only_its_own_directory() {
+    let d = job_dir();
+    let inside = d.path().join("ok.txt");
+    let out = confined(d.path(), &["/usr/bin/touch", inside.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(inside.exists());
+    let outside = std::env::temp_dir().join(format!("mugai-escape-{}", std::process::id()));
+    let out = confined(d.path(), &["/usr/bin/touch", outside.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(!outside.exists(), "wrote outside its directory");
+}
+
+#[test]
+fn confined_helper_has_no_network() {
+    let d = job_dir();
+    // bash's /dev/tcp opens an AF_INET socket: refused by the sandbox.
+    let out = confined(
+        d.path(),
+        &[
+            "/bin/bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9 && echo connected",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("connected"));
+}
+
+#[test]
+fn libreoffice_converts_inside_the_sandbox() {
+    if Command::new("soffice").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have LibreOffice installed"
+        );
+        eprintln!("soffice not installed here; skipping the confined conversion check");
+        return;
+    }
+    let d = job_dir();
+    let input = d.path().join("in.txt");
+    std::fs::write(&input, "見積書 ①㈱\n").unwrap();
+    gateway_daemon::confine::prepare_dir(&input).unwrap();
+    let profile = format!(
+        "-env:UserInstallation=file://{}/profile",
+        d.path().display()
+    );
+    let outdir = d.path().join("out");
+    let out = confined(
+        d.path(),
+        &[
+            "/usr/bin/soffice",
+            "--headless",
+            "--norestore",
+            "--nologo",
+            "--nodefault",
+            "--nolockcheck",
+            &profile,
+            "--convert-to",
+            "docx",
+            "--outdir",
+            outdir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let docx = std::fs::read(outdir.join("in.docx")).unwrap();
+    assert!(docx.starts_with(b"PK"));
+}
