@@ -264,6 +264,9 @@ def check_mail_output(sample: dict, data: bytes, rep: dict, original: bytes) -> 
         n = len(msg.get_all(name) or [])
         if n > 1:
             errs.append(f"{n} {name} headers (at most 1)")
+    for date in msg.get_all("Date") or []:
+        if getattr(date, "datetime", None) is None:
+            errs.append(f"Date header {str(date)[:60]!r} does not parse")
     rid = msg.get_all("X-Mugai-Report-Id") or []
     if len(rid) != 1:
         errs.append(f"{len(rid)} X-Mugai-Report-Id headers (want 1)")

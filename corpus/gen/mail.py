@@ -536,6 +536,19 @@ def _():
     )
 
 
+@sample("regression_fuzz_garbled_date.eml")
+def _():
+    # Found by `cargo fuzz run mail` (fuzz/README.md): a garbled Date header with an unmatched
+    # '<' was copied verbatim; mail-parser then no longer saw the headers after it, so the
+    # residual re-check failed and even the notice-only message carried the same Date.
+    return (
+        b"Date: Mon, 02 Nov 2026 09\xcf30:0055omA?= <t/plain; charset=EUC-J\xc6\xa4\xaa\xc3\xce"
+        b"\xa4\xe9\xa4\xbb\xa4\xb7\xa4\xde\xa4\xb9\xa1\xa3\r\n\xb4\xfc\xb8\xc2\xff\x01\x08\xff"
+        b"\xff\xff\xa4\xcf\xbd\xbd\xb0\xec\xb7\xee\xbb\xb0\xbd\xbd\xc6\xfc\xa4\xc7\xa4\xb9\xa1"
+        b"\xa3\r\n\r\n"
+    )
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(SAMPLES.items()):
