@@ -118,7 +118,8 @@ def problems(sample, output_path, report):
         return []
     with open(output_path, "rb") as f:
         data = f.read()
-    name = str(output_path).lower()
+    # The verifier may write the output under a name of its own; the report names the real one.
+    name = str(((report or {}).get("output") or {}).get("name") or output_path).lower()
     if name.endswith((".csv", ".tsv")):
         return check_text(data, True)
     if name.endswith((".txt", ".log", ".md")):

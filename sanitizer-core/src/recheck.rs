@@ -169,6 +169,8 @@ fn check_file(
         }
         Kind::Text | Kind::Csv => {
             let text = std::str::from_utf8(bytes).map_err(|_| fail("text output is not UTF-8"))?;
+            // A leading BOM is ours (CSV for Excel); anywhere else it is a hidden character.
+            let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
             if text.chars().any(is_invisible_control) {
                 return Err(fail("bidi or zero-width control in text output"));
             }
