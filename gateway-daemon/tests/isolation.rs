@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use gateway_daemon::pool::{Pool, PoolConfig};
 use gateway_daemon::sandbox::SandboxConfig;
-use sanitizer_core::{Policy, Verdict, sanitize_file};
+#[cfg(feature = "test-hooks")]
+use sanitizer_core::Verdict;
+use sanitizer_core::{Policy, sanitize_file};
 
 fn pool() -> Pool {
     let mut cfg = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));

@@ -1,6 +1,6 @@
 //! Outlook `.msg` (an OLE2/CFB compound file, [MS-OXMSG]): the body and the attachments are
 //! taken out, the attachments sanitized as parts of their own, and the result delivered as a
-//! ZIP (see [`super::archive::outlook`] for the output shape).
+//! ZIP (see `super::archive::outlook` for the output shape).
 //!
 //! The compound file is opened with the `cfb` crate over the input bytes (its chains are bounded
 //! by the input; it rejects directory loops). Streams are read through [`read_capped`], so their

@@ -6,7 +6,7 @@
 //! over. The rebuilt archive is GNU format (long names through GNU long-name records), every
 //! member a regular file with mode 0644, owner and group 0 and no owner names, modification
 //! times kept; directories are implied by member paths. Names are normalised as for ZIP
-//! (see [`super::archive`]). The written archive is read back and checked ([`recheck`]).
+//! (see `super::archive`). The written archive is read back and checked (`recheck`).
 //!
 //! TAR is not compressed, so each member's size is bounded by the input; members are still read
 //! through [`read_capped`] so they count against the item's decoded-bytes budget.

@@ -1,6 +1,6 @@
 //! TNEF (`winmail.dat`, `application/ms-tnef`): Outlook's wrapper for rich-text mail. The body
 //! and the attachments are taken out, the attachments sanitized as parts of their own, and the
-//! result delivered as a ZIP (see [`super::archive::outlook`] for the output shape).
+//! result delivered as a ZIP (see `super::archive::outlook` for the output shape).
 //!
 //! The reader is our own and small ([MS-OXTNEF]): a signature, a key, then attribute records
 //! (level, id, length, data, checksum). Every length is checked against the bytes that remain

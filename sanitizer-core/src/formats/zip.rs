@@ -10,12 +10,12 @@
 //! `compressed × max_ratio` (so a bomb member trips `limit.ratio` after at most that many bytes)
 //! and at the item's decoded-bytes budget.
 //!
-//! The rebuilt archive: member names normalised (see [`super::archive`]), UTF-8 with the UTF-8
+//! The rebuilt archive: member names normalised (see `super::archive`), UTF-8 with the UTF-8
 //! flag set (Shift_JIS names from Japanese Windows are decoded first), Deflate, permissions 0644,
 //! no directory entries (directories are implied by member paths), modification times kept.
 //! Links, device files and FIFOs are dropped (`archive.special_file`), setuid/setgid bits
 //! reported (`archive.setuid`) and not carried over. The written archive is read back by a
-//! fresh reader and checked ([`recheck`]) before it leaves.
+//! fresh reader and checked (`recheck`) before it leaves.
 
 use std::io::{Cursor, Read, Write};
 
