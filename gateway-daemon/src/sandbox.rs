@@ -203,6 +203,7 @@ const ALLOW: &[i64] = &[
     libc::SYS_pread64,
     libc::SYS_close,
     libc::SYS_openat,
+    libc::SYS_getdents64,
     libc::SYS_lseek,
     libc::SYS_fstat,
     libc::SYS_newfstatat,

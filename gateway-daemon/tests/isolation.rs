@@ -225,3 +225,88 @@ fn libreoffice_converts_inside_the_sandbox() {
     let docx = std::fs::read(outdir.join("in.docx")).unwrap();
     assert!(docx.starts_with(b"PK"));
 }
+
+/// Every corpus sample gives the same output and the same report items through the pool as in
+/// this process (report ids differ by design; they are replaced before comparing).
+#[test]
+fn corpus_through_the_pool_equals_in_process() {
+    use gateway_daemon::sanitize::{InProcess, Job, Mode, Transform};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flat_map(|area| std::fs::read_dir(area.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(files.len() > 50, "corpus not found at {}", root.display());
+    let policy = Policy::default();
+    let pooled = gateway_daemon::pool::Isolated::new(
+        policy.clone(),
+        PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai"))),
+        None,
+    )
+    .unwrap();
+    let local = InProcess::new(policy);
+    // Report ids differ by design; in mail they also sit inside base64 bodies, so mail is
+    // compared part by part on decoded contents (nested messages recursively).
+    let normalise = |bytes: &[u8], id: &str| normalise_output(bytes, id);
+    for path in files {
+        let input = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let job = Job {
+            mode: Mode::detect(Some(&name), &input),
+            input,
+            name: Some(name.clone()),
+        };
+        let a = pooled.run(&job).unwrap();
+        let b = local.run(&job).unwrap();
+        assert_eq!(a.report.verdict, b.report.verdict, "{name}");
+        let threats = |o: &gateway_daemon::sanitize::JobOutcome| -> Vec<String> {
+            o.report.threats().into_iter().map(str::to_owned).collect()
+        };
+        assert_eq!(threats(&a), threats(&b), "{name}");
+        match (&a.output, &b.output) {
+            (Some(x), Some(y)) => {
+                assert_eq!(x.name, y.name, "{name}");
+                let (x, y) = (
+                    normalise(x.bytes(), &a.report.id),
+                    normalise(y.bytes(), &b.report.id),
+                );
+                assert!(
+                    x == y,
+                    "{name}: outputs differ ({} vs {} bytes)",
+                    x.len(),
+                    y.len()
+                );
+            }
+            (None, None) => {}
+            _ => panic!("{name}: blocked on one side only"),
+        }
+    }
+}
+
+fn normalise_output(bytes: &[u8], id: &str) -> Vec<u8> {
+    let swap = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .replace(id, "REPORT-ID")
+            .into_bytes()
+    };
+    let is_mail = bytes.starts_with(b"MIME-Version") || bytes.starts_with(b"Received");
+    match mail_parser::MessageParser::default().parse(bytes) {
+        Some(m) if is_mail => {
+            let mut out = Vec::new();
+            for part in &m.parts {
+                match &part.body {
+                    mail_parser::PartType::Message(inner) => {
+                        out.extend(normalise_output(inner.raw_message(), id))
+                    }
+                    _ => out.extend(swap(part.contents())),
+                }
+                out.extend_from_slice(b"\n--part--\n");
+            }
+            out
+        }
+        _ => swap(bytes),
+    }
+}
