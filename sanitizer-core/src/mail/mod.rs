@@ -57,8 +57,9 @@
 //!
 //! ## Limits
 //! Decoded part bodies are charged to the budget; the deadline is checked per part; attachments
-//! are counted by `sanitize_child`, and once the part limit trips the rest are summarised as one
-//! "N more parts removed" entry. MIME nesting beyond `limits.max_depth` (counting the depth of
+//! are counted by `sanitize_child`, and the body's own text parts (inline text appended to the
+//! body included) are charged to the same part limit; once it trips the rest are summarised as
+//! one "N more parts removed" entry (`attachment[*]`, `limit.parts`). MIME nesting beyond `limits.max_depth` (counting the depth of
 //! the message itself) is removed with `limit.depth`. mail-parser parses nesting iteratively;
 //! what would recurse per level (transfer-encoded nested messages, dropping the result) is
 //! avoided in `parse`, so 25,000 levels in any syntax neither overflow the stack nor take long

@@ -283,6 +283,10 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 if !is_attachment_disposition(part)
                     && (id == 0 || part.attachment_name().is_none()) =>
             {
+                // Body parts count against the part limit like attachments.
+                if !self.charge_own_part() {
+                    return Ok(());
+                }
                 let is_html = subtype == "html";
                 let text = self.text_of(part)?;
                 self.take_text(text, is_html);
@@ -377,6 +381,7 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         let mut used_plain = None;
         if let Some(p) = plain
             && let Some(part) = msg.parts.get(p)
+            && self.charge_own_part()
         {
             let text = self.text_of(part)?;
             if html.is_none() || !is_stub(&text) {
