@@ -117,7 +117,12 @@ pub(crate) fn sanitize_message(
 ) -> Result<Vec<u8>, SanitizeError> {
     cx.budget().check_deadline()?;
     let structural = parse::hide_transfer_encodings(input);
-    let Some(msg) = MessageParser::default().parse(structural.as_ref()) else {
+    let parsed = if parse::unparseable(input) {
+        None
+    } else {
+        MessageParser::default().parse(structural.as_ref())
+    };
+    let Some(msg) = parsed else {
         if cx.depth() == 0 {
             let err = SanitizeError::Malformed("no RFC 5322 header could be read".into());
             cx.record(ReportItem {
