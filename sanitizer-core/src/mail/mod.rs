@@ -27,18 +27,20 @@
 //! | `CHG_ATTACH` | an attachment was converted, rasterized or rebuilt with content removed |
 //! | `REP_LINK` | links in the body were defanged or removed |
 //! | `DEL_SIGN` | a signature was removed |
-//! | `DEL_HEADER` | a forged `X-Mugai-*` header or a second `From` was dropped |
+//! | `DEL_HEADER` | a forged `X-Mugai-*` header, a second `From`, or a structured header that does not parse was dropped |
 //! | `CHG_HEADER` | invisible or bidi controls were removed from header or body text |
 //!
 //! ## Report paths
 //! - `body`: the text body, `kept`, or `converted_to_text` with `html.body`;
 //!   `body/links` (`link.rewritten`, with a count), `body/pgp`, `body/signature`;
-//! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`;
+//! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`, a structured field
+//!   dropped because it does not parse (`mail.header_dropped`);
 //! - `attachment[n]/<name>`: every non-body part, numbered in document order; items inside a
 //!   part continue its path (a nested message's: `attachment[2]/fwd.eml/body`);
 //! - `attachment[*]`: the summary once the part limit tripped; `part[<id>]`: a subtree cut at
 //!   the depth limit;
-//! - `message`: unparseable (`mail.unparseable`), or CRLF mixed with bare CR/LF
+//! - `message`: unparseable (`mail.unparseable`: no header block at the start, or a binary
+//!   one, see `parse::unparseable`), or CRLF mixed with bare CR/LF
 //!   (`mail.bare_line_ending`).
 //!
 //! ## Decisions
@@ -196,7 +198,13 @@ pub(crate) fn notice_only(input: &[u8], err: &SanitizeError, cx: &Context<'_>) -
         let msg = MessageParser::default().parse_headers(input)?;
         let part = msg.parts.first()?;
         let mut out = Vec::new();
-        headers::write_headers(&mut out, &part.headers, msg.raw_message(), policy);
+        headers::write_headers(
+            &mut out,
+            &part.headers,
+            msg.raw_message(),
+            policy,
+            headers::Trace::Drop,
+        );
         Some(out)
     }))
     .ok()
