@@ -68,8 +68,10 @@
 //! (tested). Multipart bodies are walked to the depth limit (at most 64 levels).
 //!
 //! ## Failure
-//! A message is never blocked: a top-level message mail-parser cannot read at all becomes a
-//! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`).
+//! A message is never blocked: a top-level message that cannot be parsed (no header block at
+//! its start, or a binary one: `parse::unparseable`; or mail-parser cannot read it) becomes a
+//! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`). The
+//! notice-only message copies no raw header text.
 
 mod body;
 mod build;
@@ -190,8 +192,9 @@ fn mixed_line_endings(input: &[u8]) -> bool {
 }
 
 /// A safe message that carries only the notice, for mail that could not be sanitized. Keeps the
-/// original's allow-listed headers when they can be read safely, else minimal headers; never
-/// any of the original body.
+/// original's allow-listed headers when they can be read safely (re-encoded from decoded or
+/// parsed values, as in a normal message; trace fields, the one kind copied from raw text, are
+/// left out), else minimal headers; never any of the original body.
 pub(crate) fn notice_only(input: &[u8], err: &SanitizeError, cx: &Context<'_>) -> Vec<u8> {
     let policy = cx.policy();
     let recovered = catch_unwind(AssertUnwindSafe(|| {
