@@ -8,6 +8,11 @@
 //!   `policy.mail.trusted_authserv_id`.
 //! - Inbound `X-Mugai-*` fields are always dropped (a sender must not forge our verdict).
 //! - Text (Subject, display names) has bidi and zero-width controls removed.
+//! - Structured fields are never copied as raw text: `Date` is written from the parsed date
+//!   (RFC 5322 format), `Message-ID`/`In-Reply-To`/`References` as `<id>` from the parsed ids
+//!   with only msg-id characters. A field that does not parse is dropped and reported
+//!   ([`HeaderFindings::malformed`]); free text (Subject, extra headers) is decoded and
+//!   re-encoded.
 
 use std::borrow::Cow;
 
@@ -55,6 +60,19 @@ pub(crate) struct HeaderFindings {
     pub auth_dropped: usize,
     /// Decoded Subject (for the notice-only message and tests).
     pub subject: Option<String>,
+    /// Names of structured fields (Date, Message-ID, ...) dropped because they did not parse.
+    pub malformed: Vec<String>,
+}
+
+/// Whether trace fields (`Received`, `Authentication-Results`) are copied. They are the one
+/// kind of field written from its raw text (as printable ASCII), so the notice-only message,
+/// built from mail that could not be processed, leaves them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trace {
+    /// Copy trace fields as the policy says.
+    Keep,
+    /// Copy none.
+    Drop,
 }
 
 fn raw_value<'a>(raw: &'a [u8], h: &Header<'_>) -> &'a [u8] {
@@ -69,11 +87,19 @@ pub(crate) fn write_headers(
     headers: &[Header<'_>],
     raw: &[u8],
     policy: &Policy,
+    trace: Trace,
 ) -> HeaderFindings {
     let mut f = HeaderFindings::default();
+    let keep_trace = trace == Trace::Keep;
     // Trace fields first, in their original order (newest on top).
     for h in headers {
         let name = h.name.as_str();
+        if !keep_trace
+            && (name.eq_ignore_ascii_case("received")
+                || name.eq_ignore_ascii_case("authentication-results"))
+        {
+            continue;
+        }
         if name.eq_ignore_ascii_case("received") && policy.mail.keep_received {
             let v = ascii_trace(raw_value(raw, h));
             if !v.is_empty() {
@@ -165,10 +191,9 @@ fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut 
             {
                 write_folded(out, name, &d.to_rfc822());
             } else {
-                let v = ascii_trace(rawv);
-                if !v.is_empty() {
-                    write_folded(out, name, &v);
-                }
+                // Never the raw text: a garbled date (an unmatched `<`, stray bytes) can make
+                // a reader misparse the fields after it.
+                f.malformed.push(name.to_owned());
             }
         }
         "From" | "To" | "Cc" | "Reply-To" => {
@@ -203,21 +228,29 @@ fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut 
             };
             let ids: Vec<String> = ids
                 .into_iter()
-                .filter(|id| {
-                    !id.is_empty()
-                        && id.len() < 900
-                        && id
-                            .bytes()
-                            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
-                })
+                .filter(|id| is_msg_id(id))
                 .take(if name == "References" { 100 } else { 1 })
                 .map(|id| format!("<{id}>"))
                 .collect();
-            if !ids.is_empty() {
+            if ids.is_empty() {
+                if !rawv.iter().all(u8::is_ascii_whitespace) {
+                    f.malformed.push(name.to_owned());
+                }
+            } else {
                 write_folded(out, name, &ids.join(" "));
             }
         }
     }
+}
+
+/// The inside of a msg-id (RFC 5322 3.6.4, without the angle brackets): atext, `.`, `@`, and
+/// the brackets of a no-fold-literal; nothing that could end the id or start a comment.
+fn is_msg_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() < 900
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.@[]".contains(&b))
 }
 
 fn reparse_address(name: &str, rawv: &[u8]) -> Option<Address<'static>> {

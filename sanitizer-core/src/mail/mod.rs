@@ -27,18 +27,20 @@
 //! | `CHG_ATTACH` | an attachment was converted, rasterized or rebuilt with content removed |
 //! | `REP_LINK` | links in the body were defanged or removed |
 //! | `DEL_SIGN` | a signature was removed |
-//! | `DEL_HEADER` | a forged `X-Mugai-*` header or a second `From` was dropped |
+//! | `DEL_HEADER` | a forged `X-Mugai-*` header, a second `From`, or a structured header that does not parse was dropped |
 //! | `CHG_HEADER` | invisible or bidi controls were removed from header or body text |
 //!
 //! ## Report paths
 //! - `body`: the text body, `kept`, or `converted_to_text` with `html.body`;
 //!   `body/links` (`link.rewritten`, with a count), `body/pgp`, `body/signature`;
-//! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`;
+//! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`, a structured field
+//!   dropped because it does not parse (`mail.header_dropped`);
 //! - `attachment[n]/<name>`: every non-body part, numbered in document order; items inside a
 //!   part continue its path (a nested message's: `attachment[2]/fwd.eml/body`);
 //! - `attachment[*]`: the summary once the part limit tripped; `part[<id>]`: a subtree cut at
 //!   the depth limit;
-//! - `message`: unparseable (`mail.unparseable`), or CRLF mixed with bare CR/LF
+//! - `message`: unparseable (`mail.unparseable`: no header block at the start, or a binary
+//!   one, see `parse::unparseable`), or CRLF mixed with bare CR/LF
 //!   (`mail.bare_line_ending`).
 //!
 //! ## Decisions
@@ -57,16 +59,19 @@
 //!
 //! ## Limits
 //! Decoded part bodies are charged to the budget; the deadline is checked per part; attachments
-//! are counted by `sanitize_child`, and once the part limit trips the rest are summarised as one
-//! "N more parts removed" entry. MIME nesting beyond `limits.max_depth` (counting the depth of
+//! are counted by `sanitize_child`, and the body's own text parts (inline text appended to the
+//! body included) are charged to the same part limit; once it trips the rest are summarised as
+//! one "N more parts removed" entry (`attachment[*]`, `limit.parts`). MIME nesting beyond `limits.max_depth` (counting the depth of
 //! the message itself) is removed with `limit.depth`. mail-parser parses nesting iteratively;
 //! what would recurse per level (transfer-encoded nested messages, dropping the result) is
 //! avoided in `parse`, so 25,000 levels in any syntax neither overflow the stack nor take long
 //! (tested). Multipart bodies are walked to the depth limit (at most 64 levels).
 //!
 //! ## Failure
-//! A message is never blocked: a top-level message mail-parser cannot read at all becomes a
-//! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`).
+//! A message is never blocked: a top-level message that cannot be parsed (no header block at
+//! its start, or a binary one: `parse::unparseable`; or mail-parser cannot read it) becomes a
+//! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`). The
+//! notice-only message copies no raw header text.
 
 mod body;
 mod build;
@@ -116,7 +121,12 @@ pub(crate) fn sanitize_message(
 ) -> Result<Vec<u8>, SanitizeError> {
     cx.budget().check_deadline()?;
     let structural = parse::hide_transfer_encodings(input);
-    let Some(msg) = MessageParser::default().parse(structural.as_ref()) else {
+    let parsed = if parse::unparseable(input) {
+        None
+    } else {
+        MessageParser::default().parse(structural.as_ref())
+    };
+    let Some(msg) = parsed else {
         if cx.depth() == 0 {
             let err = SanitizeError::Malformed("no RFC 5322 header could be read".into());
             cx.record(ReportItem {
@@ -182,15 +192,22 @@ fn mixed_line_endings(input: &[u8]) -> bool {
 }
 
 /// A safe message that carries only the notice, for mail that could not be sanitized. Keeps the
-/// original's allow-listed headers when they can be read safely, else minimal headers; never
-/// any of the original body.
+/// original's allow-listed headers when they can be read safely (re-encoded from decoded or
+/// parsed values, as in a normal message; trace fields, the one kind copied from raw text, are
+/// left out), else minimal headers; never any of the original body.
 pub(crate) fn notice_only(input: &[u8], err: &SanitizeError, cx: &Context<'_>) -> Vec<u8> {
     let policy = cx.policy();
     let recovered = catch_unwind(AssertUnwindSafe(|| {
         let msg = MessageParser::default().parse_headers(input)?;
         let part = msg.parts.first()?;
         let mut out = Vec::new();
-        headers::write_headers(&mut out, &part.headers, msg.raw_message(), policy);
+        headers::write_headers(
+            &mut out,
+            &part.headers,
+            msg.raw_message(),
+            policy,
+            headers::Trace::Drop,
+        );
         Some(out)
     }))
     .ok()

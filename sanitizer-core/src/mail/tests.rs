@@ -735,6 +735,137 @@ fn two_thousand_parts_keep_notice_and_report_bounded() {
 }
 
 #[test]
+fn inline_text_parts_count_against_the_part_limit() {
+    let mut policy = Policy::default();
+    policy.limits.max_parts = 50;
+    let mut s = String::from(
+        "From: a@example.jp\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n",
+    );
+    for i in 0..200 {
+        s.push_str(&format!(
+            "--M\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\ninline part number {i:03}\r\n"
+        ));
+    }
+    s.push_str("--M--\r\n");
+    let o = run_with(s.as_bytes(), &policy);
+    assert!(
+        o.threats().contains(&threats::LIMIT_PARTS),
+        "{:?}",
+        o.report.items
+    );
+    assert_eq!(o.report.verdict, Verdict::Sanitized);
+    let text = o.text();
+    assert!(text.contains("inline part number 000"));
+    assert!(!text.contains("inline part number 199"), "{text}");
+    let kept = (0..200)
+        .filter(|i| text.contains(&format!("inline part number {i:03}")))
+        .count();
+    assert!(kept <= 50, "{kept} parts kept");
+    let summary: Vec<_> = o
+        .report
+        .items
+        .iter()
+        .filter(|i| i.path == "attachment[*]")
+        .collect();
+    assert_eq!(summary.len(), 1, "{:?}", o.report.items);
+    assert!(summary[0].reason.contains("more parts removed"));
+}
+
+#[test]
+fn garbled_structured_headers_are_dropped_not_copied() {
+    let raw = b"Message-ID: <a(b)c@x> \"quoted\"\r\nIn-Reply-To: <ok.1@example.jp>\r\nReferences: <r1@example.jp> <bad\"id@x> <r2@example.jp>\r\nDate: Mon, 02 Nov 2026 09\xcf30:0055omA?= <t/plain; charset=EUC-J\r\nX-Eaten: mail-parser reads this line as part of the Date\r\nFrom: a@example.jp\r\nSubject: after the date\r\n\r\nbody\r\n";
+    let o = run(raw);
+    let raw_out = o.raw();
+    assert!(!raw_out.contains("0055omA"), "{raw_out}");
+    assert!(!raw_out.contains("<t/plain"), "{raw_out}");
+    assert!(!raw_out.contains("quoted"), "{raw_out}");
+    assert!(o.header("Date").is_none(), "{raw_out}");
+    assert!(o.header("Message-ID").is_none(), "{raw_out}");
+    // The fields after the garbled one still read correctly.
+    assert_eq!(o.subject(), "after the date");
+    assert!(
+        raw_out.contains("In-Reply-To: <ok.1@example.jp>"),
+        "{raw_out}"
+    );
+    assert!(raw_out.contains("<r1@example.jp>") && raw_out.contains("<r2@example.jp>"));
+    assert!(!raw_out.contains("bad"), "{raw_out}");
+    assert!(o.threats().contains(&threats::MAIL_HEADER_DROPPED));
+    for name in ["header/Date", "header/Message-ID"] {
+        assert!(
+            o.report.items.iter().any(|i| i.path == name),
+            "{name}: {:?}",
+            o.report.items
+        );
+    }
+    assert_eq!(o.report.verdict, Verdict::Sanitized);
+}
+
+#[test]
+fn valid_date_is_reformatted_from_the_parsed_value() {
+    let raw = b"Date: mon,  2 nov 2026 09:30:05 +0900 (JST)\r\nFrom: a@example.jp\r\nSubject: d\r\n\r\nbody\r\n";
+    let o = run(raw);
+    let raw_out = o.raw();
+    assert!(
+        raw_out.contains("Date: Mon, 2 Nov 2026 09:30:05 +0900\r\n"),
+        "{raw_out}"
+    );
+    assert!(!raw_out.contains("JST"));
+    assert_eq!(o.report.verdict, Verdict::Clean);
+}
+
+#[test]
+fn notice_only_never_copies_raw_header_text() {
+    use crate::pipeline::{Context, Services, Session};
+    let policy = Policy::default();
+    let mut session = Session::new(&policy);
+    let cx = Context::new(&policy, Services::default(), &mut session, String::new());
+    let raw = b"Received: from evil (<script>) by mx\r\nDate: Mon, 02 Nov 2026 09\xcf30:0055omA?= <t/plain\r\nMessage-ID: <x y>\r\nSubject: s\r\n\r\nSECRET\r\n";
+    let err = crate::SanitizeError::Internal("boom".into());
+    let out = super::notice_only(raw, &err, &cx);
+    assert_wire_clean(&out);
+    let text = String::from_utf8_lossy(&out);
+    for bad in ["0055omA", "<t/plain", "<script>", "evil", "<x y>", "SECRET"] {
+        assert!(!text.contains(bad), "{bad}: {text}");
+    }
+    let m = MessageParser::default().parse(&out).unwrap();
+    assert_eq!(m.subject(), Some("s"));
+    assert!(m.header_raw("X-Mugai-Report-Id").is_some());
+}
+
+#[test]
+fn binary_noise_without_headers_is_notice_only() {
+    let mut raw = b"\x00\xff\xfe\x00--\x00\r\n\r\n".to_vec();
+    let mut x = 0x9e37_79b9u32;
+    for _ in 0..3000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        raw.push(x.to_le_bytes()[1]);
+    }
+    raw.extend_from_slice(b"\r\nleaked text\r\n");
+    let o = run(&raw);
+    assert!(
+        o.threats().contains(&threats::MAIL_UNPARSEABLE),
+        "{:?}",
+        o.report.items
+    );
+    assert!(!o.threats().contains(&threats::MAIL_BARE_LINE_ENDING));
+    assert!(!o.text().contains("leaked text"));
+    assert!(o.text().contains("無害化"));
+    assert_eq!(o.report.verdict, Verdict::Sanitized);
+    // A message whose body is binary but whose header block is sound is not unparseable.
+    let mut ok = b"From: a@example.jp\r\nSubject: bin\r\n\r\n".to_vec();
+    ok.extend_from_slice(&raw);
+    let o = run(&ok);
+    assert!(
+        !o.threats().contains(&threats::MAIL_UNPARSEABLE),
+        "{:?}",
+        o.report.items
+    );
+    assert_eq!(o.subject(), "bin");
+}
+
+#[test]
 fn many_signature_parts_keep_the_report_bounded() {
     let mut s = String::from(
         "From: a@example.jp\r\nSubject: sigs\r\nContent-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nbody\r\n",

@@ -283,6 +283,10 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 if !is_attachment_disposition(part)
                     && (id == 0 || part.attachment_name().is_none()) =>
             {
+                // Body parts count against the part limit like attachments.
+                if !self.charge_own_part() {
+                    return Ok(());
+                }
                 let is_html = subtype == "html";
                 let text = self.text_of(part)?;
                 self.take_text(text, is_html);
@@ -377,6 +381,7 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         let mut used_plain = None;
         if let Some(p) = plain
             && let Some(part) = msg.parts.get(p)
+            && self.charge_own_part()
         {
             let text = self.text_of(part)?;
             if html.is_none() || !is_stub(&text) {
@@ -632,7 +637,13 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             .first()
             .map(|p| p.headers.as_slice())
             .unwrap_or_default();
-        let f = headers::write_headers(&mut head, root_headers, self.raw, policy);
+        let f = headers::write_headers(
+            &mut head,
+            root_headers,
+            self.raw,
+            policy,
+            headers::Trace::Keep,
+        );
 
         if self.skipped > 0 {
             let msg = format!("{} more parts removed after the part limit", self.skipped);
@@ -689,6 +700,24 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 Action::Removed,
                 &[threats::MAIL_DUPLICATE_FROM],
                 "the message had more than one From header; the first is kept",
+            );
+        }
+        for name in &f.malformed {
+            self.notice.token(Token::DelHeader);
+            self.notice.add(Entry {
+                subject_ja: format!("ヘッダー {name}"),
+                subject_en: format!("header {name}"),
+                ja: "解析できない値のため削除".into(),
+                en: "removed: the value could not be parsed".into(),
+                removed: false,
+            });
+            let leaf = format!("header/{name}");
+            self.record(
+                &leaf,
+                Kind::Mail,
+                Action::Removed,
+                &[threats::MAIL_HEADER_DROPPED],
+                "a structured header field that does not parse is not copied",
             );
         }
         for name in &f.bidi {
