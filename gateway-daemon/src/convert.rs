@@ -236,27 +236,12 @@ mod tests {
 
     /// A .doc made by LibreOffice itself from text.
     fn tiny_doc(lo: &LibreOffice) -> Vec<u8> {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("t.txt");
-        std::fs::write(&src, "変換テスト\nconverter test\n").unwrap();
-        let status = Command::new(&lo.soffice)
-            .arg(format!(
-                "-env:UserInstallation=file://{}",
-                dir.path().join("p").display()
-            ))
-            .args([
-                "--headless",
-                "--norestore",
-                "--convert-to",
-                "doc:MS Word 97",
-                "--outdir",
-            ])
-            .arg(dir.path())
-            .arg(&src)
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "{status:?}");
-        std::fs::read(dir.path().join("t.doc")).unwrap()
+        make_with_soffice(
+            lo,
+            "t.txt",
+            "変換テスト\nconverter test\n",
+            "doc:MS Word 97",
+        )
     }
 
     #[test]

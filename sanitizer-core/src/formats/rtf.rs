@@ -102,6 +102,19 @@ struct Group {
     in_fonttbl: bool,
 }
 
+/// Whether a text character is dropped: inside a skipped destination, or one of the `\ucN`
+/// fallback characters that follow a `\u` (counted down here).
+fn swallowed(skip: bool, skip_chars: &mut u32) -> bool {
+    if skip {
+        return true;
+    }
+    if *skip_chars > 0 {
+        *skip_chars -= 1;
+        return true;
+    }
+    false
+}
+
 fn encoding_for_codepage(cp: i32) -> Option<&'static Encoding> {
     use encoding_rs as e;
     Some(match cp {
@@ -400,11 +413,7 @@ pub fn rtf_to_text(input: &[u8], cx: &mut Context<'_>) -> Result<RtfText, Saniti
                         let lo = input.get(r.pos + 1).copied().and_then(hex_val);
                         r.pos = (r.pos + 2).min(input.len());
                         group_start = false;
-                        if g.skip {
-                            continue;
-                        }
-                        if skip_chars > 0 {
-                            skip_chars -= 1;
+                        if swallowed(g.skip, &mut skip_chars) {
                             continue;
                         }
                         if let (Some(hi), Some(lo)) = (hi, lo) {
@@ -416,11 +425,7 @@ pub fn rtf_to_text(input: &[u8], cx: &mut Context<'_>) -> Result<RtfText, Saniti
                     _ => {}
                 }
                 group_start = false;
-                if g.skip {
-                    continue;
-                }
-                if skip_chars > 0 {
-                    skip_chars -= 1;
+                if swallowed(g.skip, &mut skip_chars) {
                     continue;
                 }
                 match next {
@@ -438,11 +443,7 @@ pub fn rtf_to_text(input: &[u8], cx: &mut Context<'_>) -> Result<RtfText, Saniti
             _ => {
                 r.pos += 1;
                 group_start = false;
-                if g.skip {
-                    continue;
-                }
-                if skip_chars > 0 {
-                    skip_chars -= 1;
+                if swallowed(g.skip, &mut skip_chars) {
                     continue;
                 }
                 let enc = r.encoding_for(&g);

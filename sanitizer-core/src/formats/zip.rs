@@ -342,6 +342,23 @@ pub(crate) mod tests {
         v.extend_from_slice(&x.to_le_bytes());
     }
 
+    /// The header fields the local and the central header share, from "version needed" to the
+    /// extra-field length: stored, no extra field, `e`'s flags and name, CRC and sizes of `data`.
+    fn put_common(v: &mut Vec<u8>, e: &RawEntry, data: &[u8]) {
+        let mut crc = flate2::Crc::new();
+        crc.update(data);
+        put16(v, 20);
+        put16(v, e.flags);
+        put16(v, 0);
+        put16(v, 0);
+        put16(v, 0x21);
+        put32(v, crc.sum());
+        put32(v, data.len() as u32);
+        put32(v, data.len() as u32);
+        put16(v, e.name.len() as u16);
+        put16(v, 0);
+    }
+
     /// A stored ZIP built byte by byte, for names and flags the zip crate will not write.
     pub(crate) fn raw_zip(entries: &[RawEntry]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -352,39 +369,17 @@ pub(crate) mod tests {
                 continue;
             }
             offsets.push(out.len() as u32);
-            let mut crc = flate2::Crc::new();
-            crc.update(&e.data);
             put32(&mut out, 0x0403_4b50);
-            put16(&mut out, 20);
-            put16(&mut out, e.flags);
-            put16(&mut out, 0);
-            put16(&mut out, 0);
-            put16(&mut out, 0x21);
-            put32(&mut out, crc.sum());
-            put32(&mut out, e.data.len() as u32);
-            put32(&mut out, e.data.len() as u32);
-            put16(&mut out, e.name.len() as u16);
-            put16(&mut out, 0);
+            put_common(&mut out, e, &e.data);
             out.extend_from_slice(&e.name);
             out.extend_from_slice(&e.data);
         }
         let cd_start = out.len();
         for (e, off) in entries.iter().zip(&offsets) {
             let src = e.same_as.map_or(e, |j| &entries[j]);
-            let mut crc = flate2::Crc::new();
-            crc.update(&src.data);
             put32(&mut out, 0x0201_4b50);
             put16(&mut out, if e.mode.is_some() { 0x0314 } else { 20 });
-            put16(&mut out, 20);
-            put16(&mut out, e.flags);
-            put16(&mut out, 0);
-            put16(&mut out, 0);
-            put16(&mut out, 0x21);
-            put32(&mut out, crc.sum());
-            put32(&mut out, src.data.len() as u32);
-            put32(&mut out, src.data.len() as u32);
-            put16(&mut out, e.name.len() as u16);
-            put16(&mut out, 0);
+            put_common(&mut out, e, &src.data);
             put16(&mut out, 0);
             put16(&mut out, 0);
             put16(&mut out, 0);

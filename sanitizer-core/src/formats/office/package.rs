@@ -171,6 +171,14 @@ mod tests {
     use super::*;
     use crate::limits::Limits;
 
+    /// Fails unless `err` is the limit error of kind `want`.
+    fn assert_limit(err: &SanitizeError, want: LimitKind) {
+        assert!(
+            matches!(err, SanitizeError::Limit { kind, .. } if *kind == want),
+            "{err}"
+        );
+    }
+
     fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
         let mut w = PackageWriter::new();
         for (n, b) in members {
@@ -196,16 +204,7 @@ mod tests {
             ..Limits::default()
         };
         let err = Package::read(&z, &mut Budget::new(&limits)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SanitizeError::Limit {
-                    kind: LimitKind::Parts,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_limit(&err, LimitKind::Parts);
     }
 
     #[test]
@@ -213,31 +212,13 @@ mod tests {
         let big = vec![b'a'; 1 << 20];
         let z = zip_of(&[("big.xml", &big)]);
         let err = Package::read(&z, &mut Budget::new(&Limits::default())).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SanitizeError::Limit {
-                    kind: LimitKind::Ratio,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_limit(&err, LimitKind::Ratio);
         let limits = Limits {
             max_decoded_bytes: 1000,
             ..Limits::default()
         };
         let err = Package::read(&z, &mut Budget::new(&limits)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                SanitizeError::Limit {
-                    kind: LimitKind::DecodedBytes,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_limit(&err, LimitKind::DecodedBytes);
     }
 
     #[test]
