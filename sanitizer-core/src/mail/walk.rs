@@ -18,6 +18,18 @@ use crate::threats;
 use crate::unicode::normalize_filename;
 
 #[derive(Debug)]
+/// What [`Walker::header_change`] records for one header field.
+struct HeaderChange<'s> {
+    name: &'s str,
+    token: Token,
+    ja: &'static str,
+    en: &'static str,
+    kind: Kind,
+    action: Action,
+    threat: &'static str,
+    reason: &'static str,
+}
+
 struct Attachment {
     bytes: Vec<u8>,
     name: String,
@@ -124,6 +136,20 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         } else {
             format!("{}/{}", self.cx.path(), leaf)
         }
+    }
+
+    /// A change to one header field: its notice token and entry, and its report item.
+    fn header_change(&mut self, c: HeaderChange<'_>) {
+        self.notice.token(c.token);
+        self.notice.add(Entry {
+            subject_ja: format!("ヘッダー {}", c.name),
+            subject_en: format!("header {}", c.name),
+            ja: c.ja.into(),
+            en: c.en.into(),
+            removed: false,
+        });
+        let leaf = format!("header/{}", c.name);
+        self.record(&leaf, c.kind, c.action, &[c.threat], c.reason);
     }
 
     fn record(&mut self, leaf: &str, kind: Kind, action: Action, threats: &[&str], reason: &str) {
@@ -703,40 +729,28 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             );
         }
         for name in &f.malformed {
-            self.notice.token(Token::DelHeader);
-            self.notice.add(Entry {
-                subject_ja: format!("ヘッダー {name}"),
-                subject_en: format!("header {name}"),
-                ja: "解析できない値のため削除".into(),
-                en: "removed: the value could not be parsed".into(),
-                removed: false,
+            self.header_change(HeaderChange {
+                name,
+                token: Token::DelHeader,
+                ja: "解析できない値のため削除",
+                en: "removed: the value could not be parsed",
+                kind: Kind::Mail,
+                action: Action::Removed,
+                threat: threats::MAIL_HEADER_DROPPED,
+                reason: "a structured header field that does not parse is not copied",
             });
-            let leaf = format!("header/{name}");
-            self.record(
-                &leaf,
-                Kind::Mail,
-                Action::Removed,
-                &[threats::MAIL_HEADER_DROPPED],
-                "a structured header field that does not parse is not copied",
-            );
         }
         for name in &f.bidi {
-            self.notice.token(Token::ChgHeader);
-            self.notice.add(Entry {
-                subject_ja: format!("ヘッダー {name}"),
-                subject_en: format!("header {name}"),
-                ja: "見えない制御文字（文字の向き等）を削除".into(),
-                en: "invisible or bidi control characters removed".into(),
-                removed: false,
+            self.header_change(HeaderChange {
+                name,
+                token: Token::ChgHeader,
+                ja: "見えない制御文字（文字の向き等）を削除",
+                en: "invisible or bidi control characters removed",
+                kind: Kind::Text,
+                action: Action::Converted,
+                threat: threats::TEXT_BIDI_CONTROL,
+                reason: "invisible or bidi control characters removed",
             });
-            let leaf = format!("header/{name}");
-            self.record(
-                &leaf,
-                Kind::Text,
-                Action::Converted,
-                &[threats::TEXT_BIDI_CONTROL],
-                "invisible or bidi control characters removed",
-            );
         }
 
         let text = self.body_text();
