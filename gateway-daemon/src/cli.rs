@@ -445,7 +445,12 @@ fn transform(policy: Policy, no_isolation: bool) -> Result<Arc<dyn Transform>, F
             &policy.office.soffice,
             Duration::from_millis(policy.limits.deadline_ms),
         )
-        .map(|lo| Arc::new(lo.confined(&exe)) as Arc<dyn Converter + Send + Sync>)
+        .map(|lo| {
+            let lo = lo
+                .confined(&exe)
+                .allow_without_landlock(policy.isolation.allow_without_landlock);
+            Arc::new(lo) as Arc<dyn Converter + Send + Sync>
+        })
     } else {
         None
     };

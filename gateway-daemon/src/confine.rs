@@ -1,26 +1,47 @@
-//! `mugai __confine`: a trampoline that confines itself, then executes a helper program
-//! (LibreOffice) in its place, so the helper starts already inside the sandbox. (The project
+//! `mugai __confine`: a trampoline that confines a helper program (LibreOffice) before it
+//! starts, so the helper runs inside the sandbox from its first instruction. (The project
 //! forbids `unsafe`, so confinement cannot be done between `fork` and `exec` by the parent.)
+//!
+//! Two stages, both this same executable:
+//! 1. the **outer** stage (started by the converter, in its own process group) marks every
+//!    inherited descriptor above 2 close-on-exec, and, as root, creates a new network namespace
+//!    and a new PID namespace; then it starts the inner stage with standard input on
+//!    `/dev/null` and waits for it;
+//! 2. the **inner** stage is PID 1 of the new PID namespace: it dies with the outer stage
+//!    (`PR_SET_PDEATHSIG`), leaves the caller's session (`setsid`: no controlling terminal),
+//!    confines itself, then starts the program and waits for it. When it exits, the kernel kills
+//!    every process left in the namespace, so nothing the helper started — not even a child
+//!    that called `setsid` to leave the process group — outlives the job.
 //!
 //! What the helper gets:
 //! - **no network**: a new, empty network namespace (`unshare(CLONE_NEWNET)`, root only), and in
 //!   any case seccomp answers `EACCES` to creating `AF_INET`, `AF_INET6`, `AF_PACKET` and
 //!   `AF_NETLINK` sockets (local `AF_UNIX` sockets, which LibreOffice uses internally, work);
 //! - **file system** (Landlock): read and execute below the system directories (`/usr`, `/lib*`,
-//!   `/bin`, `/sbin`, `/etc`, `/opt`), read of `/proc`, `/sys` and `/dev`, and read-write only
-//!   below the job's own temporary directory (profile, input, output, `TMPDIR`) and
+//!   `/bin`, `/sbin`, `/etc`, `/opt`), read of `/proc` and `/sys`, of `/dev/null`,
+//!   `/dev/zero`, `/dev/random` and `/dev/urandom` only (no terminal, no other device), and
+//!   read-write only below the job's own directory (profile, input, output, `TMPDIR`) and
 //!   `/dev/shm`, plus creating/removing sockets in `/tmp` (LibreOffice's single-instance pipe);
-//!   no other write anywhere;
-//! - **limits**: CPU seconds, address space, no core dumps, output file size;
+//!   no other write anywhere; device `ioctl`s refused (Landlock ABI 5) and signals to processes
+//!   outside the helper refused (ABI 6) where the kernel has them. Without Landlock the helper
+//!   **refuses to start** unless `--allow-without-landlock` is given (policy
+//!   `[isolation] allow_without_landlock`);
+//! - **no terminal**: its own session, standard input on `/dev/null`, and seccomp refusing the
+//!   `TIOCSTI`/`TIOCLINUX` ioctls (`EPERM`);
+//! - **limits**: CPU seconds, address space, no core dumps, output file size, and at most
+//!   [`MAX_PROCESSES`] processes for the helper's user (`RLIMIT_NPROC`);
 //! - **privileges**: when started as root, switches to `nobody` first (the job directory must be
 //!   owned by it, see [`prepare_dir`]).
 //!
-//! Usage: `mugai __confine --rw DIR [--cpu SECS] [--memory BYTES] -- PROGRAM ARGS...`.
+//! Without root there are no namespaces and no privilege drop: the helper's descendants that
+//! leave its session are then not killed with it.
+//!
+//! Usage: `mugai __confine --rw DIR [--cpu SECS] [--memory BYTES] [--allow-without-landlock]
+//! -- /ABSOLUTE/PROGRAM ARGS...`.
 
 use std::collections::BTreeMap;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -30,11 +51,19 @@ use seccompiler::{
 /// The hidden subcommand.
 pub const CONFINE_ARG: &str = "__confine";
 
+/// The hidden argument that selects the inner stage.
+const INNER_ARG: &str = "--inner";
+
 /// Exit code when confinement could not be set up (the helper never ran).
 pub const EXIT_CONFINE_FAILED: i32 = 75;
 
 /// The user helpers run as when the daemon runs as root.
 pub const NOBODY: u32 = 65534;
+
+/// `RLIMIT_NPROC` for the helper: processes (threads included) of the helper's user, so a
+/// fork bomb stops there. Counted per user, so it leaves room for the workers and other
+/// conversions that also run as `nobody`.
+pub const MAX_PROCESSES: u64 = 1024;
 
 /// Hands the job directory to the unprivileged helper user (when we are root).
 pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
@@ -50,8 +79,15 @@ pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The command line that runs `program args` confined to `rw_dir`.
-pub fn command(exe: &Path, rw_dir: &Path, cpu_seconds: u64, memory_bytes: u64) -> Command {
+/// The command line that runs `program args` confined to `rw_dir`. The program must be given
+/// by absolute path (it is never looked up in `PATH`).
+pub fn command(
+    exe: &Path,
+    rw_dir: &Path,
+    cpu_seconds: u64,
+    memory_bytes: u64,
+    allow_without_landlock: bool,
+) -> Command {
     let mut c = Command::new(exe);
     c.arg(CONFINE_ARG)
         .arg("--rw")
@@ -59,31 +95,45 @@ pub fn command(exe: &Path, rw_dir: &Path, cpu_seconds: u64, memory_bytes: u64) -
         .arg("--cpu")
         .arg(cpu_seconds.to_string())
         .arg("--memory")
-        .arg(memory_bytes.to_string())
-        .arg("--");
+        .arg(memory_bytes.to_string());
+    if allow_without_landlock {
+        c.arg("--allow-without-landlock");
+    }
+    c.arg("--");
     c
 }
 
+#[derive(Debug)]
 struct Args {
+    inner: bool,
     rw: PathBuf,
     cpu: u64,
     memory: u64,
+    allow_without_landlock: bool,
+    simulate_no_landlock: bool,
     program: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Option<Args> {
     let mut out = Args {
+        inner: false,
         rw: PathBuf::new(),
         cpu: 120,
         memory: 8 * 1024 * 1024 * 1024,
+        allow_without_landlock: false,
+        simulate_no_landlock: false,
         program: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
+            INNER_ARG => out.inner = true,
             "--rw" => out.rw = PathBuf::from(it.next()?),
             "--cpu" => out.cpu = it.next()?.parse().ok()?,
             "--memory" => out.memory = it.next()?.parse().ok()?,
+            "--allow-without-landlock" => out.allow_without_landlock = true,
+            #[cfg(feature = "test-hooks")]
+            "--simulate-no-landlock" => out.simulate_no_landlock = true,
             "--" => {
                 out.program = it.cloned().collect();
                 break;
@@ -91,7 +141,11 @@ fn parse(args: &[String]) -> Option<Args> {
             _ => return None,
         }
     }
-    (!out.rw.as_os_str().is_empty() && !out.program.is_empty()).then_some(out)
+    let absolute = out
+        .program
+        .first()
+        .is_some_and(|p| Path::new(p).is_absolute());
+    (!out.rw.as_os_str().is_empty() && absolute).then_some(out)
 }
 
 fn no_inet_sockets() -> Result<BpfProgram, String> {
@@ -120,24 +174,51 @@ fn no_inet_sockets() -> Result<BpfProgram, String> {
     BpfProgram::try_from(f).map_err(|e| e.to_string())
 }
 
+/// The outer stage: shed descriptors, make the namespaces, run the inner stage and pass on its
+/// exit status.
+fn outer(args: &[String]) -> Result<i32, String> {
+    use std::os::unix::process::ExitStatusExt;
+    crate::sandbox::mark_fds_cloexec();
+    if nix::unistd::geteuid().is_root() {
+        use nix::sched::CloneFlags;
+        // The PID namespace applies to the children started from here on: the inner stage is
+        // its PID 1.
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("network and PID namespaces: {e}"))?;
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my executable: {e}"))?;
+    let status = Command::new(exe)
+        .arg(CONFINE_ARG)
+        .arg(INNER_ARG)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot start the inner stage: {e}"))?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(EXIT_CONFINE_FAILED))
+}
+
 fn confine(a: &Args) -> Result<(), String> {
     use landlock::{
-        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, path_beneath_rules,
+        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+        path_beneath_rules,
     };
     use rlimit::{Resource, setrlimit};
     setrlimit(Resource::CORE, 0, 0).map_err(|e| e.to_string())?;
     setrlimit(Resource::CPU, a.cpu, a.cpu.saturating_add(1)).map_err(|e| e.to_string())?;
     setrlimit(Resource::AS, a.memory, a.memory).map_err(|e| e.to_string())?;
     setrlimit(Resource::FSIZE, 1 << 30, 1 << 30).map_err(|e| e.to_string())?;
+    setrlimit(Resource::NPROC, MAX_PROCESSES, MAX_PROCESSES).map_err(|e| e.to_string())?;
     if nix::unistd::geteuid().is_root() {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("network namespace: {e}"))?;
         use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
         setgroups(&[]).map_err(|e| e.to_string())?;
         setgid(Gid::from_raw(NOBODY)).map_err(|e| e.to_string())?;
         setuid(Uid::from_raw(NOBODY)).map_err(|e| e.to_string())?;
     }
-    let abi = ABI::V3;
+    let abi = ABI::V6;
     let system: Vec<&str> = [
         "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc", "/opt",
     ]
@@ -147,74 +228,108 @@ fn confine(a: &Args) -> Result<(), String> {
     let read_only: Vec<&str> = [
         "/proc",
         "/sys",
-        "/dev",
+        "/dev/zero",
+        "/dev/random",
+        "/dev/urandom",
         "/var/cache/fontconfig",
         "/var/spool/libreoffice",
     ]
     .into_iter()
     .filter(|p| Path::new(p).exists())
     .collect();
-    Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(|e| e.to_string())?
-        .create()
-        .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules(
-            system,
-            AccessFs::from_read(abi) | AccessFs::Execute,
-        ))
-        .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules(read_only, AccessFs::from_read(abi)))
-        .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules([&a.rw], AccessFs::from_all(abi)))
-        .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules(["/dev/shm"], AccessFs::from_all(abi)))
-        .map_err(|e| e.to_string())?
-        // LibreOffice binds its single-instance pipe socket in /tmp whatever TMPDIR says:
-        // allow creating and removing sockets there, nothing else.
-        .add_rules(path_beneath_rules(
-            ["/tmp"],
-            AccessFs::MakeSock | AccessFs::RemoveFile,
-        ))
-        .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules(
-            ["/dev/null"],
-            AccessFs::from_read(abi) | AccessFs::WriteFile,
-        ))
-        .map_err(|e| e.to_string())?
-        .restrict_self()
-        .map_err(|e| e.to_string())?;
+    let enforced = if a.simulate_no_landlock {
+        false
+    } else {
+        let status = Ruleset::default()
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(|e| e.to_string())?
+            .scope(Scope::Signal)
+            .map_err(|e| e.to_string())?
+            .create()
+            .map_err(|e| e.to_string())?
+            .add_rules(path_beneath_rules(
+                system,
+                AccessFs::from_read(abi) | AccessFs::Execute,
+            ))
+            .map_err(|e| e.to_string())?
+            .add_rules(path_beneath_rules(read_only, AccessFs::from_read(abi)))
+            .map_err(|e| e.to_string())?
+            .add_rules(path_beneath_rules([&a.rw], AccessFs::from_all(abi)))
+            .map_err(|e| e.to_string())?
+            .add_rules(path_beneath_rules(["/dev/shm"], AccessFs::from_all(abi)))
+            .map_err(|e| e.to_string())?
+            // LibreOffice binds its single-instance pipe socket in /tmp whatever TMPDIR says:
+            // allow creating and removing sockets there, nothing else.
+            .add_rules(path_beneath_rules(
+                ["/tmp"],
+                AccessFs::MakeSock | AccessFs::RemoveFile,
+            ))
+            .map_err(|e| e.to_string())?
+            .add_rules(path_beneath_rules(
+                ["/dev/null"],
+                AccessFs::from_read(abi) | AccessFs::WriteFile,
+            ))
+            .map_err(|e| e.to_string())?
+            .restrict_self()
+            .map_err(|e| e.to_string())?;
+        status.ruleset != RulesetStatus::NotEnforced
+    };
+    if !enforced && !a.allow_without_landlock {
+        return Err(crate::sandbox::NO_LANDLOCK.replace(
+            "set `allow_without_landlock = true` in the policy's [isolation] table",
+            "pass --allow-without-landlock (policy [isolation] allow_without_landlock)",
+        ));
+    }
     nix::sys::prctl::set_no_new_privs().map_err(|e| e.to_string())?;
     seccompiler::apply_filter(&no_inet_sockets()?).map_err(|e| e.to_string())?;
+    let no_tty = crate::sandbox::no_terminal_injection().map_err(|e| e.to_string())?;
+    seccompiler::apply_filter(&no_tty).map_err(|e| e.to_string())?;
     Ok(())
 }
 
-/// Runs the trampoline: confine, then replace this process with the program. Returns only on
-/// failure, with the exit code.
-pub fn run(args: &[String]) -> i32 {
-    let Some(a) = parse(args) else {
-        eprintln!(
-            "mugai confine: usage: {CONFINE_ARG} --rw DIR [--cpu S] [--memory B] -- PROGRAM ARGS..."
-        );
-        return EXIT_CONFINE_FAILED;
-    };
-    if let Err(e) = confine(&a) {
-        eprintln!("mugai confine: {e}");
-        return EXIT_CONFINE_FAILED;
-    }
+/// The inner stage: die with the outer stage, leave the terminal's session, confine, then run
+/// the program as a child and return its exit status. As PID 1 of its namespace, its exit ends
+/// every process the program left behind.
+fn inner(a: &Args) -> Result<i32, String> {
+    use std::os::unix::process::ExitStatusExt;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("parent-death signal: {e}"))?;
+    crate::sandbox::new_session().map_err(|e| e.to_string())?;
+    confine(a)?;
     let Some((program, rest)) = a.program.split_first() else {
-        return EXIT_CONFINE_FAILED;
+        return Err("no program".into());
     };
-    let err = Command::new(program)
+    let status = Command::new(program)
         .args(rest)
         .env_clear()
         .env("HOME", &a.rw)
         .env("TMPDIR", &a.rw)
         .env("PATH", "/usr/bin:/bin")
         .env("LANG", "C.UTF-8")
-        .exec();
-    eprintln!("mugai confine: cannot run {program}: {err}");
-    EXIT_CONFINE_FAILED
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(EXIT_CONFINE_FAILED))
+}
+
+/// Runs the trampoline (either stage). Returns the exit code: the program's, or
+/// [`EXIT_CONFINE_FAILED`] when confinement could not be set up.
+pub fn run(args: &[String]) -> i32 {
+    let Some(a) = parse(args) else {
+        eprintln!(
+            "mugai confine: usage: {CONFINE_ARG} --rw DIR [--cpu S] [--memory B] \
+             [--allow-without-landlock] -- /PROGRAM ARGS..."
+        );
+        return EXIT_CONFINE_FAILED;
+    };
+    let result = if a.inner { inner(&a) } else { outer(args) };
+    result.unwrap_or_else(|e| {
+        eprintln!("mugai confine: {e}");
+        EXIT_CONFINE_FAILED
+    })
 }
 
 #[cfg(test)]
@@ -229,16 +344,21 @@ mod tests {
             "--cpu",
             "5",
             "--",
-            "soffice",
+            "/usr/bin/soffice",
             "--headless",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let a = parse(&args).unwrap();
+        assert!(!a.inner && !a.allow_without_landlock);
         assert_eq!(a.rw, PathBuf::from("/tmp/x"));
         assert_eq!(a.cpu, 5);
-        assert_eq!(a.program, vec!["soffice", "--headless"]);
+        assert_eq!(a.program, vec!["/usr/bin/soffice", "--headless"]);
         assert!(parse(&args[..4]).is_none());
+        // Never a program looked up through PATH.
+        let mut relative = args.clone();
+        relative[5] = "soffice".into();
+        assert!(parse(&relative).is_none());
     }
 }

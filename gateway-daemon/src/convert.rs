@@ -32,6 +32,7 @@ pub struct LibreOffice {
     timeout: Duration,
     max_output: u64,
     confine: Option<PathBuf>,
+    allow_without_landlock: bool,
 }
 
 impl LibreOffice {
@@ -43,6 +44,7 @@ impl LibreOffice {
             timeout,
             max_output: 200 * 1024 * 1024,
             confine: None,
+            allow_without_landlock: false,
         }
     }
 
@@ -50,6 +52,13 @@ impl LibreOffice {
     /// provides the trampoline, normally `std::env::current_exe()`).
     pub fn confined(mut self, mugai: impl Into<PathBuf>) -> LibreOffice {
         self.confine = Some(mugai.into());
+        self
+    }
+
+    /// Lets the confined converter run where Landlock cannot be enforced (policy
+    /// `isolation.allow_without_landlock`); by default it refuses to start there.
+    pub fn allow_without_landlock(mut self, allow: bool) -> LibreOffice {
+        self.allow_without_landlock = allow;
         self
     }
 
@@ -98,7 +107,13 @@ impl LibreOffice {
                 crate::confine::prepare_dir(dir.path())
                     .map_err(|e| format!("preparing the conversion directory: {e}"))?;
                 let cpu = self.timeout.as_secs().saturating_mul(2).saturating_add(5);
-                let mut c = crate::confine::command(mugai, dir.path(), cpu, 8 << 30);
+                let mut c = crate::confine::command(
+                    mugai,
+                    dir.path(),
+                    cpu,
+                    8 << 30,
+                    self.allow_without_landlock,
+                );
                 c.arg(&self.soffice);
                 c
             }
@@ -204,15 +219,12 @@ fn restrict(dir: &Path) -> Result<(), String> {
 
 /// Kills the child's whole process group (soffice is a wrapper that starts soffice.bin).
 fn kill_group(child: &mut std::process::Child) {
-    #[cfg(unix)]
-    {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg("--")
-            .arg(format!("-{}", child.id()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    // A system call, never a `kill` program looked up through PATH.
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     let _ = child.kill();
     let _ = child.wait();

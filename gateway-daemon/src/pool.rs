@@ -82,6 +82,8 @@ struct Worker {
     stdin: ChildStdin,
     events: Receiver<Event>,
     stderr: JoinHandle<Vec<u8>>,
+    /// Its ready frame was already read and checked (the first worker, in [`Pool::new`]).
+    ready: Option<Frame>,
 }
 
 const STDERR_CAP: u64 = 64 * 1024;
@@ -150,7 +152,31 @@ fn spawn_worker(cfg: &PoolConfig) -> std::io::Result<Worker> {
         stdin,
         events,
         stderr,
+        ready: None,
     })
+}
+
+/// Waits for a worker's ready frame: it says the worker confined itself. A worker that refused
+/// to start (sandbox setup failed, e.g. no Landlock where it is required) is killed and its
+/// last words become the error.
+fn await_ready(w: &mut Worker) -> Result<Frame, PoolError> {
+    if let Some(f) = w.ready.take() {
+        return Ok(f);
+    }
+    match w.events.recv_timeout(Duration::from_secs(10)) {
+        Ok(Event::Frame(f)) if f.tag == tag::READY => Ok(f),
+        _ => {
+            let _ = w.child.kill();
+            let status = w.child.wait().ok();
+            let err = std::mem::replace(&mut w.stderr, std::thread::spawn(Vec::new));
+            let err = err.join().unwrap_or_default();
+            Err(PoolError(format!(
+                "worker did not start ({}): {}",
+                status.map_or_else(|| "no status".to_owned(), |s| s.to_string()),
+                String::from_utf8_lossy(&err).trim()
+            )))
+        }
+    }
 }
 
 /// Why a worker did not deliver.
@@ -214,9 +240,18 @@ impl Pool {
         cfg: PoolConfig,
         converter: Option<Arc<dyn Converter + Send + Sync>>,
     ) -> Result<Pool, PoolError> {
+        // Descriptors this process was given by its caller (or opened without close-on-exec)
+        // must not reach any worker or helper.
+        crate::sandbox::mark_fds_cloexec();
         let mut idle = VecDeque::new();
         for _ in 0..cfg.size.max(1) {
             idle.push_back(spawn_worker(&cfg).map_err(|e| PoolError(e.to_string()))?);
+        }
+        // Fail at start, with the worker's own words, when workers cannot confine themselves
+        // here (rather than on every job).
+        if let Some(first) = idle.front_mut() {
+            let ready = await_ready(first)?;
+            first.ready = Some(ready);
         }
         Ok(Pool {
             cfg,
@@ -329,25 +364,16 @@ impl Pool {
     ) -> Result<Result<Raw, SanitizeError>, PoolError> {
         let mut w = self.take()?;
         // The worker confirms it is confined before it is given anything.
-        let ready = match w.events.recv_timeout(Duration::from_secs(10)) {
-            Ok(Event::Frame(f)) if f.tag == tag::READY => f,
-            _ => {
-                let _ = w.child.kill();
-                let status = w.child.wait().ok();
-                let err = w.stderr.join().unwrap_or_default();
-                return Err(PoolError(format!(
-                    "worker did not start ({:?}): {}",
-                    status,
-                    String::from_utf8_lossy(&err).trim()
-                )));
-            }
-        };
+        let ready = await_ready(&mut w)?;
         if let Ok(status) = ready.header::<serde_json::Value>()
             && status.get("landlock") == Some(&serde_json::Value::Bool(false))
             && self.cfg.sandbox.confine
             && !self.warned_landlock.swap(true, Ordering::Relaxed)
         {
-            tracing::warn!("Landlock is not available on this kernel; workers run without it.");
+            tracing::warn!(
+                "Landlock is not available on this kernel; workers run without it, as the policy \
+                 allows (isolation.allow_without_landlock)."
+            );
         }
 
         let deadline =
@@ -454,6 +480,7 @@ impl Isolated {
         {
             cfg.sandbox.read_paths.push(dir.to_path_buf());
         }
+        cfg.sandbox.allow_without_landlock |= policy.isolation.allow_without_landlock;
         Ok(Isolated {
             pool: Pool::new(cfg, converter)?,
             policy,

@@ -1,30 +1,48 @@
 //! Confinement a worker process applies to itself before it reads any input.
 //!
 //! Order matters, and each step narrows what the next may do:
+//! 0. **Session and descriptors** (done by the worker first thing, [`new_session`] and
+//!    [`inherited_fds`]): a new session, so the worker has no controlling terminal; standard
+//!    input is the parent's pipe, never a terminal; no descriptor above 2 that the caller left
+//!    open survives (the worker re-executes itself with them marked close-on-exec, and refuses
+//!    to start if any is still there).
 //! 1. **Resource limits** (`setrlimit`): address space (`RLIMIT_AS`), CPU seconds
 //!    (`RLIMIT_CPU`), no core dumps (`RLIMIT_CORE` = 0), no file growth (`RLIMIT_FSIZE` = 0),
 //!    few descriptors (`RLIMIT_NOFILE`).
 //! 2. **Privileges**: when started as root, drop supplementary groups and switch to
 //!    `nobody:nogroup` (65534), so a sandbox escape lands in an unprivileged account.
 //! 3. **Landlock** (kernel ≥ 5.13): the file system becomes read-only and only below the
-//!    directories the sanitizers need (fonts); everything else is invisible. On kernels without
-//!    Landlock the rest still applies and a warning is logged once.
-//! 4. **seccomp**: two filters. The first kills the process on the system calls a compromised
-//!    sanitizer would want: `socket`, `connect`, `execve`, `ptrace`, `fork`-style process
-//!    creation, `mount`, `bpf`, ... The second is an allow-list of the calls the sanitizers use;
-//!    anything else fails with `EPERM`. (Killing on every unknown call would turn a harmless new
-//!    libc call into a lost item; `EPERM` keeps the failure deterministic and visible.)
+//!    directories the sanitizers need (fonts); everything else, `/dev` included, is invisible.
+//!    Where the kernel has them, device `ioctl`s (ABI 5) and signals to processes outside the
+//!    worker (ABI 6) are refused too. A worker that cannot enforce its ruleset **refuses to
+//!    start** unless [`SandboxConfig::allow_without_landlock`] is set (policy
+//!    `[isolation] allow_without_landlock = true`).
+//! 4. **seccomp**: three filters. The first kills the process on the system calls a
+//!    compromised sanitizer would want: `socket`, `connect`, `execve`, `ptrace`, `fork`-style
+//!    process creation, `mount`, `bpf`, ... The second is an allow-list of the calls the
+//!    sanitizers use, some only with the arguments they need: `openat` only for reading (no
+//!    write access mode, no `O_CREAT`/`O_TRUNC`/`O_APPEND`/`O_TMPFILE`; `open`, `creat` and
+//!    `openat2` are not allowed at all), `kill`/`tgkill`/`tkill` only on the worker itself,
+//!    `prlimit64` only on itself; anything else fails with `EPERM`. (Killing on every unknown
+//!    call would turn a harmless new libc call into a lost item; `EPERM` keeps the failure
+//!    deterministic and visible.) The third refuses the terminal-injection `ioctl`s
+//!    (`TIOCSTI`, `TIOCLINUX`) with `EPERM`. The open rule holds whatever Landlock does, so even
+//!    a worker allowed to run without Landlock cannot create, truncate or write files.
 //!
 //! What it does **not** protect against: kernel vulnerabilities reachable through the allowed
-//! system calls; reading the allowed font directories; exhausting CPU up to the CPU limit and
-//! memory up to the address-space cap (by design: those are the limits); side channels. It does
-//! not hide the process list (no PID namespace): a worker can see, but not signal or trace, its
-//! siblings (`kill`, `ptrace` are blocked).
+//! system calls; reading the allowed font directories (and, without Landlock, any file the
+//! `nobody` user may read); exhausting CPU up to the CPU limit and memory up to the
+//! address-space cap (by design: those are the limits); side channels. It does not hide the
+//! process list (no PID namespace): a worker can see, but not signal, trace or re-limit, its
+//! siblings.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
 
 /// Limits and allowed paths for one worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +55,13 @@ pub struct SandboxConfig {
     pub read_paths: Vec<PathBuf>,
     /// Apply Landlock and seccomp (false only for debugging with `--no-isolation`-like setups).
     pub confine: bool,
+    /// Start even when Landlock cannot be enforced (kernel without it, or disabled). Default
+    /// false: such a worker refuses to start, because without Landlock it could read every
+    /// file the `nobody` user can. seccomp's read-only open rule applies either way.
+    pub allow_without_landlock: bool,
+    /// Test switch: behave as if the kernel had no Landlock (`test-hooks` builds only).
+    #[cfg(feature = "test-hooks")]
+    pub simulate_no_landlock: bool,
 }
 
 impl Default for SandboxConfig {
@@ -49,6 +74,9 @@ impl Default for SandboxConfig {
                 PathBuf::from("/usr/local/share/fonts"),
             ],
             confine: true,
+            allow_without_landlock: false,
+            #[cfg(feature = "test-hooks")]
+            simulate_no_landlock: false,
         }
     }
 }
@@ -56,7 +84,7 @@ impl Default for SandboxConfig {
 /// What the sandbox could enforce on this kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SandboxStatus {
-    /// Landlock fully or partly enforced.
+    /// Landlock enforced (fully, or without the newest rights an older kernel lacks).
     pub landlock: bool,
     /// seccomp filters installed.
     pub seccomp: bool,
@@ -77,6 +105,35 @@ fn err(step: &'static str, e: impl std::fmt::Display) -> SandboxError {
         step,
         detail: e.to_string(),
     }
+}
+
+/// The refusal when Landlock is not enforced and the configuration does not allow that.
+pub const NO_LANDLOCK: &str = "Landlock is not enforced on this kernel; refusing to start \
+     (set `allow_without_landlock = true` in the policy's [isolation] table to run without it)";
+
+/// Leaves the caller's session: the process gets no controlling terminal, so it can neither
+/// open `/dev/tty` nor inject input into the operator's shell. Call first thing in a freshly
+/// started child (it fails for a process-group leader).
+pub fn new_session() -> Result<(), SandboxError> {
+    use nix::unistd::{getpid, getsid, setsid};
+    match setsid() {
+        Ok(_) => Ok(()),
+        // Already the leader of its own session (a worker that re-executed itself).
+        Err(_) if getsid(None).ok() == Some(getpid()) => Ok(()),
+        Err(e) => Err(err("setsid", e)),
+    }
+}
+
+/// Descriptors above 2 that this process has open (the ones a caller may have leaked).
+pub fn inherited_fds() -> Vec<i32> {
+    close_fds::iter_open_fds(3).collect()
+}
+
+/// Marks every descriptor above 2 close-on-exec, so no program this process starts inherits
+/// them. (Closing them outright is not possible without `unsafe`: the standard library owns
+/// some; close-on-exec followed by an exec has the same effect.)
+pub fn mark_fds_cloexec() {
+    close_fds::set_fds_cloexec_threadsafe(3, &[]);
 }
 
 /// Applies every step to the calling process. Call from the worker's main thread before any
@@ -104,8 +161,18 @@ pub fn apply(config: &SandboxConfig) -> Result<SandboxStatus, SandboxError> {
             dropped_root,
         });
     }
+    #[cfg(feature = "test-hooks")]
+    let landlock = if config.simulate_no_landlock {
+        false
+    } else {
+        landlock_read_only(&config.read_paths)?
+    };
+    #[cfg(not(feature = "test-hooks"))]
     let landlock = landlock_read_only(&config.read_paths)?;
-    install_seccomp()?;
+    if !landlock && !config.allow_without_landlock {
+        return Err(err("landlock", NO_LANDLOCK));
+    }
+    install_seccomp(std::process::id())?;
     Ok(SandboxStatus {
         landlock,
         seccomp: true,
@@ -129,16 +196,19 @@ fn drop_root() -> Result<bool, SandboxError> {
     Ok(true)
 }
 
-/// Read-only access below `paths`, nothing else. Returns whether Landlock is enforced.
+/// Read-only access below `paths`, nothing else; device ioctls (ABI 5) and signals out of the
+/// sandbox (ABI 6) refused where the kernel knows them. Returns whether Landlock is enforced.
 fn landlock_read_only(paths: &[PathBuf]) -> Result<bool, SandboxError> {
     use landlock::{
-        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+        ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
         path_beneath_rules,
     };
-    let abi = ABI::V3;
+    let abi = ABI::V6;
     let existing: Vec<&PathBuf> = paths.iter().filter(|p| p.exists()).collect();
     let status = Ruleset::default()
         .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| err("landlock", e))?
+        .scope(Scope::Signal)
         .map_err(|e| err("landlock", e))?
         .create()
         .map_err(|e| err("landlock", e))?
@@ -166,8 +236,6 @@ const KILL: &[i64] = &[
     libc::SYS_ptrace,
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
-    libc::SYS_kill,
-    libc::SYS_tkill,
     libc::SYS_mount,
     libc::SYS_umount2,
     libc::SYS_pivot_root,
@@ -194,7 +262,9 @@ const KILL: &[i64] = &[
     libc::SYS_io_uring_setup,
 ];
 
-/// System calls the sanitizers use (memory, threads, reading fonts, pipes, time).
+/// System calls the sanitizers use (memory, threads, reading fonts, pipes, time). `openat`,
+/// `clone`, `kill`, `tgkill`, `tkill` and `prlimit64` are allowed only with certain arguments
+/// ([`conditional`]).
 const ALLOW: &[i64] = &[
     libc::SYS_read,
     libc::SYS_write,
@@ -202,7 +272,6 @@ const ALLOW: &[i64] = &[
     libc::SYS_writev,
     libc::SYS_pread64,
     libc::SYS_close,
-    libc::SYS_openat,
     libc::SYS_getdents64,
     libc::SYS_lseek,
     libc::SYS_fstat,
@@ -229,7 +298,6 @@ const ALLOW: &[i64] = &[
     libc::SYS_geteuid,
     libc::SYS_getgid,
     libc::SYS_getegid,
-    libc::SYS_tgkill,
     libc::SYS_rt_sigaction,
     libc::SYS_rt_sigprocmask,
     libc::SYS_rt_sigreturn,
@@ -239,7 +307,6 @@ const ALLOW: &[i64] = &[
     libc::SYS_nanosleep,
     libc::SYS_gettimeofday,
     libc::SYS_getrandom,
-    libc::SYS_prlimit64,
     libc::SYS_getrlimit,
     libc::SYS_exit,
     libc::SYS_exit_group,
@@ -255,6 +322,60 @@ const ALLOW: &[i64] = &[
     libc::SYS_seccomp,
 ];
 
+/// Open flags that write, create or truncate: a worker's `openat` may carry none of them.
+const WRITE_FLAGS: u64 = (libc::O_WRONLY
+    | libc::O_RDWR
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u64;
+
+/// `ioctl` requests that push input into a terminal (or its console): never allowed.
+const TERMINAL_INJECTION: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SandboxError> {
+    // Dword: the kernel reads these arguments (flags, pids, ioctl requests) as 32-bit values,
+    // so high bits a caller sets cannot smuggle a different value past the comparison.
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| err("seccomp", e))
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SandboxError> {
+    SeccompRule::new(conds).map_err(|e| err("seccomp", e))
+}
+
+/// The allow-list entries that depend on arguments, for a process whose pid is `own_pid`.
+fn conditional(own_pid: u32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, SandboxError> {
+    let me = u64::from(own_pid);
+    // Threads yes, processes no: clone is allowed only with CLONE_THREAD in its flags.
+    let thread_flag = libc::CLONE_THREAD as u64;
+    let only_threads = SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(thread_flag),
+        thread_flag,
+    )
+    .map_err(|e| err("seccomp", e))?;
+    let read_only = |flags_arg: u8| cond(flags_arg, SeccompCmpOp::MaskedEq(WRITE_FLAGS), 0);
+    let only_me = |arg: u8| cond(arg, SeccompCmpOp::Eq, me);
+    Ok([
+        (libc::SYS_clone, vec![rule(vec![only_threads])?]),
+        (libc::SYS_openat, vec![rule(vec![read_only(2)?])?]),
+        (libc::SYS_kill, vec![rule(vec![only_me(0)?])?]),
+        (libc::SYS_tgkill, vec![rule(vec![only_me(0)?])?]),
+        (libc::SYS_tkill, vec![rule(vec![only_me(0)?])?]),
+        (
+            libc::SYS_prlimit64,
+            vec![
+                rule(vec![cond(0, SeccompCmpOp::Eq, 0)?])?,
+                rule(vec![only_me(0)?])?,
+            ],
+        ),
+    ]
+    .into_iter()
+    .collect())
+}
+
 fn compile(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     on_match: SeccompAction,
@@ -269,21 +390,24 @@ fn unconditional(calls: &[i64]) -> BTreeMap<i64, Vec<SeccompRule>> {
     calls.iter().map(|c| (*c, Vec::new())).collect()
 }
 
-fn install_seccomp() -> Result<(), SandboxError> {
-    use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition};
-    nix::sys::prctl::set_no_new_privs().map_err(|e| err("no_new_privs", e))?;
-    // Threads yes, processes no: clone is allowed only with CLONE_THREAD in its flags.
-    let thread_flag = libc::CLONE_THREAD as u64;
-    let only_threads = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(thread_flag),
-        thread_flag,
+/// A filter refusing (`EPERM`) the terminal-injection ioctls and allowing everything else;
+/// shared with the LibreOffice trampoline ([`crate::confine`]).
+pub(crate) fn no_terminal_injection() -> Result<BpfProgram, SandboxError> {
+    let rules = TERMINAL_INJECTION
+        .iter()
+        .map(|req| rule(vec![cond(1, SeccompCmpOp::Eq, *req)?]))
+        .collect::<Result<Vec<_>, _>>()?;
+    compile(
+        [(libc::SYS_ioctl, rules)].into_iter().collect(),
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
     )
-    .and_then(|c| SeccompRule::new(vec![c]))
-    .map_err(|e| err("seccomp", e))?;
+}
+
+/// The worker's filters, in the order they are installed.
+fn filters(own_pid: u32) -> Result<Vec<BpfProgram>, SandboxError> {
     let mut allowed = unconditional(ALLOW);
-    allowed.insert(libc::SYS_clone, vec![only_threads]);
+    allowed.extend(conditional(own_pid)?);
     let allow = compile(
         allowed,
         SeccompAction::Allow,
@@ -303,7 +427,13 @@ fn install_seccomp() -> Result<(), SandboxError> {
     )?;
     // Every installed filter runs and the strictest action wins (kill over errno); between
     // two errno answers the most recently installed filter's errno wins, hence this order.
-    for prog in [&allow, &kill, &no_clone3] {
+    Ok(vec![allow, kill, no_clone3, no_terminal_injection()?])
+}
+
+fn install_seccomp(own_pid: u32) -> Result<(), SandboxError> {
+    let progs = filters(own_pid)?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| err("no_new_privs", e))?;
+    for prog in &progs {
         seccompiler::apply_filter(prog).map_err(|e| err("seccomp", e))?;
     }
     Ok(())

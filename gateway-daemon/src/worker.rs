@@ -1,6 +1,9 @@
 //! The worker side: `mugai __worker ...`, started by the [`pool`](crate::pool).
 //!
 //! Life of a worker, in order:
+//! 0. leave the caller's session (no controlling terminal) and shed every descriptor above 2
+//!    the caller left open (by re-executing itself with them marked close-on-exec; its pipes are
+//!    0, 1 and 2); a worker that still holds one refuses to start;
 //! 1. confine itself ([`sandbox::apply`]) before touching any input; on failure exit 70 without
 //!    reading anything (the pool then reports the worker pool as unavailable: a transient
 //!    condition, never a verdict on an input);
@@ -49,6 +52,13 @@ pub fn sandbox_args(cfg: &SandboxConfig) -> Vec<String> {
     if !cfg.confine {
         args.push("--no-confine".into());
     }
+    if cfg.allow_without_landlock {
+        args.push("--allow-without-landlock".into());
+    }
+    #[cfg(feature = "test-hooks")]
+    if cfg.simulate_no_landlock {
+        args.push("--simulate-no-landlock".into());
+    }
     args
 }
 
@@ -64,6 +74,9 @@ fn parse_args(args: &[String]) -> Option<SandboxConfig> {
             "--cpu" => cfg.cpu_seconds = it.next()?.parse().ok()?,
             "--read" => cfg.read_paths.push(PathBuf::from(it.next()?)),
             "--no-confine" => cfg.confine = false,
+            "--allow-without-landlock" => cfg.allow_without_landlock = true,
+            #[cfg(feature = "test-hooks")]
+            "--simulate-no-landlock" => cfg.simulate_no_landlock = true,
             _ => return None,
         }
     }
@@ -114,8 +127,48 @@ impl Converter for PipeConverter {
     }
 }
 
+/// Set in the environment of a worker that re-executed itself to drop inherited descriptors.
+const REEXEC_MARK: &str = "MUGAI_WORKER_FDS_SHED";
+
+/// Makes sure no descriptor above 2 is open: if the caller left some, marks them close-on-exec
+/// and replaces this process with a fresh copy of itself (so they close); if some are still
+/// open after that, refuses to start. `Err` carries the exit code.
+fn shed_inherited_fds(args: &[String]) -> Result<(), i32> {
+    use std::os::unix::process::CommandExt;
+    let open = sandbox::inherited_fds();
+    if open.is_empty() {
+        return Ok(());
+    }
+    if std::env::var_os(REEXEC_MARK).is_some() {
+        eprintln!("mugai worker: descriptors {open:?} are still open; refusing to start");
+        return Err(EXIT_SANDBOX_SETUP);
+    }
+    sandbox::mark_fds_cloexec();
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("mugai worker: cannot find my executable to drop descriptors: {e}");
+            return Err(EXIT_SANDBOX_SETUP);
+        }
+    };
+    let e = std::process::Command::new(exe)
+        .arg(WORKER_ARG)
+        .args(args)
+        .env(REEXEC_MARK, "1")
+        .exec();
+    eprintln!("mugai worker: cannot re-execute to drop descriptors: {e}");
+    Err(EXIT_SANDBOX_SETUP)
+}
+
 /// Runs a worker. `args` are the arguments after [`WORKER_ARG`]. Returns the exit code.
 pub fn run(args: &[String]) -> i32 {
+    if let Err(e) = sandbox::new_session() {
+        eprintln!("mugai worker: {e}");
+        return EXIT_SANDBOX_SETUP;
+    }
+    if let Err(code) = shed_inherited_fds(args) {
+        return code;
+    }
     let Some(cfg) = parse_args(args) else {
         eprintln!("mugai worker: bad arguments");
         return EXIT_PROTOCOL;
@@ -268,18 +321,103 @@ mod hooks {
                     EXIT_SANDBOX_DENIED
                 }
             },
-            "exec" => match std::process::Command::new("/bin/true").status() {
-                Ok(_) => forged(header, b"exec succeeded"),
-                Err(e) => {
-                    eprintln!("sandbox: exec denied: {e}");
-                    EXIT_SANDBOX_DENIED
-                }
-            },
+            // In place, without cloning: only the execve rule can stop it.
+            "exec" => {
+                use std::os::unix::process::CommandExt;
+                let e = std::process::Command::new("/bin/true").exec();
+                eprintln!("sandbox: exec denied: {e}");
+                EXIT_SANDBOX_DENIED
+            }
             "forge" => forged(
                 header,
                 b"From: a@example.jp\r\nX-Mugai-Report-Id: 1\r\nContent-Type: text/html\r\n\r\n<script>alert(1)</script>\r\n",
             ),
-            _ => return None,
+            _ => match name.split_once(':') {
+                Some((hook, arg)) => fact(hook, arg),
+                None => fact(name, ""),
+            },
         })
+    }
+
+    /// Hooks that report what they could do: the answer is the last line on standard error,
+    /// with exit 71, so it reaches the report's reason (`the sandbox refused an operation: ...`).
+    fn fact(hook: &str, arg: &str) -> i32 {
+        let said = |what: String| {
+            eprintln!("hook {hook}: {what}");
+            EXIT_SANDBOX_DENIED
+        };
+        let outcome = |r: Result<(), String>| match r {
+            Ok(()) => "done".to_owned(),
+            Err(e) => format!("refused ({e})"),
+        };
+        let pid = arg.parse::<i32>().unwrap_or(0);
+        match hook {
+            "ids" => {
+                use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid};
+                let groups = getgroups().map(|g| g.len()).unwrap_or(usize::MAX);
+                said(format!(
+                    "uid={} euid={} gid={} egid={} groups={groups}",
+                    getuid(),
+                    geteuid(),
+                    getgid(),
+                    getegid()
+                ))
+            }
+            "limits" => {
+                use rlimit::{Resource, getrlimit};
+                let get = |r: Resource| {
+                    getrlimit(r)
+                        .map(|(s, h)| format!("{s}/{h}"))
+                        .unwrap_or_else(|e| e.to_string())
+                };
+                // RLIMIT_NOFILE in effect: duplicate stdin until the kernel says no.
+                let mut held = Vec::new();
+                while held.len() < 10_000 {
+                    use std::os::fd::AsFd;
+                    match io::stdin().as_fd().try_clone_to_owned() {
+                        Ok(fd) => held.push(fd),
+                        Err(_) => break,
+                    }
+                }
+                said(format!(
+                    "cpu={} fsize={} nofile={} core={} opened={}",
+                    get(Resource::CPU),
+                    get(Resource::FSIZE),
+                    get(Resource::NOFILE),
+                    get(Resource::CORE),
+                    held.len()
+                ))
+            }
+            "kill" => said(outcome(
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .map_err(|e| e.to_string()),
+            )),
+            "prlimit" => said(outcome(
+                rlimit::prlimit(pid, rlimit::Resource::FSIZE, Some((0, 0)), None)
+                    .map_err(|e| e.to_string()),
+            )),
+            "fds" => said(format!("open above 2: {:?}", sandbox::inherited_fds())),
+            "tty" => said(outcome(
+                std::fs::File::open("/dev/tty")
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            )),
+            "create" => said(outcome(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(arg)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            )),
+            "read" => said(outcome(
+                std::fs::read(arg).map(drop).map_err(|e| e.to_string()),
+            )),
+            _ => said("no such hook".to_owned()),
+        }
     }
 }

@@ -146,6 +146,7 @@ fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
         dir,
         60,
         8 * 1024 * 1024 * 1024,
+        false,
     );
     c.args(program).output().unwrap()
 }

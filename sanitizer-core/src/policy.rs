@@ -35,6 +35,8 @@ pub struct Policy {
     pub csv: CsvPolicy,
     /// Archives.
     pub archives: ArchivePolicy,
+    /// How the gateway isolates the work (read by `gateway-daemon`'s sandbox, not by the core).
+    pub isolation: IsolationPolicy,
 }
 
 /// Error loading a policy.
@@ -236,6 +238,16 @@ impl Default for CsvPolicy {
             neutralise_formulas: true,
         }
     }
+}
+
+/// Isolation settings: how workers and helper programs are confined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct IsolationPolicy {
+    /// Let sandboxed workers and the LibreOffice helper run where Landlock cannot be enforced
+    /// (a kernel without it). Default false: they refuse to start, because without Landlock a
+    /// compromised worker could read any file the `nobody` user can.
+    pub allow_without_landlock: bool,
 }
 
 /// Archive settings.
