@@ -298,6 +298,7 @@ const ALLOW: &[i64] = &[
     libc::SYS_geteuid,
     libc::SYS_getgid,
     libc::SYS_getegid,
+    libc::SYS_getgroups,
     libc::SYS_rt_sigaction,
     libc::SYS_rt_sigprocmask,
     libc::SYS_rt_sigreturn,
@@ -437,4 +438,207 @@ fn install_seccomp(own_pid: u32) -> Result<(), SandboxError> {
         seccompiler::apply_filter(prog).map_err(|e| err("seccomp", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The filters are checked by running their BPF here, on made-up system calls, so every
+    //! argument rule is tested for the values it must refuse and the ones it must let through
+    //! (including ones no safe Rust API can issue, like `TIOCSTI`).
+    use super::*;
+
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_KILL_PROCESS: u32 = 0x8000_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const ME: u32 = 4242;
+
+    fn audit_arch() -> u32 {
+        match std::env::consts::ARCH {
+            "x86_64" => 62 | 0x8000_0000 | 0x4000_0000,
+            "aarch64" => 183 | 0x8000_0000 | 0x4000_0000,
+            other => panic!("no audit arch for {other}"),
+        }
+    }
+
+    /// Classic BPF as seccomp runs it, for the instructions seccompiler emits.
+    fn eval(prog: &BpfProgram, data: &[u8]) -> u32 {
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let ins = &prog[pc];
+            pc += 1;
+            match ins.code {
+                0x20 => {
+                    let at = ins.k as usize;
+                    acc = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap());
+                }
+                0x54 => acc &= ins.k,
+                0x05 => pc += ins.k as usize,
+                0x15 | 0x25 | 0x35 => {
+                    let hit = match ins.code {
+                        0x15 => acc == ins.k,
+                        0x25 => acc > ins.k,
+                        _ => acc >= ins.k,
+                    };
+                    pc += usize::from(if hit { ins.jt } else { ins.jf });
+                }
+                0x06 => return ins.k,
+                other => panic!("unexpected BPF instruction {other:#x}"),
+            }
+        }
+    }
+
+    /// The action the kernel takes for a call when all `progs` are installed, in order.
+    fn verdict(progs: &[BpfProgram], nr: i64, args: [u64; 6]) -> u32 {
+        let mut data = vec![0u8; 64];
+        data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
+        data[4..8].copy_from_slice(&audit_arch().to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        // The most restrictive action wins (compared as signed); between equals, the most
+        // recently installed filter's.
+        let mut best = RET_ALLOW;
+        for prog in progs.iter().rev() {
+            let ret = eval(prog, &data);
+            if ((ret & 0xffff_0000) as i32) < ((best & 0xffff_0000) as i32) {
+                best = ret;
+            }
+        }
+        best
+    }
+
+    fn eperm() -> u32 {
+        RET_ERRNO | libc::EPERM as u32
+    }
+
+    fn call(nr: i64, args: &[u64]) -> u32 {
+        let progs = filters(ME).unwrap();
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        verdict(&progs, nr, a)
+    }
+
+    fn flags(f: libc::c_int) -> u64 {
+        f as u64
+    }
+
+    #[test]
+    fn openat_is_allowed_only_for_reading() {
+        let at = libc::AT_FDCWD as u64;
+        for ok in [
+            libc::O_RDONLY,
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            libc::O_PATH | libc::O_CLOEXEC,
+        ] {
+            assert_eq!(
+                call(libc::SYS_openat, &[at, 0, flags(ok)]),
+                RET_ALLOW,
+                "{ok:#o}"
+            );
+        }
+        for bad in [
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_ACCMODE,
+            libc::O_RDONLY | libc::O_CREAT,
+            libc::O_RDONLY | libc::O_TRUNC,
+            libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC,
+            libc::O_RDONLY | libc::O_CREAT | libc::O_EXCL,
+            libc::O_TMPFILE | libc::O_RDWR,
+        ] {
+            assert_eq!(
+                call(libc::SYS_openat, &[at, 0, flags(bad)]),
+                eperm(),
+                "{bad:#o}"
+            );
+        }
+        // The kernel reads flags as 32 bits: high bits change nothing either way.
+        assert_eq!(
+            call(libc::SYS_openat, &[at, 0, (1 << 40) | flags(libc::O_RDWR)]),
+            eperm()
+        );
+        // openat2 carries its flags in memory, out of reach: refused outright, like open/creat.
+        assert_eq!(call(libc::SYS_openat2, &[at, 0, 0, 24]), eperm());
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_eq!(call(libc::SYS_open, &[0, 0]), eperm());
+            assert_eq!(call(libc::SYS_creat, &[0, 0o644]), eperm());
+        }
+    }
+
+    #[test]
+    fn terminal_injection_ioctls_are_refused() {
+        let sti = libc::TIOCSTI as u64;
+        let linux = libc::TIOCLINUX as u64;
+        assert_eq!(call(libc::SYS_ioctl, &[0, sti, 0]), eperm());
+        assert_eq!(call(libc::SYS_ioctl, &[2, linux, 0]), eperm());
+        // The kernel takes the request as 32 bits: high bits must not sneak it past the rule.
+        assert_eq!(call(libc::SYS_ioctl, &[0, (1 << 32) | sti, 0]), eperm());
+        // Other ioctls (terminal queries, FIONREAD on a pipe) still work.
+        assert_eq!(
+            call(libc::SYS_ioctl, &[0, libc::TCGETS as u64, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            call(libc::SYS_ioctl, &[0, libc::FIONREAD as u64, 0]),
+            RET_ALLOW
+        );
+        // The helper's filter alone refuses them too.
+        let alone = [no_terminal_injection().unwrap()];
+        assert_eq!(
+            verdict(&alone, libc::SYS_ioctl, [1, sti, 0, 0, 0, 0]),
+            eperm()
+        );
+        assert_eq!(
+            verdict(
+                &alone,
+                libc::SYS_ioctl,
+                [1, libc::TCGETS as u64, 0, 0, 0, 0]
+            ),
+            RET_ALLOW
+        );
+    }
+
+    #[test]
+    fn signals_and_limits_reach_only_the_worker_itself() {
+        let me = u64::from(ME);
+        let sig = libc::SIGKILL as u64;
+        assert_eq!(call(libc::SYS_kill, &[me, sig]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_tgkill, &[me, me + 1, sig]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_tkill, &[me, sig]), RET_ALLOW);
+        // A sibling, the parent, the process group, everyone.
+        for other in [me + 1, 1, 0, u64::from(u32::MAX)] {
+            assert_eq!(call(libc::SYS_kill, &[other, sig]), eperm(), "kill {other}");
+            assert_eq!(call(libc::SYS_tgkill, &[other, other, sig]), eperm());
+            assert_eq!(call(libc::SYS_tkill, &[other, sig]), eperm());
+        }
+        let fsize = libc::RLIMIT_FSIZE as u64;
+        assert_eq!(call(libc::SYS_prlimit64, &[0, fsize, 0, 8]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_prlimit64, &[me, fsize, 0, 8]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_prlimit64, &[me + 1, fsize, 8, 0]), eperm());
+        assert_eq!(call(libc::SYS_prlimit64, &[1, fsize, 8, 0]), eperm());
+        // Signals by other routes are not in the allow-list at all.
+        for nr in [
+            libc::SYS_rt_sigqueueinfo,
+            libc::SYS_rt_tgsigqueueinfo,
+            libc::SYS_pidfd_send_signal,
+            libc::SYS_pidfd_open,
+        ] {
+            assert_eq!(call(nr, &[me + 1, sig]), eperm(), "{nr}");
+        }
+    }
+
+    #[test]
+    fn process_creation_and_exec_stay_refused() {
+        assert_eq!(call(libc::SYS_execve, &[0, 0, 0]), RET_KILL_PROCESS);
+        assert_eq!(call(libc::SYS_socket, &[2, 1, 0]), RET_KILL_PROCESS);
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        assert_eq!(call(libc::SYS_clone, &[thread]), RET_ALLOW);
+        assert_eq!(call(libc::SYS_clone, &[libc::SIGCHLD as u64]), eperm());
+        assert_eq!(
+            call(libc::SYS_clone3, &[0, 88]),
+            RET_ERRNO | libc::ENOSYS as u32
+        );
+    }
 }

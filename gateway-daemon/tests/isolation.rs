@@ -61,6 +61,40 @@ fn hostile(pool: &Pool, name: &str) -> Vec<String> {
 }
 
 #[cfg(feature = "test-hooks")]
+/// Like [`hostile`], also returning the report's reasons (where fact hooks put their answer).
+fn hostile_with_reasons(pool: &Pool, name: &str) -> (Vec<String>, Vec<String>) {
+    let out = pool
+        .sanitize_file(&hook(name), Some("x.txt"), &policy())
+        .unwrap();
+    assert!(
+        out.output.is_none(),
+        "{name}: hostile worker produced output"
+    );
+    assert_eq!(out.report.verdict, Verdict::Blocked, "{name}");
+    let reasons = out.report.items.iter().map(|i| i.reason.clone()).collect();
+    let threats = out
+        .report
+        .items
+        .iter()
+        .flat_map(|i| i.threats.clone())
+        .collect();
+    (threats, reasons)
+}
+
+#[cfg(feature = "test-hooks")]
+/// What a fact hook (`worker.rs`) answered: the text after `hook NAME: `.
+fn fact(pool: &Pool, name: &str) -> String {
+    let (threats, reasons) = hostile_with_reasons(pool, name);
+    assert_eq!(threats, vec!["sandbox.violation"], "{reasons:?}");
+    let hook = name.split(':').next().unwrap();
+    let marker = format!("hook {hook}: ");
+    reasons
+        .iter()
+        .find_map(|r| r.split_once(&marker).map(|(_, said)| said.to_owned()))
+        .unwrap_or_else(|| panic!("{name}: no answer in {reasons:?}"))
+}
+
+#[cfg(feature = "test-hooks")]
 #[test]
 fn spinning_worker_is_killed_at_the_deadline() {
     let p = pool();
@@ -98,8 +132,16 @@ fn sockets_are_refused() {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn exec_is_refused() {
+    // The hook replaces itself with /bin/true in place (no clone): only the execve rule can
+    // stop it, and the kill by seccomp (SIGSYS) is what the reason names. (Landlock, which
+    // grants no execute right, would answer EACCES instead: a different reason.)
     let p = pool();
-    assert_eq!(hostile(&p, "exec"), vec!["sandbox.violation"]);
+    let (threats, reasons) = hostile_with_reasons(&p, "exec");
+    assert_eq!(threats, vec!["sandbox.violation"]);
+    assert!(
+        reasons.iter().any(|r| r.contains("forbidden system call")),
+        "{reasons:?}"
+    );
 }
 
 #[cfg(feature = "test-hooks")]
@@ -170,20 +212,56 @@ fn confined_helper_writes_only_its_own_directory() {
     assert!(!outside.exists(), "wrote outside its directory");
 }
 
+/// A Python client that tries the test's listeners: a TCP one on loopback and an abstract
+/// Unix one (abstract sockets belong to the network namespace, and seccomp lets `AF_UNIX`
+/// through, so only the namespace keeps the helper from it).
+fn network_probe(tcp_port: u16, abstract_name: &str) -> String {
+    format!(
+        r#"
+import socket
+def attempt(family, addr):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(3)
+            s.connect(addr)
+            return "connected"
+    except OSError:
+        return "refused"
+print("tcp=" + attempt(socket.AF_INET, ("127.0.0.1", {tcp_port})),
+      "unix=" + attempt(socket.AF_UNIX, "\0{abstract_name}"))
+"#
+    )
+}
+
 #[test]
 fn confined_helper_has_no_network() {
+    use std::os::linux::net::SocketAddrExt;
     let d = job_dir();
-    // bash's /dev/tcp opens an AF_INET socket: refused by the sandbox.
-    let out = confined(
-        d.path(),
-        &[
-            "/bin/bash",
-            "-c",
-            "exec 3<>/dev/tcp/127.0.0.1/9 && echo connected",
-        ],
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let name = format!("mugai-isolation-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let unix = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let script = network_probe(tcp.local_addr().unwrap().port(), &name);
+    // The listeners are reachable from outside the sandbox...
+    let free = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&free.stdout).trim(),
+        "tcp=connected unix=connected",
+        "{free:?}"
     );
-    assert!(!out.status.success(), "{out:?}");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("connected"));
+    // ... and not from inside.
+    let out = confined(d.path(), &["/usr/bin/python3", "-c", &script]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    if is_root() {
+        assert_eq!(said.trim(), "tcp=refused unix=refused", "{out:?}");
+    } else {
+        eprintln!("NOTICE: not root: no network namespace; only inet sockets are refused");
+        assert!(said.contains("tcp=refused"), "{out:?}");
+    }
+    drop((tcp, unix));
 }
 
 #[test]
@@ -310,4 +388,360 @@ fn normalise_output(bytes: &[u8], id: &str) -> Vec<u8> {
         }
         _ => swap(bytes),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// What a compromised worker or helper cannot do (issue 7). Each test names one mechanism and
+// fails when that mechanism is removed.
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[cfg(feature = "test-hooks")]
+fn pool_with(
+    adjust: impl FnOnce(&mut PoolConfig),
+) -> Result<Pool, gateway_daemon::pool::PoolError> {
+    let mut cfg = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));
+    cfg.size = 1;
+    cfg.grace = Duration::from_millis(500);
+    cfg.sandbox = SandboxConfig {
+        memory_bytes: 768 * 1024 * 1024,
+        cpu_seconds: 30,
+        ..SandboxConfig::default()
+    };
+    adjust(&mut cfg);
+    Pool::new(cfg, None)
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn resource_limits_are_in_effect() {
+    let p = pool();
+    let said = fact(&p, "limits");
+    // RLIMIT_CPU as configured, no file growth, no core dumps, 64 descriptors.
+    for want in ["cpu=30/31", "fsize=0/0", "core=0/0", "nofile=64/64"] {
+        assert!(said.contains(want), "{want} missing: {said}");
+    }
+    // RLIMIT_NOFILE in effect: the worker could not hold more than 64 descriptors.
+    let opened: usize = said
+        .rsplit("opened=")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((50..64).contains(&opened), "{said}");
+
+    // RLIMIT_CPU in effect: a spinning worker with a long deadline dies of SIGXCPU.
+    let p = pool_with(|c| c.sandbox.cpu_seconds = 1).unwrap();
+    let mut long = policy();
+    long.limits.deadline_ms = 20_000;
+    let started = std::time::Instant::now();
+    let out = p
+        .sanitize_file(&hook("spin"), Some("x.txt"), &long)
+        .unwrap();
+    assert!(out.output.is_none());
+    assert_eq!(out.report.threats(), vec!["limit.cpu"], "{:?}", out.report);
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn workers_started_as_root_run_as_nobody() {
+    let p = pool();
+    let said = fact(&p, "ids");
+    if is_root() {
+        assert_eq!(said, "uid=65534 euid=65534 gid=65534 egid=65534 groups=0");
+    } else {
+        let me = nix::unistd::getuid();
+        eprintln!("NOTICE: not root: the privilege drop is not exercised here ({said})");
+        assert!(said.starts_with(&format!("uid={me} euid={me} ")), "{said}");
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn workers_refuse_to_start_without_landlock_unless_allowed() {
+    // The kernel "has no Landlock" (test switch): the pool does not start, and says why.
+    let err = pool_with(|c| c.sandbox.simulate_no_landlock = true)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Landlock is not enforced"), "{err}");
+    assert!(err.contains("allow_without_landlock"), "{err}");
+    // Through the transform, as the CLI and daemon use it: no output, a transient error
+    // (the item is retried or left in place), never a pass.
+    let mut policy = Policy::default();
+    policy.limits.deadline_ms = 3_000;
+    let isolated = gateway_daemon::pool::Isolated::new(
+        policy.clone(),
+        {
+            let mut c = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));
+            c.size = 1;
+            c.sandbox.simulate_no_landlock = true;
+            c
+        },
+        None,
+    );
+    assert!(isolated.is_err());
+
+    // Allowed explicitly (policy [isolation] allow_without_landlock = true): it runs, and the
+    // read-only open rule still holds without Landlock: no file is created.
+    let p = pool_with(|c| {
+        c.sandbox.simulate_no_landlock = true;
+        c.sandbox.allow_without_landlock = true;
+    })
+    .unwrap();
+    let target = std::env::temp_dir().join(format!("mugai-created-{}", std::process::id()));
+    let said = fact(&p, &format!("create:{}", target.display()));
+    assert!(said.starts_with("refused"), "{said}");
+    assert!(!target.exists(), "a worker without Landlock created a file");
+    let next = p
+        .sanitize_file(b"<p>hello</p>", Some("a.html"), &policy)
+        .unwrap();
+    assert!(next.output.is_some());
+}
+
+#[cfg(feature = "test-hooks")]
+/// A process of the workers' own user (`nobody` when we are root), standing in for an idle
+/// sibling worker.
+fn sibling() -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("/bin/sleep");
+    c.arg("30");
+    if is_root() {
+        c.uid(65534).gid(65534);
+    }
+    c.spawn().unwrap()
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn workers_cannot_signal_their_siblings() {
+    let p = pool();
+    let mut victim = sibling();
+    let said = fact(&p, &format!("kill:{}", victim.id()));
+    assert!(said.starts_with("refused"), "{said}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "the sibling was killed"
+    );
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn workers_cannot_change_the_limits_of_the_parent_or_a_sibling() {
+    let p = pool();
+    let mut victim = sibling();
+    let fsize = |pid: u32| -> String {
+        std::fs::read_to_string(format!("/proc/{pid}/limits"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Max file size"))
+            .unwrap()
+            .to_owned()
+    };
+    let (victim_before, parent_before) = (fsize(victim.id()), fsize(std::process::id()));
+    // The sibling runs as the worker's own user: only the prlimit rule stops this one.
+    let said = fact(&p, &format!("prlimit:{}", victim.id()));
+    assert!(said.starts_with("refused"), "{said}");
+    let said = fact(&p, &format!("prlimit:{}", std::process::id()));
+    assert!(said.starts_with("refused"), "{said}");
+    assert_eq!(fsize(victim.id()), victim_before);
+    assert_eq!(fsize(std::process::id()), parent_before);
+    let _ = victim.kill();
+    let _ = victim.wait();
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn workers_do_not_inherit_descriptors() {
+    // The pool starts each worker through a wrapper that opens fd 7 without close-on-exec,
+    // as a careless caller would leave it: the worker must shed it before confining itself.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("leaky-mugai");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec 7</etc/hostname\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_mugai")
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let p = pool_with(|c| c.exe = wrapper.clone()).unwrap();
+    assert_eq!(fact(&p, "fds"), "open above 2: []");
+
+    // The same through the CLI started with fd 7 open: its workers see nothing above 2.
+    let input = dir.path().join("hook.txt");
+    std::fs::write(&input, hook("fds")).unwrap();
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 7</etc/hostname; exec {} sanitize --report - {} -o {}",
+            env!("CARGO_BIN_EXE_mugai"),
+            input.display(),
+            dir.path().join("out.txt").display()
+        ))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("hook fds: open above 2: []"), "{out:?}");
+}
+
+#[cfg(feature = "test-hooks")]
+#[test]
+fn workers_have_no_terminal() {
+    // Started from a session whose controlling terminal is a pty, the CLI's worker cannot
+    // open /dev/tty: it has left that session (and Landlock shows it no device).
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("hook.txt");
+    std::fs::write(&input, hook("tty")).unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let out = Command::new("/usr/bin/setsid")
+        .arg("--ctty")
+        .arg(env!("CARGO_BIN_EXE_mugai"))
+        .args(["sanitize", "--report", "-"])
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.path().join("out.txt"))
+        .stdin(std::process::Stdio::from(pty.slave))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("hook tty: refused"), "{out:?}");
+}
+
+/// Runs a Python snippet under `setsid --ctty` with a pty as its terminal, confined or not;
+/// returns what it printed.
+fn python_with_a_terminal(dir: &Path, confine: bool, script: &str) -> String {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut c = Command::new("/usr/bin/setsid");
+    c.arg("--ctty");
+    if confine {
+        c.arg(env!("CARGO_BIN_EXE_mugai"))
+            .args(["__confine", "--rw"])
+            .arg(dir)
+            .arg("--");
+    }
+    let out = c
+        .args(["/usr/bin/python3", "-c", script])
+        .stdin(std::process::Stdio::from(pty.slave))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn confined_helper_cannot_use_the_terminal() {
+    const SCRIPT: &str = r#"
+import errno, fcntl, os, termios
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+tty = attempt(lambda: os.close(os.open("/dev/tty", os.O_RDWR)))
+sti = attempt(lambda: fcntl.ioctl(0, termios.TIOCSTI, b"x"))
+print("tty=" + tty, "sti=" + sti)
+"#;
+    let d = job_dir();
+    // The set-up gives a terminal: unconfined, the same script opens it and can push input.
+    let free = python_with_a_terminal(d.path(), false, SCRIPT);
+    assert!(free.starts_with("tty=ok sti=ok"), "{free}");
+    let confined = python_with_a_terminal(d.path(), true, SCRIPT);
+    // No controlling terminal (own session) and no /dev/tty in Landlock's view; and TIOCSTI is
+    // refused by seccomp (EPERM) before the kernel even looks at the descriptor (stdin is
+    // /dev/null, which would answer ENOTTY).
+    assert!(confined.starts_with("tty=E"), "{confined}");
+    assert!(confined.contains("sti=EPERM"), "{confined}");
+}
+
+#[test]
+fn confined_helper_is_its_own_session_in_its_own_pid_namespace() {
+    let d = job_dir();
+    // A grandchild that leaves the session (as a daemonising helper would) and would
+    // otherwise outlive the job.
+    let marker = format!(
+        "{}.{}",
+        3000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    let out = confined(
+        d.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("/usr/bin/setsid /bin/sleep {marker} & sleep 0.2; echo sid=$(ps -o sid= $$)"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&marker))
+        .collect();
+    if is_root() {
+        assert!(survivors.is_empty(), "outlived the job: {survivors:?}");
+    } else {
+        eprintln!("NOTICE: not root: no PID namespace for the helper; survivors not checked");
+    }
+}
+
+#[test]
+fn confined_helper_refuses_to_start_without_landlock() {
+    if !cfg!(feature = "test-hooks") {
+        eprintln!("NOTICE: needs the test-hooks feature to simulate a kernel without Landlock");
+        return;
+    }
+    let d = job_dir();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mugai"))
+            .args(["__confine", "--rw"])
+            .arg(d.path())
+            .arg("--simulate-no-landlock")
+            .args(extra)
+            .args(["--", "/bin/true"])
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Landlock is not enforced"),
+        "{out:?}"
+    );
+    let out = run(&["--allow-without-landlock"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn confined_helper_sees_only_harmless_devices() {
+    let d = job_dir();
+    let out = confined(
+        d.path(),
+        &[
+            "/bin/sh",
+            "-c",
+            "head -c 1 /dev/urandom >/dev/null && echo urandom; \
+             head -c 1 /dev/zero >/dev/null && echo zero; \
+             echo x >/dev/null && echo null; \
+             for dev in /dev/tty /dev/console /dev/mem /dev/kmsg /dev/ptmx /dev/vda /dev/sda; do \
+               [ -e $dev ] || continue; (: <$dev) 2>/dev/null && echo opened:$dev; \
+             done; true",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("urandom") && said.contains("zero") && said.contains("null"));
+    assert!(!said.contains("opened:"), "{said}");
 }
