@@ -680,7 +680,7 @@ fn confined_helper_is_its_own_session_in_its_own_pid_namespace() {
         &[
             "/bin/sh",
             "-c",
-            &format!("/usr/bin/setsid /bin/sleep {marker} & sleep 0.2; echo sid=$(ps -o sid= $$)"),
+            &format!("/usr/bin/setsid /bin/sleep {marker} </dev/null >/dev/null 2>&1 & sleep 0.2"),
         ],
     );
     assert!(out.status.success(), "{out:?}");
