@@ -32,9 +32,9 @@
 //! What it does **not** protect against: kernel vulnerabilities reachable through the allowed
 //! system calls; reading the allowed font directories (and, without Landlock, any file the
 //! `nobody` user may read); exhausting CPU up to the CPU limit and memory up to the
-//! address-space cap (by design: those are the limits); side channels. It does not hide the
-//! process list (no PID namespace): a worker can see, but not signal, trace or re-limit, its
-//! siblings.
+//! address-space cap (by design: those are the limits); side channels. There is no PID
+//! namespace: without Landlock (when allowed) a worker can list, but not signal, trace or
+//! re-limit, its siblings.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -333,6 +333,10 @@ const WRITE_FLAGS: u64 = (libc::O_WRONLY
     | (libc::O_TMPFILE & !libc::O_DIRECTORY)) as u64;
 
 /// `ioctl` requests that push input into a terminal (or its console): never allowed.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "the ioctl request type is c_ulong with glibc but c_int with musl"
+)]
 const TERMINAL_INJECTION: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SandboxError> {
@@ -441,6 +445,10 @@ fn install_seccomp(own_pid: u32) -> Result<(), SandboxError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "ioctl request types differ between C libraries"
+)]
 mod tests {
     //! The filters are checked by running their BPF here, on made-up system calls, so every
     //! argument rule is tested for the values it must refuse and the ones it must let through
