@@ -743,3 +743,28 @@ fn confined_helper_sees_only_harmless_devices() {
     assert!(said.contains("urandom") && said.contains("zero") && said.contains("null"));
     assert!(!said.contains("opened:"), "{said}");
 }
+
+#[test]
+fn confined_helper_inherits_no_descriptors_and_few_processes() {
+    let d = job_dir();
+    // Started with fd 7 open and not close-on-exec, as a careless caller would leave it.
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 7</etc/hostname; exec {} __confine --rw {} -- /bin/bash -c \
+             'if [ -e /proc/self/fd/7 ]; then echo fd7=open; else echo fd7=closed; fi; ulimit -u'",
+            env!("CARGO_BIN_EXE_mugai"),
+            d.path().display()
+        ))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(said.contains("fd7=closed"), "{said}");
+    // RLIMIT_NPROC: a fork bomb in the helper stops at this many processes of its user.
+    assert_eq!(
+        said.lines().last().unwrap().trim(),
+        gateway_daemon::confine::MAX_PROCESSES.to_string(),
+        "{said}"
+    );
+}
