@@ -4,8 +4,8 @@
 //!
 //! Two stages, both this same executable:
 //! 1. the **outer** stage (started by the converter, in its own process group) marks every
-//!    inherited descriptor above 2 close-on-exec, and, as root, creates a new network namespace
-//!    and a new PID namespace; then it starts the inner stage with standard input on
+//!    inherited descriptor above 2 close-on-exec and creates a new network namespace and a new
+//!    PID namespace; then it starts the inner stage with standard input on
 //!    `/dev/null` and waits for it;
 //! 2. the **inner** stage is PID 1 of the new PID namespace: it dies with the outer stage
 //!    (`PR_SET_PDEATHSIG`), leaves the caller's session (`setsid`: no controlling terminal),
@@ -14,7 +14,7 @@
 //!    that called `setsid` to leave the process group — outlives the job.
 //!
 //! What the helper gets:
-//! - **no network**: a new, empty network namespace (`unshare(CLONE_NEWNET)`, root only), and in
+//! - **no network**: a new, empty network namespace (`unshare(CLONE_NEWNET)`), and in
 //!   any case seccomp answers `EACCES` to creating `AF_INET`, `AF_INET6`, `AF_PACKET` and
 //!   `AF_NETLINK` sockets (local `AF_UNIX` sockets, which LibreOffice uses internally, work);
 //! - **file system** (Landlock): read and execute below the system directories (`/usr`, `/lib*`,
@@ -33,8 +33,10 @@
 //! - **privileges**: when started as root, switches to `nobody` first (the job directory must be
 //!   owned by it, see [`prepare_dir`]).
 //!
-//! Without root there are no namespaces and no privilege drop: the helper's descendants that
-//! leave its session are then not killed with it.
+//! Without root there is no privilege drop, and the namespaces come with a new user namespace
+//! (the helper then appears as the overflow user inside it); where the kernel refuses
+//! unprivileged user namespaces there are none, and descendants that leave the helper's
+//! session are then not killed with it.
 //!
 //! Usage: `mugai __confine --rw DIR [--cpu SECS] [--memory BYTES] [--allow-without-landlock]
 //! -- /ABSOLUTE/PROGRAM ARGS...`.
@@ -179,12 +181,20 @@ fn no_inet_sockets() -> Result<BpfProgram, String> {
 fn outer(args: &[String]) -> Result<i32, String> {
     use std::os::unix::process::ExitStatusExt;
     crate::sandbox::mark_fds_cloexec();
-    if nix::unistd::geteuid().is_root() {
+    {
         use nix::sched::CloneFlags;
         // The PID namespace applies to the children started from here on: the inner stage is
-        // its PID 1.
-        nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID)
-            .map_err(|e| format!("network and PID namespaces: {e}"))?;
+        // its PID 1. Without root, a new user namespace (where the kernel allows unprivileged
+        // ones) is what permits the other two.
+        let both = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWPID;
+        if nix::unistd::geteuid().is_root() {
+            nix::sched::unshare(both).map_err(|e| format!("network and PID namespaces: {e}"))?;
+        } else if let Err(e) = nix::sched::unshare(CloneFlags::CLONE_NEWUSER | both) {
+            eprintln!(
+                "mugai confine: no user namespace for an unprivileged helper ({e}); running \
+                 without network and PID namespaces"
+            );
+        }
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my executable: {e}"))?;
     let status = Command::new(exe)
