@@ -197,14 +197,20 @@ fn outer(args: &[String]) -> Result<i32, String> {
         }
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my executable: {e}"))?;
-    let status = Command::new(exe)
+    // The inner stage's standard input is a pipe this stage holds open and never writes: end
+    // of file there tells the inner stage that this one is gone (see `outer_gone`).
+    let mut child = Command::new(exe)
         .arg(CONFINE_ARG)
         .arg(INNER_ARG)
         .args(args)
         .env_clear()
-        .stdin(Stdio::null())
-        .status()
+        .stdin(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot start the inner stage: {e}"))?;
+    let lifeline = child.stdin.take();
+    let status = child.wait();
+    drop(lifeline);
+    let status = status.map_err(|e| format!("waiting for the inner stage: {e}"))?;
     Ok(status
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
@@ -304,6 +310,10 @@ fn inner(a: &Args) -> Result<i32, String> {
     use std::os::unix::process::ExitStatusExt;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| format!("parent-death signal: {e}"))?;
+    // The outer stage may have been killed before the line above took effect.
+    if outer_gone() {
+        return Err("the outer stage is gone".into());
+    }
     crate::sandbox::new_session().map_err(|e| e.to_string())?;
     confine(a)?;
     let Some((program, rest)) = a.program.split_first() else {
@@ -323,6 +333,28 @@ fn inner(a: &Args) -> Result<i32, String> {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(EXIT_CONFINE_FAILED))
+}
+
+/// Whether the outer stage has exited: its end of our standard input (a pipe it never writes)
+/// is closed. Anything else on standard input (a terminal, `/dev/null`) counts as gone too: the
+/// inner stage is only ever started by the outer one.
+fn outer_gone() -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    let is_pipe = nix::sys::stat::fstat(fd)
+        .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO)
+        .unwrap_or(false);
+    if !is_pipe || fcntl(fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    // EAGAIN: the writer is still there, silent. 0: end of file, the outer stage has exited.
+    !matches!(
+        nix::unistd::read(fd, &mut byte),
+        Err(nix::errno::Errno::EAGAIN)
+    )
 }
 
 /// Runs the trampoline (either stage). Returns the exit code: the program's, or

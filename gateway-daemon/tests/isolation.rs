@@ -768,3 +768,34 @@ fn confined_helper_inherits_no_descriptors_and_few_processes() {
         "{said}"
     );
 }
+
+#[test]
+fn inner_stage_refuses_to_run_without_its_outer_stage() {
+    // The inner stage dies with the outer one (parent-death signal); should the outer one die
+    // before that signal is set up, the inner one sees its lifeline closed and stops.
+    let d = job_dir();
+    let marker = d.path().join("ran");
+    let inner = |stdin: std::process::Stdio| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mugai"))
+            .args(["__confine", "--inner", "--rw"])
+            .arg(d.path())
+            .args(["--", "/usr/bin/touch"])
+            .arg(&marker)
+            .stdin(stdin)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lifeline = child.stdin.take();
+        let out = child.wait_with_output().unwrap();
+        drop(lifeline);
+        out
+    };
+    let out = inner(std::process::Stdio::null());
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outer stage is gone"));
+    assert!(!marker.exists());
+    // With the lifeline held open (as the outer stage does), it runs.
+    let out = inner(std::process::Stdio::piped());
+    assert!(out.status.success(), "{out:?}");
+    assert!(marker.exists());
+}
