@@ -414,9 +414,6 @@ mod hooks {
                     .map(drop)
                     .map_err(|e| e.to_string()),
             )),
-            "read" => said(outcome(
-                std::fs::read(arg).map(drop).map_err(|e| e.to_string()),
-            )),
             _ => said("no such hook".to_owned()),
         }
     }
