@@ -6,7 +6,7 @@
 //! deadline passes. The directory is removed afterwards whatever happened.
 //!
 //! With [`LibreOffice::confined`] (what the CLI and daemon use), soffice is started through the
-//! `mugai __confine` trampoline ([`crate::confine`]): no network namespace access, Landlock
+//! `mugai __confine` trampoline ([`crate::isolate::confine`]): no network namespace access, Landlock
 //! limiting writes to the conversion directory, resource limits, and `nobody` instead of root.
 //!
 //! Failure modes: soffice missing or failing, no output written, output over the size cap, the
@@ -95,10 +95,10 @@ impl LibreOffice {
             .map_err(|e| format!("log file: {e}"))?;
         let mut cmd = match &self.confine {
             Some(mugai) => {
-                crate::confine::prepare_dir(dir.path())
+                crate::isolate::confine::prepare_dir(dir.path())
                     .map_err(|e| format!("preparing the conversion directory: {e}"))?;
                 let cpu = self.timeout.as_secs().saturating_mul(2).saturating_add(5);
-                let mut c = crate::confine::command(mugai, dir.path(), cpu, 8 << 30);
+                let mut c = crate::isolate::confine::command(mugai, dir.path(), cpu, 8 << 30);
                 c.arg(&self.soffice);
                 c
             }

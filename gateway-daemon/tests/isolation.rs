@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gateway_daemon::pool::{Pool, PoolConfig};
-use gateway_daemon::sandbox::SandboxConfig;
+use gateway_daemon::isolate::pool::{Pool, PoolConfig};
+use gateway_daemon::isolate::sandbox::SandboxConfig;
 #[cfg(feature = "test-hooks")]
 use sanitizer_core::Verdict;
 use sanitizer_core::{Policy, sanitize_file};
@@ -141,7 +141,7 @@ fn pool_output_equals_in_process_output() {
 }
 
 fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
-    let mut c = gateway_daemon::confine::command(
+    let mut c = gateway_daemon::isolate::confine::command(
         Path::new(env!("CARGO_BIN_EXE_mugai")),
         dir,
         60,
@@ -152,7 +152,7 @@ fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
 
 fn job_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    gateway_daemon::confine::prepare_dir(d.path()).unwrap();
+    gateway_daemon::isolate::confine::prepare_dir(d.path()).unwrap();
     d
 }
 
@@ -198,7 +198,7 @@ fn libreoffice_converts_inside_the_sandbox() {
     let d = job_dir();
     let input = d.path().join("in.txt");
     std::fs::write(&input, "見積書 ①㈱\n").unwrap();
-    gateway_daemon::confine::prepare_dir(&input).unwrap();
+    gateway_daemon::isolate::confine::prepare_dir(&input).unwrap();
     let profile = format!(
         "-env:UserInstallation=file://{}/profile",
         d.path().display()
@@ -241,7 +241,7 @@ fn corpus_through_the_pool_equals_in_process() {
     files.sort();
     assert!(files.len() > 50, "corpus not found at {}", root.display());
     let policy = Policy::default();
-    let pooled = gateway_daemon::pool::Isolated::new(
+    let pooled = gateway_daemon::isolate::pool::Isolated::new(
         policy.clone(),
         PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai"))),
         None,

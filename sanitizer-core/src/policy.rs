@@ -64,6 +64,12 @@ impl Policy {
         if self.limits.deadline_ms == 0 {
             return Err(PolicyError("limits.deadline_ms must be positive".into()));
         }
+        // An option that is accepted but does nothing would mislead: refuse it until built.
+        if self.pdf.text_layer {
+            return Err(PolicyError(
+                "pdf.text_layer = true is not implemented yet; set it to false or remove it".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -267,6 +273,13 @@ mod tests {
         let err = Policy::from_toml("[links]\nmdoe = \"keep\"\n").unwrap_err();
         assert!(err.to_string().contains("mdoe"), "{err}");
         assert!(Policy::from_toml("surprise = 1\n").is_err());
+    }
+
+    #[test]
+    fn unimplemented_text_layer_is_refused() {
+        let err = Policy::from_toml("[pdf]\ntext_layer = true\n").unwrap_err();
+        assert!(err.to_string().contains("pdf.text_layer"), "{err}");
+        assert!(Policy::from_toml("[pdf]\ntext_layer = false\n").is_ok());
     }
 
     #[test]

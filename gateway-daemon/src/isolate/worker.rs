@@ -1,4 +1,4 @@
-//! The worker side: `mugai __worker ...`, started by the [`pool`](crate::pool).
+//! The worker side: `mugai __worker ...`, started by the [`pool`](crate::isolate::pool).
 //!
 //! Life of a worker, in order:
 //! 1. confine itself ([`sandbox::apply`]) before touching any input; on failure exit 70 without
@@ -20,8 +20,10 @@ use std::time::Instant;
 
 use sanitizer_core::{Converter, Services, sanitize_file_with, sanitize_mail_with};
 
-use crate::sandbox::{self, SandboxConfig};
-use crate::wire::{self, ConvertReply, ConvertRequest, JobHeader, Mode, ResultHeader, tag};
+use crate::isolate::sandbox::{self, SandboxConfig};
+use crate::isolate::wire::{
+    self, ConvertReply, ConvertRequest, JobHeader, Mode, ResultHeader, tag,
+};
 
 /// The hidden subcommand that starts a worker.
 pub const WORKER_ARG: &str = "__worker";

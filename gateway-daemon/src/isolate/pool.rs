@@ -6,7 +6,7 @@
 //!   background as they are used), so process start-up is off the critical path.
 //! - Hard limits are the kernel's, not the sanitizer's goodwill: a wall-clock timeout (the
 //!   worker is killed), `RLIMIT_AS`, `RLIMIT_CPU`, seccomp and Landlock (see
-//!   [`sandbox`](crate::sandbox)).
+//!   [`sandbox`](crate::isolate::sandbox)).
 //! - The parent never trusts a worker's word: its output becomes [`SafeBytes`] only through
 //!   `sanitizer_core::recheck`, run here in the parent.
 //! - A killed, crashed or lying worker gives the same deterministic outcome as any failed item
@@ -32,10 +32,12 @@ use sanitizer_core::{
     recheck, threats,
 };
 
-use crate::sandbox::SandboxConfig;
+use crate::isolate::sandbox::SandboxConfig;
+use crate::isolate::wire::{
+    self, ConvertReply, ConvertRequest, Frame, JobHeader, Mode, ResultHeader, tag,
+};
+use crate::isolate::worker;
 use crate::sanitize::{Job, JobOutcome, Transform, TransformError};
-use crate::wire::{self, ConvertReply, ConvertRequest, Frame, JobHeader, Mode, ResultHeader, tag};
-use crate::worker;
 
 /// Pool settings.
 #[derive(Debug, Clone)]

@@ -1,0 +1,10 @@
+//! Sources: where items come from. Each source reads items, hands them to the one transform
+//! ([`crate::sanitize::Transform`]) and the finished items to the sinks ([`crate::sinks`]),
+//! and stops when the [`crate::shutdown::Shutdown`] signal says so.
+//!
+//! - [`files`]: files and directories named on the command line, and standard input.
+//!
+//! The SMTP relay (`smtp/`), the drop directory (`dropdir.rs`) and the HTTP API (`http.rs`)
+//! will be further sources beside it.
+
+pub mod files;
