@@ -184,7 +184,7 @@ pub struct Common {
     #[arg(long, value_name = "FILE|-")]
     pub report: Option<PathBuf>,
     /// Keep each original whose verdict is not `clean`, with its report, in this directory
-    /// (content-addressed; the same store the daemon uses).
+    /// (content-addressed; look entries up with `mugai quarantine`).
     #[arg(long, value_name = "DIR")]
     pub quarantine: Option<PathBuf>,
     /// No per-input lines and no summary on standard error.
