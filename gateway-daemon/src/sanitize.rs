@@ -78,6 +78,11 @@ impl JobOutput {
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// The sanitized bytes, owned (a worker sends them to its parent).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 /// What became of a job.
