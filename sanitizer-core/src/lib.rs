@@ -37,6 +37,7 @@
 //! - The content decides which sanitizer runs; a dangerous name or declared type removes the part
 //!   whatever its bytes.
 
+pub(crate) mod codepage;
 pub mod error;
 pub mod formats;
 pub mod limits;

@@ -433,10 +433,13 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
 
     let Some(sanitizer) = formats::sanitizer_for(sniffed, cx.policy) else {
         push_unique(&mut found, threats::UNSUPPORTED_FORMAT);
-        let reason = match sniffed {
-            Kind::ArchiveUnsupported => "archive format that is not rebuilt (7z, RAR, LZH, ...)",
-            Kind::Unknown => "content type not recognised",
-            _ => "unsupported format",
+        let reason = match (formats::removed_by_policy(sniffed, cx.policy), sniffed) {
+            (Some(why), _) => why,
+            (None, Kind::ArchiveUnsupported) => {
+                "archive format that is not rebuilt (7z, RAR, LZH, ...)"
+            }
+            (None, Kind::Unknown) => "content type not recognised",
+            (None, _) => "unsupported format",
         };
         return cx.removed(sniffed, name, found, reason.into());
     };
