@@ -1,6 +1,6 @@
 //! The `mugai` command line: [`args`] declares the arguments and help; this module runs the
 //! small commands (`policy`, `check-policy`, `quarantine`, `completions`, `man`) and
-//! [`run`](mod@run) the sanitizing ones (`sanitize`, `mail`).
+//! `run` the sanitizing ones (`sanitize`, `mail`).
 //!
 //! Exit codes (CONTRACT.md): 0 every input produced a safe output; 3 at least one input was
 //! blocked; 2 usage or configuration error; 1 anything else (I/O). When several apply, 1 wins

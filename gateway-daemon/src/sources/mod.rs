@@ -3,8 +3,10 @@
 //! and stops when the [`crate::shutdown::Shutdown`] signal says so.
 //!
 //! - [`files`]: files and directories named on the command line, and standard input.
+//! - [`smtp`]: the SMTP relay (today its protocol session; the I/O loop comes next).
 //!
-//! The SMTP relay (`smtp/`), the drop directory (`dropdir.rs`) and the HTTP API (`http.rs`)
-//! will be further sources beside it.
+//! The drop directory (`dropdir.rs`) and the HTTP API (`http.rs`) will be further sources
+//! beside them.
 
 pub mod files;
+pub mod smtp;
