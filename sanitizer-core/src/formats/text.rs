@@ -1,7 +1,8 @@
 //! Plain text (and CSV, which sniffs as text): any charset in, clean UTF-8 out.
 //!
 //! - **Charset**: a BOM decides (UTF-8, UTF-16LE/BE); 7-bit input with ISO-2022-JP escape
-//!   sequences is ISO-2022-JP; valid UTF-8 is UTF-8; anything else is guessed by `chardetng`
+//!   sequences is ISO-2022-JP (read as RFC 1468 and CP50220/50221/50222 by the mail
+//!   decoder, `mail::jis`); valid UTF-8 is UTF-8; anything else is guessed by `chardetng`
 //!   with the `.jp` hint (this is a product for Japanese municipalities: among legacy
 //!   encodings, Shift_JIS/CP932 and EUC-JP are the likely ones) and decoded by `encoding_rs`.
 //!   encoding_rs' `Shift_JIS` is the WHATWG one, i.e. Windows-31J/CP932 with the NEC and IBM
@@ -81,7 +82,8 @@ pub fn decode(bytes: &[u8]) -> Decoded {
 }
 
 fn decode_with(enc: &'static Encoding, body: &[u8], had_bom: bool) -> Decoded {
-    let (text, had_errors) = enc.decode_without_bom_handling(body);
+    // ISO-2022-JP by the mail decoder, which reads it as RFC 1468 and CP5022x do.
+    let (text, had_errors) = crate::mail::jis::decode_as(enc, body);
     Decoded {
         text: text.into_owned(),
         charset: enc.name(),
@@ -300,6 +302,14 @@ mod tests {
         let mut be = vec![0xFE, 0xFF];
         be.extend("日本語".encode_utf16().flat_map(u16::to_be_bytes));
         assert_eq!(decode(&be).text, "日本語");
+    }
+
+    #[test]
+    fn iso_2022_jp_escapes_back_to_back_and_cp5022x_decode() {
+        // ｶﾞｲﾄﾞ then ESC ( B ESC $ B (RFC 1468-valid; encoding_rs gives U+FFFD), ①㈱ (NEC).
+        let d = decode(b"\x1b(I6^2D^\x1b(B\x1b$B2~Dj-!-j\x1b(B\r\n");
+        assert_eq!(d.text, "ｶﾞｲﾄﾞ改定①㈱\r\n");
+        assert!(!d.had_errors);
     }
 
     #[test]

@@ -198,12 +198,15 @@ fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut 
         }
         "From" | "To" | "Cc" | "Reply-To" => {
             let reparsed;
-            let legacy =
-                (!rawv.is_ascii() && std::str::from_utf8(rawv).is_err()) || rawv.contains(&0x1B);
+            let legacy = (!rawv.is_ascii() && std::str::from_utf8(rawv).is_err())
+                || rawv.contains(&0x1B)
+                || rawv.windows(2).any(|w| w == b"=?");
             let value = if legacy {
                 // Raw text in a legacy charset (8-bit Shift_JIS, or unencoded ISO-2022-JP
-                // escapes from old clients): decode it first, then parse the addresses from
-                // UTF-8 so display names do not turn into U+FFFD or escape garbage.
+                // escapes from old clients), or encoded words (which mail-parser decodes one
+                // by one, so a character split across two words breaks, and not at all inside
+                // quotes): decode it first, then parse the addresses from UTF-8 so display
+                // names do not turn into U+FFFD or escape garbage.
                 reparsed = reparse_address(name, rawv);
                 reparsed.as_ref()
             } else {
@@ -254,7 +257,13 @@ fn is_msg_id(id: &str) -> bool {
 }
 
 fn reparse_address(name: &str, rawv: &[u8]) -> Option<Address<'static>> {
-    let text = charset::guess(rawv).text.into_owned();
+    let unfolded: Vec<u8> = rawv
+        .iter()
+        .copied()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect();
+    let text = charset::guess(&unfolded).text.into_owned();
+    let text = decode_address_words(&text);
     let fake = format!("{name}:{text}\r\n\r\n");
     let msg = MessageParser::default().parse_headers(fake.as_bytes())?;
     let parsed = msg.parts.first()?.headers.first()?;
@@ -262,6 +271,97 @@ fn reparse_address(name: &str, rawv: &[u8]) -> Option<Address<'static>> {
         HeaderValue::Address(a) => Some(owned_address(a)),
         _ => None,
     }
+}
+
+/// An address list with its RFC 2047 words decoded in place, still parseable: the words of a
+/// quoted string (`"=?ISO-2022-JP?B?...?=" <a@example.jp>`, which RFC 2047 forbids and every
+/// Japanese client decodes) are decoded inside the quotes, a phrase that holds encoded words
+/// becomes a quoted string. Angle addresses and comments are copied unchanged.
+fn decode_address_words(text: &str) -> String {
+    if !text.contains("=?") {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut phrase = String::new();
+    let mut chars = text.chars().peekable();
+    // Outside quotes, angle brackets and comments, text collects in `phrase` until a special.
+    let flush_phrase = |phrase: &mut String, out: &mut String| {
+        if phrase.contains("=?") {
+            let lead = phrase.len() - phrase.trim_start().len();
+            let trail = phrase.len() - phrase.trim_end().len();
+            out.push_str(phrase.get(..lead).unwrap_or_default());
+            let inner = phrase.trim();
+            let decoded = charset::decode_header(inner.as_bytes());
+            out.push('"');
+            out.push_str(&quote_escape(&decoded));
+            out.push('"');
+            out.push_str(phrase.get(phrase.len() - trail..).unwrap_or_default());
+        } else {
+            out.push_str(phrase);
+        }
+        phrase.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                flush_phrase(&mut phrase, &mut out);
+                let mut inner = String::new();
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\\' => {
+                            if let Some(e) = chars.next() {
+                                inner.push(e);
+                            }
+                        }
+                        '"' => break,
+                        _ => inner.push(q),
+                    }
+                }
+                let inner = if inner.contains("=?") {
+                    charset::decode_header(inner.as_bytes())
+                } else {
+                    inner
+                };
+                out.push('"');
+                out.push_str(&quote_escape(&inner));
+                out.push('"');
+            }
+            '<' | '(' => {
+                flush_phrase(&mut phrase, &mut out);
+                let close = if c == '<' { '>' } else { ')' };
+                out.push(c);
+                for q in chars.by_ref() {
+                    out.push(q);
+                    if q == close {
+                        break;
+                    }
+                }
+            }
+            ',' | ';' | ':' | '@' | '>' | ')' | '[' | ']' | '\\' => {
+                flush_phrase(&mut phrase, &mut out);
+                out.push(c);
+            }
+            _ => phrase.push(c),
+        }
+    }
+    flush_phrase(&mut phrase, &mut out);
+    out
+}
+
+/// The inside of a quoted string: `\` and `"` escaped, line breaks and other controls gone.
+fn quote_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn owned_address(a: &Address<'_>) -> Address<'static> {

@@ -77,6 +77,7 @@ mod body;
 mod build;
 mod charset;
 mod headers;
+pub(crate) mod jis;
 mod notice;
 mod parse;
 #[cfg(test)]
@@ -93,6 +94,11 @@ use crate::error::SanitizeError;
 use crate::pipeline::{Context, FormatSanitizer, Rebuilt};
 use crate::report::{Action, Kind, ReportItem};
 use crate::threats;
+
+/// Report warning: a text part's declared Japanese charset did not fit its bytes (an
+/// `iso-2022-jp` label on Shift_JIS, `shift_jis` on UTF-8, ...); it was decoded as what reads
+/// cleanly instead. The text is delivered as UTF-8 either way.
+pub const WARN_CHARSET_MISLABELLED: &str = "mail.charset_mislabelled";
 
 /// Sanitizes nested messages (message/rfc822 parts) through the pipeline.
 #[derive(Debug, Clone, Copy)]

@@ -191,8 +191,10 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             PartType::Text(t) | PartType::Html(t) => Some(t.as_ref()),
             _ => None,
         };
-        // mail-parser already decoded it with the same encoding_rs decoder we would use.
-        // (Only for unencoded bodies: mail-parser never sees a transfer encoding.)
+        // mail-parser already decoded it with the same encoding_rs decoder we would use. Only
+        // for unencoded bodies (mail-parser never sees a transfer encoding), and never for the
+        // Japanese legacy charsets: ISO-2022-JP has our own decoder, and a Shift_JIS or EUC-JP
+        // label is checked against the bytes (`charset::decode`).
         let unencoded = matches!(transfer_encoding(part), Encoding::None);
         let fast = unencoded
             && match (parsed, label.as_deref()) {
@@ -202,6 +204,12 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                     match charset::plan(Some(l)) {
                         // us-ascii and unknown labels: only when there was nothing to guess.
                         charset::Plan::Guess => t.is_ascii() && !t.contains('\u{1B}'),
+                        charset::Plan::Iso2022Jp => false,
+                        charset::Plan::Whatwg(enc)
+                            if enc == encoding_rs::SHIFT_JIS || enc == encoding_rs::EUC_JP =>
+                        {
+                            false
+                        }
                         // With replacement characters, our decoder may do better (mislabelled
                         // mail): take the raw path.
                         _ => theirs.is_some() && !t.contains('\u{FFFD}'),
@@ -217,6 +225,9 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         let bytes = self.decoded_bytes(part)?;
         let d = charset::decode(&bytes, label.as_deref());
         self.lossy |= d.lossy;
+        if d.mislabelled.is_some() {
+            self.cx.warn(super::WARN_CHARSET_MISLABELLED);
+        }
         Ok(d.text.into_owned())
     }
 
