@@ -6,6 +6,8 @@ Manifest keys (all optional):
                       stripped); only for samples without a notice
   from_name = "..."   the decoded display name of From
   warnings  = [...]   ids that must appear in report.warnings
+  received  = N       the output has exactly N Received fields, each one line of printable
+                      ASCII once unfolded, in the input's order
 
 Each expected value is checked twice: against the delivered message, and against an independent
 decoding of the *input* written here with Python's own codecs (cp932, euc_jp, iso2022_jp_1,
@@ -22,7 +24,7 @@ import email.policy
 import re
 from pathlib import Path
 
-EXTRA_KEYS = {"subject", "body", "from_name", "warnings"}
+EXTRA_KEYS = {"subject", "body", "from_name", "warnings", "received"}
 
 
 # --- an independent ISO-2022-JP reader (RFC 1468 + CP50220/50221/50222) --------------------------
@@ -137,6 +139,27 @@ def original_body(original: bytes) -> str:
     return decode_bytes(payload, msg.get_content_charset()).replace("\r\n", "\n")
 
 
+# --- trace fields (issue 8) -------------------------------------------------------------------------
+
+
+def check_received(sample: dict, original: bytes, out) -> list[str]:
+    got = [re.sub(r"\s+", " ", str(v)).strip() for v in out.get_all("Received") or []]
+    if len(got) != sample["received"]:
+        return [f"{len(got)} Received fields in the output, want {sample['received']}"]
+    errs = []
+    head = original.split(b"\r\n\r\n", 1)[0]
+    want = [
+        re.sub(r"\s+", " ", m.decode("ascii", "replace")).strip()
+        for m in re.findall(rb"(?im)^Received:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", head)
+    ]
+    for g, w in zip(got, want):
+        if not all(32 <= ord(c) < 127 for c in g):
+            errs.append(f"Received {g[:60]!r} is not printable ASCII")
+        if g != w:
+            errs.append(f"Received {g[:60]!r} != input {w[:60]!r}")
+    return errs
+
+
 # --- the check ------------------------------------------------------------------------------------
 
 
@@ -150,6 +173,8 @@ def check(sample: dict, output_path: Path, report: dict) -> list[str]:
     for w in sample.get("warnings", []):
         if w not in report.get("warnings", []):
             errs.append(f"warning {w!r} not reported (got {report.get('warnings')})")
+    if "received" in sample:
+        errs += check_received(sample, original, out)
     if "subject" in sample:
         want = sample["subject"]
         got = str(out.get("Subject", ""))

@@ -747,6 +747,24 @@ def _():
     )
 
 
+# --- mail items of issue 8 ------------------------------------------------------------------------
+
+
+@sample("notice_only_keeps_received.eml")
+def _():
+    # A header block that is mostly control characters is unparseable: the recipient gets a
+    # notice-only message, which must still carry the Received trace (CONTRACT.md: the hop
+    # count that stops loops), re-folded as printable ASCII.
+    return (
+        b"Received: from mx1.example.jp (mx1.example.jp [192.0.2.1])\r\n"
+        b"\tby mx.city.example with ESMTP id 4F1A2; Mon, 02 Nov 2026 09:30:00 +0900\r\n"
+        b"Received: from pc.example.jp by mx1.example.jp; Mon, 02 Nov 2026 09:29:58 +0900\r\n"
+        b"Subject: x\r\n"
+        b"X-Junk: " + bytes(range(1, 9)) * 40 + b"\r\n"
+        b"\r\nbody\r\n"
+    )
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(SAMPLES.items()):

@@ -64,17 +64,6 @@ pub(crate) struct HeaderFindings {
     pub malformed: Vec<String>,
 }
 
-/// Whether trace fields (`Received`, `Authentication-Results`) are copied. They are the one
-/// kind of field written from its raw text (as printable ASCII), so the notice-only message,
-/// built from mail that could not be processed, leaves them out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Trace {
-    /// Copy trace fields as the policy says.
-    Keep,
-    /// Copy none.
-    Drop,
-}
-
 fn raw_value<'a>(raw: &'a [u8], h: &Header<'_>) -> &'a [u8] {
     raw.get(h.offset_start as usize..h.offset_end as usize)
         .unwrap_or_default()
@@ -87,19 +76,14 @@ pub(crate) fn write_headers(
     headers: &[Header<'_>],
     raw: &[u8],
     policy: &Policy,
-    trace: Trace,
 ) -> HeaderFindings {
     let mut f = HeaderFindings::default();
-    let keep_trace = trace == Trace::Keep;
-    // Trace fields first, in their original order (newest on top).
+    // Trace fields first, in their original order (newest on top). They are the one kind of
+    // field written from its raw text, and only as printable ASCII on one line, refolded
+    // (`ascii_trace`); the notice-only message keeps them too (RFC 5321 forbids deleting
+    // them, and their count is the loop detector's hop count).
     for h in headers {
         let name = h.name.as_str();
-        if !keep_trace
-            && (name.eq_ignore_ascii_case("received")
-                || name.eq_ignore_ascii_case("authentication-results"))
-        {
-            continue;
-        }
         if name.eq_ignore_ascii_case("received") && policy.mail.keep_received {
             let v = ascii_trace(raw_value(raw, h));
             if !v.is_empty() {

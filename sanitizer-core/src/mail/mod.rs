@@ -71,7 +71,8 @@
 //! A message is never blocked: a top-level message that cannot be parsed (no header block at
 //! its start, or a binary one: `parse::unparseable`; or mail-parser cannot read it) becomes a
 //! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`). The
-//! notice-only message copies no raw header text.
+//! notice-only message copies no raw header text; its trace fields (`Received`, trusted
+//! `Authentication-Results`) are kept as in any message, reduced to printable ASCII and refolded.
 
 mod body;
 mod build;
@@ -199,21 +200,16 @@ fn mixed_line_endings(input: &[u8]) -> bool {
 
 /// A safe message that carries only the notice, for mail that could not be sanitized. Keeps the
 /// original's allow-listed headers when they can be read safely (re-encoded from decoded or
-/// parsed values, as in a normal message; trace fields, the one kind copied from raw text, are
-/// left out), else minimal headers; never any of the original body.
+/// parsed values, as in a normal message; trace fields as printable ASCII, refolded, as in a
+/// normal message: CONTRACT.md keeps them, and they are the hop count that stops mail loops),
+/// else minimal headers; never any of the original body.
 pub(crate) fn notice_only(input: &[u8], err: &SanitizeError, cx: &Context<'_>) -> Vec<u8> {
     let policy = cx.policy();
     let recovered = catch_unwind(AssertUnwindSafe(|| {
         let msg = MessageParser::default().parse_headers(input)?;
         let part = msg.parts.first()?;
         let mut out = Vec::new();
-        headers::write_headers(
-            &mut out,
-            &part.headers,
-            msg.raw_message(),
-            policy,
-            headers::Trace::Drop,
-        );
+        headers::write_headers(&mut out, &part.headers, msg.raw_message(), policy);
         Some(out)
     }))
     .ok()

@@ -674,13 +674,7 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             .first()
             .map(|p| p.headers.as_slice())
             .unwrap_or_default();
-        let f = headers::write_headers(
-            &mut head,
-            root_headers,
-            self.raw,
-            policy,
-            headers::Trace::Keep,
-        );
+        let f = headers::write_headers(&mut head, root_headers, self.raw, policy);
 
         if self.skipped > 0 {
             let msg = format!("{} more parts removed after the part limit", self.skipped);
