@@ -10,6 +10,8 @@
 //!   U+FFFD; raw input bytes never reach the output.
 //! - **Controls**: bidi and zero-width controls are removed (`text.bidi_control`), and so is every
 //!   other C0/C1 control except tab and line breaks.
+//! - **Links** follow the link policy (defanged by default, `link.rewritten`), as in a mail
+//!   body; not in CSV, whose cells are data.
 //! - **Line ends**: always CRLF. The recipients are Windows users in municipal offices; Notepad,
 //!   Excel and the usual Japanese editors all read CRLF, and RFC 4180 (CSV) and MIME text use it.
 //!   A lone CR or LF becomes CRLF.
@@ -187,6 +189,17 @@ impl FormatSanitizer for TextSanitizer {
         if neutralised > 0 {
             found.push(threats::CSV_FORMULA);
         }
+        // Links in text follow the link policy, as in a mail body (a reader's editor or viewer
+        // makes them clickable). CSV cells are data a program reads back: left as they are.
+        let (body, links) = if csv.is_none() {
+            let (t, n) = crate::links::rewrite_links_linear(&body, cx.policy().links.mode);
+            if n > 0 { (Cow::Owned(t), n) } else { (body, 0) }
+        } else {
+            (body, 0)
+        };
+        if links > 0 {
+            found.push(threats::LINK_REWRITTEN);
+        }
         let mut bytes = Vec::with_capacity(body.len().saturating_add(3));
         if csv.is_some() {
             bytes.extend_from_slice(UTF8_BOM.as_bytes());
@@ -198,10 +211,16 @@ impl FormatSanitizer for TextSanitizer {
             || decoded.had_errors
             || cleaned.bidi
             || cleaned.controls
-            || neutralised > 0;
+            || neutralised > 0
+            || links > 0;
         let action = if bytes == input {
             Action::Kept
-        } else if charset_changed || decoded.had_errors || cleaned.bidi || cleaned.controls {
+        } else if charset_changed
+            || decoded.had_errors
+            || cleaned.bidi
+            || cleaned.controls
+            || links > 0
+        {
             Action::Converted
         } else if neutralised > 0 {
             Action::Rebuilt
@@ -215,6 +234,9 @@ impl FormatSanitizer for TextSanitizer {
         }
         if neutralised > 0 {
             detail.insert("formula_cells".into(), neutralised.into());
+        }
+        if links > 0 {
+            detail.insert("links".into(), links.into());
         }
         let what = if csv.is_some() { "CSV" } else { "text" };
         let reason = if !meaning_changed {
@@ -237,6 +259,9 @@ impl FormatSanitizer for TextSanitizer {
                 parts.push(format!(
                     "{neutralised} formula-looking cell(s) neutralised with a leading '"
                 ));
+            }
+            if links > 0 {
+                parts.push(format!("{links} link(s) rewritten by the link policy"));
             }
             format!("{what} {}", parts.join("; "))
         };
@@ -310,6 +335,36 @@ mod tests {
         let d = decode(b"\x1b(I6^2D^\x1b(B\x1b$B2~Dj-!-j\x1b(B\r\n");
         assert_eq!(d.text, "ｶﾞｲﾄﾞ改定①㈱\r\n");
         assert!(!d.had_errors);
+    }
+
+    #[test]
+    fn links_in_text_follow_the_link_policy() {
+        let text =
+            "手続きは https://portal.example.lg.jp/apply から\r\nwww.phish.example も参照\r\n";
+        let out = sanitize_file(text.as_bytes(), Some("memo.txt"), &Policy::default());
+        let got = String::from_utf8(out.output.unwrap().bytes.into_vec()).unwrap();
+        assert_eq!(
+            got,
+            "手続きは hxxps://portal[.]example[.]lg[.]jp/apply から\r\nwww[.]phish[.]example も参照\r\n"
+        );
+        assert_eq!(out.report.verdict, Verdict::Sanitized);
+        assert!(out.report.threats().contains(&threats::LINK_REWRITTEN));
+        let mut policy = Policy::default();
+        policy.links.mode = crate::policy::LinkMode::Remove;
+        let out = sanitize_file(text.as_bytes(), Some("memo.txt"), &policy);
+        let got = String::from_utf8(out.output.unwrap().bytes.into_vec()).unwrap();
+        assert!(
+            !got.contains("portal") && got.contains("[link removed]"),
+            "{got}"
+        );
+        policy.links.mode = crate::policy::LinkMode::Keep;
+        let out = sanitize_file(text.as_bytes(), Some("memo.txt"), &policy);
+        assert_eq!(out.report.verdict, Verdict::Clean);
+        // CSV cells are data: left alone.
+        let csv = "name,url\r\na,https://portal.example.lg.jp/\r\n";
+        let out = sanitize_file(csv.as_bytes(), Some("list.csv"), &Policy::default());
+        let got = String::from_utf8(out.output.unwrap().bytes.into_vec()).unwrap();
+        assert!(got.contains("https://portal.example.lg.jp/"), "{got}");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   `policy.mail.keep_received`; `Authentication-Results` only when its authserv-id equals
 //!   `policy.mail.trusted_authserv_id`.
 //! - Inbound `X-Mugai-*` fields are always dropped (a sender must not forge our verdict).
-//! - Text (Subject, display names) has bidi and zero-width controls removed.
+//! - Text (Subject, display names) has bidi and zero-width controls removed; links in the
+//!   Subject and extra free-text fields follow the link policy like links in the body.
 //! - Structured fields are never copied as raw text: `Date` is written from the parsed date
 //!   (RFC 5322 format), `Message-ID`/`In-Reply-To`/`References` as `<id>` from the parsed ids
 //!   with only msg-id characters. A field that does not parse is dropped and reported
@@ -20,6 +21,7 @@ use mail_parser::{Addr, Address, Header, HeaderValue, MessageParser};
 
 use super::build::{self, write_folded, write_unstructured};
 use super::charset;
+use crate::links::rewrite_links_linear;
 use crate::policy::Policy;
 use crate::unicode::strip_invisible;
 
@@ -62,6 +64,8 @@ pub(crate) struct HeaderFindings {
     pub subject: Option<String>,
     /// Names of structured fields (Date, Message-ID, ...) dropped because they did not parse.
     pub malformed: Vec<String>,
+    /// Free-text fields (Subject, extra headers) whose links were rewritten, with the count.
+    pub links: Vec<(String, usize)>,
 }
 
 fn raw_value<'a>(raw: &'a [u8], h: &Header<'_>) -> &'a [u8] {
@@ -122,7 +126,7 @@ pub(crate) fn write_headers(
         if want == "From" && seen.next().is_some() {
             f.duplicate_from = true;
         }
-        write_one(out, want, h, raw, &mut f);
+        write_one(out, want, h, raw, policy, &mut f);
     }
     for extra in &policy.mail.extra_headers {
         let lower = extra.trim().to_ascii_lowercase();
@@ -139,6 +143,7 @@ pub(crate) fn write_headers(
             let name = clean_name(h.name.as_str());
             let text = charset::decode_header(raw_value(raw, h));
             let text = strip_reporting(&name, &text, &mut f);
+            let text = rewrite_links(&name, &text, policy, &mut f);
             write_unstructured(out, &name, &text);
         }
     }
@@ -160,12 +165,30 @@ fn strip_reporting(name: &str, text: &str, f: &mut HeaderFindings) -> String {
     build::one_line(&clean)
 }
 
-fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut HeaderFindings) {
+/// Links in a free-text field follow the link policy, as links in the body do: a Subject is
+/// shown as text, and some clients make its URLs clickable.
+fn rewrite_links(name: &str, text: &str, policy: &Policy, f: &mut HeaderFindings) -> String {
+    let (text, n) = rewrite_links_linear(text, policy.links.mode);
+    if n > 0 {
+        f.links.push((name.to_owned(), n));
+    }
+    text
+}
+
+fn write_one(
+    out: &mut Vec<u8>,
+    name: &str,
+    h: &Header<'_>,
+    raw: &[u8],
+    policy: &Policy,
+    f: &mut HeaderFindings,
+) {
     let rawv = raw_value(raw, h);
     match name {
         "Subject" => {
             let text = charset::decode_header(rawv);
             let text = strip_reporting(name, &text, f);
+            let text = rewrite_links(name, &text, policy, f);
             write_unstructured(out, name, &text);
             f.subject = Some(text);
         }

@@ -25,7 +25,7 @@
 //! | `CHG_TEXT` | the HTML body was converted to text, or the HTML alternative dropped |
 //! | `DEL_ATTACH` | a part was removed (attachment, encrypted part, over a limit) |
 //! | `CHG_ATTACH` | an attachment was converted, rasterized or rebuilt with content removed |
-//! | `REP_LINK` | links in the body were defanged or removed |
+//! | `REP_LINK` | links in the body or the Subject were defanged or removed |
 //! | `DEL_SIGN` | a signature was removed |
 //! | `DEL_HEADER` | a forged `X-Mugai-*` header, a second `From`, or a structured header that does not parse was dropped |
 //! | `CHG_HEADER` | invisible or bidi controls were removed from header or body text |
@@ -34,7 +34,8 @@
 //! - `body`: the text body, `kept`, or `converted_to_text` with `html.body`;
 //!   `body/links` (`link.rewritten`, with a count), `body/pgp`, `body/signature`;
 //! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`, a structured field
-//!   dropped because it does not parse (`mail.header_dropped`);
+//!   dropped because it does not parse (`mail.header_dropped`), links rewritten in the Subject
+//!   (`link.rewritten`, with a count);
 //! - `attachment[n]/<name>`: every non-body part, numbered in document order; items inside a
 //!   part continue its path (a nested message's: `attachment[2]/fwd.eml/body`);
 //! - `attachment[*]`: the summary once the part limit tripped; `part[<id>]`: a subtree cut at

@@ -1008,7 +1008,7 @@ fn segmented_link_rewriting_equals_whole_text() {
     for text in texts {
         for mode in [LinkMode::Defang, LinkMode::Remove, LinkMode::Keep] {
             assert_eq!(
-                super::body::rewrite_links_linear(text, mode),
+                crate::links::rewrite_links_linear(text, mode),
                 crate::links::rewrite_links_in_text(text, mode),
                 "{text}"
             );
@@ -1020,7 +1020,7 @@ fn segmented_link_rewriting_equals_whole_text() {
 fn hostile_link_density_stays_linear() {
     let line = "<http://a".repeat(200_000); // 1.8 MB on one line
     let started = std::time::Instant::now();
-    let (out, n) = super::body::rewrite_links_linear(&line, LinkMode::Defang);
+    let (out, n) = crate::links::rewrite_links_linear(&line, LinkMode::Defang);
     assert_eq!(n, 200_000);
     assert!(out.starts_with("<hxxp://a<hxxp://a"));
     assert!(
@@ -1373,4 +1373,40 @@ fn jis_x_0212_and_ibm_extension_characters() {
     assert!(o.report.warnings.is_empty());
     let o = run(&labelled("iso-2022-jp", "7bit", b"\x1b$B|q|b\x1b(B\r\n"));
     assert!(o.text().contains("ⅰ髙"), "{:?}", o.text());
+}
+
+// --- mail items of issue 8 ------------------------------------------------------------------------
+
+#[test]
+fn links_in_the_subject_follow_the_link_policy() {
+    let subject = format!(
+        "=?UTF-8?B?{}?=",
+        b64("【重要】https://login.bank.example/verify を確認してください".as_bytes())
+    );
+    let raw = format!("From: a@example.jp\r\nSubject: {subject}\r\n\r\nbody\r\n");
+    let o = run(raw.as_bytes());
+    assert_eq!(
+        o.subject(),
+        "【重要】hxxps://login[.]bank[.]example/verify を確認してください"
+    );
+    assert!(!o.raw().contains("bank.example"), "{}", o.raw());
+    let item = o
+        .report
+        .items
+        .iter()
+        .find(|i| i.path == "header/Subject")
+        .expect("a report item for the Subject");
+    assert_eq!(item.threats, vec![threats::LINK_REWRITTEN.to_owned()]);
+    assert_eq!(o.report.verdict, Verdict::Sanitized);
+    assert!(o.header("X-Mugai-Sanitized").unwrap().contains("REP_LINK"));
+    assert!(o.text().contains("ヘッダー Subject"), "{}", o.text());
+    // Removed by policy; kept by policy (and then not reported).
+    let mut policy = Policy::default();
+    policy.links.mode = LinkMode::Remove;
+    let o = run_with(raw.as_bytes(), &policy);
+    assert_eq!(o.subject(), "【重要】[link removed] を確認してください");
+    policy.links.mode = LinkMode::Keep;
+    let o = run_with(raw.as_bytes(), &policy);
+    assert!(o.subject().contains("https://login.bank.example/verify"));
+    assert_eq!(o.report.verdict, Verdict::Clean);
 }

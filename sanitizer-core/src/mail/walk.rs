@@ -5,13 +5,14 @@ use std::borrow::Cow;
 
 use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
 
-use super::body::{is_stub, normalize_text, rewrite_links_linear, strip_pgp, strip_pgp_signature};
+use super::body::{is_stub, normalize_text, strip_pgp, strip_pgp_signature};
 use super::notice::{Entry, Notice, Token, removal_reason};
 use super::{
     build, charset, headers, write_text_body, write_text_part_headers, write_trailer_headers,
 };
 use crate::error::SanitizeError;
 use crate::formats::html::html_to_text;
+use crate::links::rewrite_links_linear;
 use crate::pipeline::{Context, PartInput, PartOutcome};
 use crate::report::{Action, Kind, ReportItem};
 use crate::threats;
@@ -743,6 +744,29 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 action: Action::Removed,
                 threat: threats::MAIL_HEADER_DROPPED,
                 reason: "a structured header field that does not parse is not copied",
+            });
+        }
+        for (name, n) in &f.links {
+            self.notice.token(Token::RepLink);
+            let (ja, en) = match policy.links.mode {
+                crate::policy::LinkMode::Remove => ("リンクを削除", "links removed"),
+                _ => ("リンクを無効化", "links defanged"),
+            };
+            self.notice.add(Entry {
+                subject_ja: format!("ヘッダー {name}"),
+                subject_en: format!("header {name}"),
+                ja: format!("{ja}（{n} 件）"),
+                en: format!("{en} ({n})"),
+                removed: false,
+            });
+            let path = self.path(&format!("header/{name}"));
+            self.cx.record(ReportItem {
+                path,
+                kind: Kind::Text,
+                action: Action::Converted,
+                threats: vec![threats::LINK_REWRITTEN.to_owned()],
+                reason: format!("{n} links rewritten in the {name} field"),
+                detail: Some(serde_json::json!({ "count": n })),
             });
         }
         for name in &f.bidi {
