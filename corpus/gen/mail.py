@@ -765,6 +765,51 @@ def _():
     )
 
 
+@sample("subject_and_attachment_links.eml")
+def _():
+    # Links in the Subject and in a plain-text attachment follow the link policy like links in
+    # the body (defanged by default).
+    memo = "申請はこちら: https://portal.example.lg.jp/apply\r\n問い合わせ www.help.example.lg.jp\r\n"
+    att = crlf(
+        'Content-Type: text/plain; charset=Shift_JIS; name="memo.txt"',
+        'Content-Disposition: attachment; filename="memo.txt"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        b64(memo.encode("cp932")),
+    )
+    out = mixed("【重要】https://login.bank.example/verify を確認", "subject-links",
+                "添付のメモをご確認ください。\r\n", [att])
+    return out
+
+
+@sample("html_preheader_hidden.eml")
+def _():
+    # A mail preheader (the teaser a client shows in the message list) and hidden "salad" text:
+    # none of it may appear in the text made from the HTML.
+    html = (
+        "<html><body>"
+        '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+        'max-width:0px;opacity:0;overflow:hidden;mso-hide:all">当選しました今すぐクリック&zwnj;&nbsp;</div>'
+        "<p>市民課からのお知らせです。</p>"
+        '<span style="visibility:hidden">hiddensaladtext</span>'
+        '<table><tr><td style="max-height:0;overflow:hidden">zerosizetext</td></tr></table>'
+        "<p>窓口は九時から開いています。</p>"
+        "</body></html>"
+    )
+    return crlf(
+        DATE,
+        FROM,
+        TO,
+        "Subject: " + rfc2047("窓口のご案内"),
+        "Message-ID: <corpus.preheader@city.example>",
+        "MIME-Version: 1.0",
+        "Content-Type: text/html; charset=UTF-8",
+        "Content-Transfer-Encoding: base64",
+        "",
+        b64(html.encode("utf-8")),
+    )
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(SAMPLES.items()):
