@@ -69,6 +69,15 @@ def decode_iso2022jp(data: bytes) -> str:
             elif b == 0x0F:
                 shifted = False
                 i += 1
+            elif b >= 0x80:
+                # 8-bit in ISO-2022-JP: UTF-8 (a list server's footer) or JIS8 katakana.
+                n = 2 if 0xC2 <= b <= 0xDF else 3 if 0xE0 <= b <= 0xEF else 4 if 0xF0 <= b <= 0xF4 else 0
+                try:
+                    out.append(data[i : i + n].decode("utf-8") if n else bytes([b]).decode("cp932"))
+                    i += n or 1
+                except UnicodeDecodeError:
+                    out.append(bytes([b]).decode("cp932"))
+                    i += 1
             elif b <= 0x20 or b == 0x7F:
                 out.append(chr(b))
                 i += 1
@@ -100,7 +109,7 @@ def decode_bytes(data: bytes, label: str | None) -> str:
         first = ["euc_jp"]
     elif label in ("utf-8", "us-ascii"):
         first = ["utf-8"]
-    if data.isascii() and b"\x1b" in data:
+    if b"\x1b$" in data or b"\x1b(" in data:
         return decode_iso2022jp(data)
     # Valid UTF-8 wins over a legacy label (UTF-8 read as Shift_JIS decodes into mojibake).
     for codec in ["utf-8"] + first + ["cp932", "euc_jp"]:

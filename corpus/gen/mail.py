@@ -747,6 +747,19 @@ def _():
     )
 
 
+@sample("ja_jis_with_utf8_footer.eml")
+def _():
+    # An ISO-2022-JP body to which a list server appended a UTF-8 footer: the whole is valid
+    # UTF-8 (escapes are ASCII), but read as UTF-8 the Japanese part is escape garbage.
+    return ja_plain(
+        "=?ISO-2022-JP?B?" + base64.b64encode(to_iso2022jp("【お知らせ】研修日程")).decode() + "?=",
+        to_iso2022jp("研修は十二月十日です。\r\n") + "--\r\n配信停止は総務課まで\r\n".encode("utf-8"),
+        "ISO-2022-JP",
+        "ja-jis-utf8-footer",
+        "8bit",
+    )
+
+
 # --- mail items of issue 8 ------------------------------------------------------------------------
 
 

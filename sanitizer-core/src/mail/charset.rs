@@ -130,7 +130,7 @@ impl<'a> Decoded<'a> {
     /// Lost bytes (U+FFFD) or landed in the private-use area (how a wrong legacy charset
     /// reads many byte pairs).
     fn is_clean(&self) -> bool {
-        !self.lossy && !self.text.contains('\u{FFFD}') && !has_private_use(&self.text)
+        !self.lossy && !self.text.contains(['\u{FFFD}', '\u{1B}']) && !has_private_use(&self.text)
     }
 }
 
@@ -177,15 +177,17 @@ pub(crate) fn decode<'a>(bytes: &'a [u8], label: Option<&str>) -> Decoded<'a> {
 /// ISO-2022-JP, or bytes the declared charset cannot read, are decoded as what chardetng finds
 /// when that decodes cleanly. Anything else keeps the declared charset (and its U+FFFD).
 fn japanese(bytes: &[u8], declared: Plan) -> Decoded<'_> {
-    if bytes.is_ascii() {
-        let is_jis = matches!(declared, Plan::Iso2022Jp);
-        if is_jis || has_iso2022jp_escape(bytes) {
-            let mut d = iso2022jp(bytes);
-            if !is_jis {
-                d.mislabelled = Some("ISO-2022-JP");
-            }
-            return d;
+    let is_jis = matches!(declared, Plan::Iso2022Jp);
+    // Escape sequences decide: ISO-2022-JP, with any 8-bit UTF-8 in it (a list footer) read
+    // as UTF-8 by the decoder.
+    if (bytes.is_ascii() && is_jis) || has_iso2022jp_escape(bytes) {
+        let mut d = iso2022jp(bytes);
+        if !is_jis {
+            d.mislabelled = Some("ISO-2022-JP");
         }
+        return d;
+    }
+    if bytes.is_ascii() {
         return whatwg(UTF_8, bytes);
     }
     if std::str::from_utf8(bytes).is_ok() {
@@ -238,10 +240,13 @@ fn iso2022jp(bytes: &[u8]) -> Decoded<'static> {
 /// No trustworthy label: ISO-2022-JP when its escapes are present, UTF-8 when valid, else
 /// chardetng's guess (Japanese mail: Shift_JIS or EUC-JP most of the time).
 pub(crate) fn guess(bytes: &[u8]) -> Decoded<'_> {
-    if bytes.is_ascii() {
-        if has_iso2022jp_escape(bytes) {
-            return iso2022jp(bytes);
+    if has_iso2022jp_escape(bytes) {
+        let d = iso2022jp(bytes);
+        if bytes.is_ascii() || d.is_clean() {
+            return d;
         }
+    }
+    if bytes.is_ascii() {
         return Decoded::new(
             Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
             false,

@@ -118,8 +118,16 @@ pub(crate) fn decode(bytes: &[u8]) -> (String, bool) {
             },
             0x0E => shifted = true,
             0x0F => shifted = false,
-            0xA1..=0xDF => out.katakana(b),
-            0x80..=0xFF => out.bad(),
+            // 8-bit bytes do not belong in ISO-2022-JP; mailers put two kinds there: UTF-8
+            // (a footer added by a list server) and "JIS8" half-width katakana.
+            0x80..=0xFF => match utf8_char(bytes.get(i - 1..).unwrap_or_default()) {
+                Some((c, len)) => {
+                    out.push(c);
+                    i += len - 1;
+                }
+                None if (0xA1..=0xDF).contains(&b) => out.katakana(b),
+                None => out.bad(),
+            },
             // Controls, space and DEL pass through in every state.
             0x00..=0x20 | 0x7F => out.euc.push(b),
             _ if shifted => out.katakana(b),
@@ -149,6 +157,21 @@ pub(crate) fn decode(bytes: &[u8]) -> (String, bool) {
     }
     out.flush();
     (out.text, out.lossy)
+}
+
+/// The UTF-8 character that starts `bytes` when it is a multi-byte one, and its length.
+fn utf8_char(bytes: &[u8]) -> Option<(char, usize)> {
+    let len = match bytes.first()? {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return None,
+    };
+    let c = std::str::from_utf8(bytes.get(..len)?)
+        .ok()?
+        .chars()
+        .next()?;
+    Some((c, len))
 }
 
 /// `enc.decode_without_bom_handling(bytes)`, except that ISO-2022-JP goes through [`decode`]:
@@ -190,8 +213,12 @@ mod tests {
         assert_eq!(ok(b"\x1b$B-!-j|b\x1b(B"), "①㈱髙");
         // CP50222: SO/SI katakana inside JIS X 0201 Roman.
         assert_eq!(ok(b"\x1b(J\x0e6@6E\x0fabc\x1b(B"), "ｶﾀｶﾅabc");
-        // 8-bit katakana (JIS8).
+        // 8-bit katakana (JIS8), and UTF-8 (a footer a list server added).
         assert_eq!(ok(b"\xb6\xc0"), "ｶﾀ");
+        assert_eq!(
+            ok("\x1b$BF|K\\\x1b(B\r\n-- \r\n配信停止\r\n".as_bytes()),
+            "日本\r\n-- \r\n配信停止\r\n"
+        );
         // JIS X 0212 (ISO-2022-JP-1): 丂 is 0x3021 there.
         assert_eq!(ok(b"\x1b$(D0!\x1b(B"), "丂");
         // JIS X 0208-1990 announcer before ESC $ B; ESC $ @ (1978) reads the same.

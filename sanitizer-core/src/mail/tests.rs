@@ -1340,6 +1340,13 @@ fn mislabelled_japanese_bodies_are_read_as_what_decodes_and_warned() {
             assert_eq!(o.report.verdict, Verdict::Clean, "{label}/{cte}");
         }
     }
+    // ISO-2022-JP with a UTF-8 footer added by a list server: both parts read.
+    let mut jis_footer = enc(ISO_2022_JP, ja);
+    jis_footer.extend_from_slice("-- \r\n配信停止はこちらまで\r\n".as_bytes());
+    let o = run(&labelled("iso-2022-jp", "8bit", &jis_footer));
+    assert!(o.text().contains("来週の会議の件です。"), "{:?}", o.text());
+    assert!(o.text().contains("配信停止はこちらまで"), "{:?}", o.text());
+    assert!(!o.text().contains('\u{FFFD}'));
     // Correct labels are not warned about.
     for (label, bytes) in [
         ("shift_jis", enc(SHIFT_JIS, ja)),
