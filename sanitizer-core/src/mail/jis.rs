@@ -132,7 +132,19 @@ pub(crate) fn decode(bytes: &[u8]) -> (String, bool) {
             0x00..=0x20 | 0x7F => out.euc.push(b),
             _ if shifted => out.katakana(b),
             _ => match set {
-                Set::Ascii => out.euc.push(b),
+                Set::Ascii => {
+                    // The common case, copied as a run: everything up to the next byte that
+                    // can change state or is not ASCII.
+                    let run = bytes
+                        .get(i - 1..)
+                        .unwrap_or_default()
+                        .iter()
+                        .position(|c| matches!(c, 0x0E | 0x0F | 0x1B | 0x80..=0xFF))
+                        .unwrap_or(bytes.len() + 1 - i);
+                    out.euc
+                        .extend_from_slice(bytes.get(i - 1..i - 1 + run).unwrap_or_default());
+                    i += run - 1;
+                }
                 Set::Roman => match b {
                     b'\\' => out.push('¥'),
                     b'~' => out.push('‾'),
@@ -147,7 +159,17 @@ pub(crate) fn decode(bytes: &[u8]) -> (String, bool) {
                     };
                     i += 1;
                     match set {
-                        Set::Jis0208 => out.euc.extend_from_slice(&[b | 0x80, b2 | 0x80]),
+                        Set::Jis0208 => {
+                            out.euc.extend_from_slice(&[b | 0x80, b2 | 0x80]);
+                            // The rest of a kanji run, pair by pair.
+                            while let Some(&[c1, c2]) = bytes.get(i..i + 2)
+                                && (0x21..=0x7E).contains(&c1)
+                                && (0x21..=0x7E).contains(&c2)
+                            {
+                                out.euc.extend_from_slice(&[c1 | 0x80, c2 | 0x80]);
+                                i += 2;
+                            }
+                        }
                         Set::Jis0212 => out.euc.extend_from_slice(&[0x8F, b | 0x80, b2 | 0x80]),
                         _ => out.bad(),
                     }
@@ -225,6 +247,24 @@ mod tests {
         assert_eq!(ok(b"\x1b&@\x1b$BF|K\\\x1b(B"), "日本");
         assert_eq!(ok(b"\x1b$@F|K\\"), "日本");
         assert_eq!(ok(b"\x1b(J\\~"), "¥‾");
+    }
+
+    #[test]
+    fn agrees_with_encoding_rs_where_that_reads_without_error() {
+        for text in [
+            "",
+            "abc",
+            "漢字",
+            "a漢字b",
+            "令和７年度①㈱髙橋様 お世話になっております。\r\nRe: 見積 (2)\r\n",
+            "末尾が漢字",
+            "¥100 と ～ 〜",
+        ] {
+            let (bytes, _, _) = encoding_rs::ISO_2022_JP.encode(text);
+            let (theirs, errors) = encoding_rs::ISO_2022_JP.decode_without_bom_handling(&bytes);
+            assert!(!errors, "{text}");
+            assert_eq!(ok(&bytes), theirs, "{text}");
+        }
     }
 
     #[test]
