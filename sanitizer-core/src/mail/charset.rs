@@ -734,6 +734,25 @@ mod tests {
     }
 
     #[test]
+    fn encoded_words_whose_charset_label_lies() {
+        // Shift_JIS bytes in words labelled ISO-2022-JP (old Windows mailers), UTF-8 in words
+        // labelled Shift_JIS: read as what decodes cleanly, cut inside a character or not.
+        let sjis = enc(SHIFT_JIS, "①㈱髙橋様の見積書");
+        let (a, b) = sjis.split_at(5);
+        let h = format!(
+            "=?ISO-2022-JP?B?{}?= =?ISO-2022-JP?B?{}?=",
+            crate::mail::build::base64_string(a),
+            crate::mail::build::base64_string(b)
+        );
+        assert_eq!(decode_header(h.as_bytes()), "①㈱髙橋様の見積書");
+        let h = format!(
+            "=?Shift_JIS?B?{}?=",
+            crate::mail::build::base64_string("見積書の送付について".as_bytes())
+        );
+        assert_eq!(decode_header(h.as_bytes()), "見積書の送付について");
+    }
+
+    #[test]
     fn unclosed_words_do_not_go_quadratic() {
         let h = "=?utf-8?b?QUFB".repeat(200_000); // 2.8 MB, no closing ?=
         let started = std::time::Instant::now();
