@@ -11,11 +11,13 @@
 //! - JIS X 0212 (`ESC $ ( D`) → `0x8F b1|0x80 b2|0x80`;
 //! - half-width katakana (`ESC ( I`, SO/SI, 8-bit "JIS8" bytes 0xA1–0xDF) → `0x8E b|0x80`.
 //!
-//! Lenient where clients are: line ends and other controls pass through in any state, a message
+//! Lenient where clients are: line ends and other controls pass through in any state and keep
+//! it (as Python and iconv do; the WHATWG decoder returns to ASCII at a line feed), a message
 //! may end in a double-byte state, `ESC & @` (the JIS X 0208-1990 announcer) is ignored, JIS X
-//! 0213 plane 1 (`ESC $ ( O|Q`) is read as JIS X 0208 (its superset's common part). What cannot
-//! be read (an unknown escape, a lone byte of a pair, GB 2312/KS C 5601 of ISO-2022-JP-2, other
-//! 8-bit bytes) becomes U+FFFD and marks the result lossy.
+//! 0213 plane 1 (`ESC $ ( O|Q`) is read as JIS X 0208 (its superset's common part), 8-bit bytes
+//! that form UTF-8 are read as UTF-8 (a footer a list server appended). What cannot be read
+//! (an unknown escape, a lone byte of a pair, GB 2312/KS C 5601 of ISO-2022-JP-2, other 8-bit
+//! bytes) becomes U+FFFD and marks the result lossy.
 
 use std::borrow::Cow;
 
