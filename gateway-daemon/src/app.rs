@@ -1,4 +1,5 @@
-//! The composition root: policy → converter → transform (pool or in-process) → sinks.
+//! The composition root: config → policy → fonts and converter → transform (pool or
+//! in-process) → sinks.
 //!
 //! Every source is started from here with the same pieces, so a new source is a new file
 //! under `sources/` plus one call here. Start-up errors carry their context (`anyhow`), so an
@@ -11,7 +12,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sanitizer_core::{Converter, Policy};
 
+use crate::config::Config;
 use crate::convert::LibreOffice;
+use crate::fonts::FileFonts;
 use crate::isolate::pool::{Isolated, PoolConfig};
 use crate::sanitize::{InProcess, Transform};
 use crate::sinks::quarantine::DirStore;
@@ -43,9 +46,12 @@ pub fn load_policy(path: &Path) -> anyhow::Result<Policy> {
 }
 
 impl App {
-    /// Builds the transform for `policy` and opens the quarantine directory, if any.
+    /// Builds the transform for `policy` with the machine settings of `config` (its own
+    /// `[policy]` is not used here: the caller chose which policy applies) and opens
+    /// `quarantine`, if any.
     pub fn build(
         policy: Policy,
+        config: &Config,
         quarantine: Option<&Path>,
         no_isolation: bool,
     ) -> anyhow::Result<App> {
@@ -56,7 +62,7 @@ impl App {
             None => None,
         };
         let max_input = policy.limits.max_input_bytes;
-        let transform = transform(policy, no_isolation)?;
+        let transform = transform(policy, config, no_isolation)?;
         Ok(App {
             transform,
             quarantine,
@@ -66,16 +72,20 @@ impl App {
 }
 
 /// In-process with `no_isolation`, else a pool of sandboxed workers started from this
-/// executable.
+/// executable; either way with the configured fonts lent to the core.
 ///
 /// LibreOffice, when installed and the policy wants it, is lent as the document converter; it
 /// always runs confined (`mugai __confine`), in this process's care, never inside a worker.
-pub fn transform(policy: Policy, no_isolation: bool) -> anyhow::Result<Arc<dyn Transform>> {
+pub fn transform(
+    policy: Policy,
+    config: &Config,
+    no_isolation: bool,
+) -> anyhow::Result<Arc<dyn Transform>> {
     let exe = std::env::current_exe().context("cannot find the mugai executable")?;
     let wants_office = policy.office.convert_legacy || policy.office.rasterize;
     let converter: Option<Arc<dyn Converter + Send + Sync>> = if wants_office {
         LibreOffice::find(
-            &policy.office.soffice,
+            &config.host.soffice,
             Duration::from_millis(policy.limits.deadline_ms),
         )
         .map(|lo| Arc::new(lo.confined(&exe)) as Arc<dyn Converter + Send + Sync>)
@@ -83,13 +93,18 @@ pub fn transform(policy: Policy, no_isolation: bool) -> anyhow::Result<Arc<dyn T
         None
     };
     if no_isolation {
-        let mut t = InProcess::new(policy);
+        let mut t = InProcess::new(policy).with_fonts(Arc::new(FileFonts::new(&config.host)));
         if let Some(c) = converter {
             t = t.with_converter(c);
         }
         return Ok(Arc::new(t));
     }
-    let pool = Isolated::new(policy, PoolConfig::new(exe), converter)
+    let mut pool = PoolConfig::new(exe);
+    pool.host = config.host.clone();
+    if config.pool.workers > 0 {
+        pool.size = config.pool.workers;
+    }
+    let pool = Isolated::new(policy, pool, converter)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("cannot start the sandboxed worker pool")?;
     Ok(Arc::new(pool))

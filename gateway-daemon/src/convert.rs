@@ -322,6 +322,7 @@ mod tests {
         for (name, input, out_name, text) in cases {
             let services = sanitizer_core::Services {
                 converter: Some(&lo),
+                fonts: None,
             };
             let out = sanitizer_core::sanitize_file_with(
                 &input,

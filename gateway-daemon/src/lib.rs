@@ -15,6 +15,8 @@
 //!   ([`sinks::Delivered`] or [`sinks::DeliverError`], transient or not).
 //! - [`app`]: the composition root (policy → converter → transform → sinks); [`batch`]: the
 //!   ordered bounded executor; [`shutdown`]: the one stop signal every source watches;
+//!   [`config`]: the daemon's own TOML (host paths, pool, quarantine, `[policy]`);
+//!   [`fonts`]: the configured fonts, lent to the core (which reads no files);
 //!   [`cli`]: arguments and the commands that run them; [`i18n`]: words for people.
 //!
 //! ```
@@ -30,7 +32,9 @@
 pub mod app;
 pub mod batch;
 pub mod cli;
+pub mod config;
 pub mod convert;
+pub mod fonts;
 pub mod i18n;
 pub mod isolate;
 pub mod sanitize;

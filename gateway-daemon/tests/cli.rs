@@ -1140,15 +1140,15 @@ fn warnings_show_in_the_per_file_line() {
     let d = tempfile::tempdir().unwrap();
     let pdf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../corpus/samples/pdf/ja_nonembedded.pdf");
-    let policy = write(
+    let config = write(
         d.path(),
-        "p.toml",
-        b"[pdf]\ncjk_font = \"/nonexistent/font.ttc\"\ncjk_serif_font = \"\"\n",
+        "mugai.toml",
+        b"[host]\ncjk_font = \"/nonexistent/font.ttc\"\ncjk_serif_font = \"\"\n",
     );
     mugai()
         .arg("sanitize")
-        .arg("--policy")
-        .arg(&policy)
+        .arg("--config")
+        .arg(&config)
         .arg(&pdf)
         .arg("-o")
         .arg(d.path().join("out.pdf"))
@@ -1156,27 +1156,37 @@ fn warnings_show_in_the_per_file_line() {
         .assert()
         .code(0)
         .stderr(predicate::str::contains("(warnings: pdf.font_missing)"));
+    // With the default configuration the fonts are found: no warning.
+    mugai()
+        .arg("sanitize")
+        .arg(&pdf)
+        .arg("-o")
+        .arg(d.path().join("out2.pdf"))
+        .env("LANG", "C")
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("warnings").not());
 }
 
 #[test]
-fn check_policy_reports_what_would_fail_at_run_time() {
+fn check_config_reports_what_would_fail_at_run_time() {
     let d = tempfile::tempdir().unwrap();
     let bad = write(
         d.path(),
         "bad.toml",
-        b"[pdf]\ncjk_font = \"/nonexistent/font.ttc\"\n\
-          [images]\nsvg_font_dir = \"/nonexistent/fonts\"\n\
-          [office]\nconvert_legacy = true\nsoffice = \"/nonexistent/soffice\"\n",
+        b"[host]\ncjk_font = \"/nonexistent/font.ttc\"\n\
+          svg_font_dir = \"/nonexistent/fonts\"\nsoffice = \"/nonexistent/soffice\"\n\
+          [policy.office]\nconvert_legacy = true\n",
     );
     mugai()
-        .arg("check-policy")
+        .arg("check-config")
         .arg(&bad)
         .assert()
         .code(2)
         .stdout("")
-        .stderr(predicate::str::contains("pdf.cjk_font"))
-        .stderr(predicate::str::contains("images.svg_font_dir"))
-        .stderr(predicate::str::contains("office.soffice"));
+        .stderr(predicate::str::contains("host.cjk_font"))
+        .stderr(predicate::str::contains("host.svg_font_dir"))
+        .stderr(predicate::str::contains("host.soffice"));
     let layer = write(d.path(), "layer.toml", b"[pdf]\ntext_layer = true\n");
     mugai()
         .arg("check-policy")
@@ -1184,15 +1194,38 @@ fn check_policy_reports_what_would_fail_at_run_time() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("pdf.text_layer"));
+    // Host paths are not policy: an old policy file that sets one is told where it went.
+    let moved = write(
+        d.path(),
+        "moved.toml",
+        b"[office]\nsoffice = \"/usr/bin/soffice\"\n",
+    );
+    mugai()
+        .arg("check-policy")
+        .arg(&moved)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("[host] soffice"));
     // Office conversion off: LibreOffice is not needed, so its absence is no problem.
     let no_office = write(
         d.path(),
         "ok.toml",
-        b"[office]\nconvert_legacy = false\nrasterize = false\nsoffice = \"/nonexistent\"\n",
+        b"[host]\nsoffice = \"/nonexistent\"\n\
+          [policy.office]\nconvert_legacy = false\nrasterize = false\n",
     );
-    let assert = mugai().arg("check-policy").arg(&no_office).assert();
+    let assert = mugai().arg("check-config").arg(&no_office).assert();
     let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    assert!(!err.contains("office.soffice"), "{err}");
+    assert!(!err.contains("host.soffice"), "{err}");
+    // The printed defaults check out on a machine with the fonts and LibreOffice installed.
+    let defaults = d.path().join("defaults.toml");
+    let out = mugai().arg("config").assert().code(0);
+    std::fs::write(&defaults, &out.get_output().stdout).unwrap();
+    mugai()
+        .arg("check-config")
+        .arg(&defaults)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("OK"));
 }
 
 #[test]

@@ -247,7 +247,10 @@ fn corpus_through_the_pool_equals_in_process() {
         None,
     )
     .unwrap();
-    let local = InProcess::new(policy);
+    // The same fonts as the workers read (the core reads none itself).
+    let local = InProcess::new(policy).with_fonts(std::sync::Arc::new(
+        gateway_daemon::fonts::FileFonts::new(&gateway_daemon::config::Host::default()),
+    ));
     // Report ids differ by design; in mail they also sit inside base64 bodies, so mail is
     // compared part by part on decoded contents (nested messages recursively).
     let normalise = |bytes: &[u8], id: &str| normalise_output(bytes, id);

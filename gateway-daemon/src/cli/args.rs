@@ -122,9 +122,21 @@ pub enum Command {
     #[command(after_help = POLICY_HELP)]
     Policy(PolicyArgs),
     /// Check a policy file: syntax, values, and what would fail at run time on this machine
-    /// (missing fonts, LibreOffice, unimplemented options). Prints OK, or each problem (exit 2).
+    /// with the default configuration (missing fonts, LibreOffice, unimplemented options).
+    /// Prints OK, or each problem (exit 2).
     CheckPolicy {
         /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Print the default configuration (commented TOML): host paths, worker pool, quarantine.
+    ///
+    /// Paths on this machine live here, not in the policy, so one policy can serve several
+    /// machines. Save it, edit it and pass it with --config.
+    Config,
+    /// Check a configuration file: syntax, values, its `[policy]`, and what would fail at run
+    /// time on this machine (fonts, LibreOffice). Prints OK, or each problem (exit 2).
+    CheckConfig {
+        /// The configuration file (TOML).
         file: PathBuf,
     },
     /// Look up quarantined originals (kept with --quarantine DIR) by report id or SHA-256.
@@ -177,9 +189,14 @@ pub enum QuarantineCommand {
 /// Options shared by `sanitize` and `mail`.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Sanitizing policy (TOML; see `mugai policy`). Default: the built-in policy.
+    /// Sanitizing policy (TOML; see `mugai policy`). Default: the `[policy]` of --config, else
+    /// the built-in policy.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Mugai configuration (TOML; see `mugai config`): host paths (LibreOffice, fonts), worker
+    /// pool, quarantine directory, and a `[policy]` table. Default: the built-in configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Write the JSON report(s) here, one object per line; `-` for standard output.
     #[arg(long, value_name = "FILE|-")]
     pub report: Option<PathBuf>,

@@ -1,5 +1,6 @@
 //! The `mugai` command line: [`args`] declares the arguments and help; this module runs the
-//! small commands (`policy`, `check-policy`, `quarantine`, `completions`, `man`) and
+//! small commands (`policy`, `check-policy`, `config`, `check-config`, `quarantine`,
+//! `completions`, `man`) and
 //! `run` the sanitizing ones (`sanitize`, `mail`).
 //!
 //! Exit codes (CONTRACT.md): 0 every input produced a safe output; 3 at least one input was
@@ -23,7 +24,7 @@ use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
 pub use args::{Cli, Command, Common, MailArgs, PolicyArgs, QuarantineCommand, SanitizeArgs};
 
 use crate::app::load_policy;
-use crate::convert::LibreOffice;
+use crate::config::{Config, DEFAULT_CONFIG_TOML};
 use crate::i18n::Lang;
 use crate::sinks::atomic::{Access, Existing, write_atomic};
 use crate::sinks::outbox::escape_for_display;
@@ -117,6 +118,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Sanitize(args) => run::sanitize(args),
         Command::Mail(args) => run::mail(args),
         Command::Quarantine(q) => quarantine(q),
+        Command::Config => {
+            print_out(DEFAULT_CONFIG_TOML.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => check_config(&file),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "mugai", &mut buf);
@@ -142,54 +148,30 @@ fn policy_for(path: Option<&Path>) -> Result<Policy, Fatal> {
     }
 }
 
-/// What in a valid policy would still fail when it runs on this machine.
-pub fn runtime_problems(policy: &Policy) -> Vec<String> {
-    let mut problems = Vec::new();
-    let readable =
-        |p: &str| std::fs::File::open(p).is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()));
-    if !readable(&policy.pdf.cjk_font) {
-        problems.push(format!(
-            "pdf.cjk_font: cannot read {:?}: Japanese text that a PDF does not embed would be \
-             missing from rasterized pages (install fonts-noto-cjk, or set the path)",
-            policy.pdf.cjk_font
-        ));
-    }
-    if !policy.pdf.cjk_serif_font.is_empty() && !readable(&policy.pdf.cjk_serif_font) {
-        problems.push(format!(
-            "pdf.cjk_serif_font: cannot read {:?} (install fonts-noto-cjk, set the path, or set \
-             \"\" to use pdf.cjk_font)",
-            policy.pdf.cjk_serif_font
-        ));
-    }
-    if !Path::new(&policy.images.svg_font_dir).is_dir() {
-        problems.push(format!(
-            "images.svg_font_dir: {:?} is not a directory: SVG text would be drawn without fonts",
-            policy.images.svg_font_dir
-        ));
-    }
-    if (policy.office.convert_legacy || policy.office.rasterize)
-        && LibreOffice::find(&policy.office.soffice, std::time::Duration::from_secs(60)).is_none()
-    {
-        problems.push(format!(
-            "office.soffice: LibreOffice ({:?}) not found: legacy .doc/.xls/.ppt files would be \
-             removed (install libreoffice-writer-nogui, -calc-nogui, -impress-nogui, or set \
-             office.convert_legacy = false and office.rasterize = false)",
-            policy.office.soffice
-        ));
-    }
-    problems
-}
-
 /// `check-policy`: parse and validate, then look for what would fail at run time.
 fn check_policy(file: &Path) -> Result<ExitCode, Fatal> {
     let policy = policy_for(Some(file))?;
-    let problems = runtime_problems(&policy);
+    let config = Config {
+        policy,
+        ..Config::default()
+    };
+    report_problems(file, "policy", &config.runtime_problems())
+}
+
+/// `check-config`: parse and validate (its [policy] too), then look for what would fail.
+fn check_config(file: &Path) -> Result<ExitCode, Fatal> {
+    let config = Config::load(file).map_err(|e| Fatal::Config(format!("{e:#}")))?;
+    report_problems(file, "configuration", &config.runtime_problems())
+}
+
+/// Prints `FILE: OK`, or each problem on stderr with exit 2.
+fn report_problems(file: &Path, what: &str, problems: &[String]) -> Result<ExitCode, Fatal> {
     if problems.is_empty() {
         print_out(format!("{}: OK\n", file.display()).as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     }
-    for p in &problems {
-        say(&format!("mugai: policy file {}: {p}", file.display()));
+    for p in problems {
+        say(&format!("mugai: {what} file {}: {p}", file.display()));
     }
     Ok(ExitCode::from(2))
 }

@@ -36,6 +36,7 @@ use super::args::{Common, MailArgs, SanitizeArgs};
 use super::{Fatal, policy_for, say};
 use crate::app::App;
 use crate::batch::run_ordered;
+use crate::config::Config;
 use crate::i18n::Lang;
 use crate::sanitize::{Job, JobOutcome, Mode};
 use crate::shutdown::Shutdown;
@@ -92,7 +93,18 @@ fn setup(
             "--report - and -o - both want standard output; send one of them to a file".into(),
         ));
     }
-    let policy = policy_for(common.policy.as_deref())?;
+    let config = match &common.config {
+        Some(p) => Config::load(p).map_err(|e| Fatal::Config(format!("{e:#}")))?,
+        None => Config::default(),
+    };
+    // --policy wins over the configuration's [policy].
+    let policy = match &common.policy {
+        Some(p) => policy_for(Some(p))?,
+        None => config.policy.clone(),
+    };
+    let quarantine = common.quarantine.clone().or_else(|| {
+        (!config.quarantine.dir.as_os_str().is_empty()).then(|| config.quarantine.dir.clone())
+    });
     let reports = match &common.report {
         None => None,
         Some(p) if is_dash(p) => Some(ReportLog::Stdout),
@@ -101,7 +113,7 @@ fn setup(
                 .map_err(|e| Fatal::Io(format!("report file {}: {e}", p.display())))?,
         ),
     };
-    let app = App::build(policy, common.quarantine.as_deref(), common.no_isolation)
+    let app = App::build(policy, &config, quarantine.as_deref(), common.no_isolation)
         .map_err(|e| Fatal::Io(format!("{e:#}")))?;
     let runner = Runner {
         lang: Lang::detect(common.lang),

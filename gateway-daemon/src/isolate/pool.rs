@@ -52,6 +52,8 @@ pub struct PoolConfig {
     pub grace: Duration,
     /// Largest frame a worker may send back.
     pub max_frame_bytes: u64,
+    /// Host paths: the fonts workers read (their directories are added to the sandbox).
+    pub host: crate::config::Host,
 }
 
 impl PoolConfig {
@@ -65,6 +67,7 @@ impl PoolConfig {
             sandbox: SandboxConfig::default(),
             grace: Duration::from_secs(2),
             max_frame_bytes: 1024 * 1024 * 1024,
+            host: crate::config::Host::default(),
         }
     }
 }
@@ -359,6 +362,7 @@ impl Pool {
             name: name.map(str::to_owned),
             policy: policy.clone(),
             converter: self.converter.is_some(),
+            host: self.cfg.host.clone(),
         };
         let mut timed_out = false;
         let mut result = None;
@@ -444,17 +448,17 @@ pub struct Isolated {
 }
 
 impl Isolated {
-    /// A pool for `policy`: the workers may read the CJK font the policy names, besides the
-    /// system font directories.
+    /// A pool for `policy`: the workers may read the font directories of `cfg.host`, besides
+    /// the system font directories.
     pub fn new(
         policy: Policy,
         mut cfg: PoolConfig,
         converter: Option<Arc<dyn Converter + Send + Sync>>,
     ) -> Result<Isolated, PoolError> {
-        if let Some(dir) = std::path::Path::new(&policy.pdf.cjk_font).parent()
-            && !cfg.sandbox.read_paths.iter().any(|p| p == dir)
-        {
-            cfg.sandbox.read_paths.push(dir.to_path_buf());
+        for dir in cfg.host.font_dirs() {
+            if !cfg.sandbox.read_paths.iter().any(|p| dir.starts_with(p)) {
+                cfg.sandbox.read_paths.push(dir);
+            }
         }
         Ok(Isolated {
             pool: Pool::new(cfg, converter)?,

@@ -153,8 +153,11 @@ pub fn run(args: &[String]) -> i32 {
     let converter = PipeConverter {
         io: Mutex::new((stdin, io::stdout())),
     };
+    let fonts: std::sync::Arc<dyn sanitizer_core::FontSource> =
+        std::sync::Arc::new(crate::fonts::FileFonts::new(&header.host));
     let services = Services {
         converter: header.converter.then_some(&converter as &dyn Converter),
+        fonts: Some(&fonts),
     };
     // The same dispatch as the in-process path: one function decides file or mail.
     let job = crate::sanitize::Job {
