@@ -357,10 +357,33 @@ def check_mail_output(sample: dict, data: bytes, rep: dict, original: bytes) -> 
             errs.append(f"a decoded header contains {bad!r}")
         elif any(bb in b for b in blobs):
             errs.append(f"a decoded part contains {bad!r}")
+    errs += check_no_replacement_char(sample, texts, header_values)
     if "attachments" in sample:
         want = sorted(as_list(sample["attachments"]))
         if sorted(names) != want:
             errs.append(f"attachments {sorted(names)} != expected {want}")
+    return errs
+
+
+# --- no replacement characters where the input was decodable (issue 14) -------------------------
+# Every mail output, whatever its manifest: a U+FFFD in a delivered header or text part means
+# bytes were lost in decoding (文字化け). Samples whose input really holds bytes no charset can
+# read say so with `lossy_input = true`.
+
+SAMPLE_KEYS |= {"lossy_input"}
+
+
+def check_no_replacement_char(sample: dict, texts: list[str], header_values: list[str]) -> list[str]:
+    if sample.get("lossy_input"):
+        return []
+    errs = []
+    for h in header_values:
+        if "\ufffd" in h:
+            errs.append(f"a header has U+FFFD (input decodable): {h[:60]!r}")
+    for t in texts:
+        if "\ufffd" in t:
+            i = t.index("\ufffd")
+            errs.append(f"text has U+FFFD (input decodable): {t[max(0, i - 30):i + 30]!r}")
     return errs
 
 

@@ -549,6 +549,280 @@ def _():
     )
 
 
+# --- Japanese mail as mailers really write it (issue 14) ----------------------------------------
+# Each sample is one way real Japanese mail deviates from the RFCs. The manifest holds the decoded
+# Subject and body a Japanese client shows; corpus/checks_mail.py decodes the input independently
+# (Python codecs, with the joining rule for encoded words) and checks both against the output.
+
+
+def to_cp50221(text: str) -> bytes:
+    """ISO-2022-JP as CP50221 writes it: half-width katakana in ESC ( I, and, when kanji follow
+    katakana, ESC ( B immediately followed by ESC $ B (valid RFC 1468; the WHATWG decoder
+    rejects it)."""
+    out = bytearray()
+    mode = "ascii"
+    for ch in text:
+        sj = ch.encode("cp932")
+        if len(sj) == 1 and 0xA1 <= sj[0] <= 0xDF:
+            if mode != "kana":
+                out += b"\x1b(I"
+                mode = "kana"
+            out.append(sj[0] - 0x80)
+        elif len(sj) == 1:
+            if mode != "ascii":
+                out += b"\x1b(B"
+                mode = "ascii"
+            out += sj
+        else:
+            if mode == "kana":
+                out += b"\x1b(B"  # back to ASCII first, then at once to kanji
+            if mode != "jis":
+                out += b"\x1b$B"
+                mode = "jis"
+            jis = to_iso2022jp(ch)
+            out += jis[3:-3]
+    if mode != "ascii":
+        out += b"\x1b(B"
+    return bytes(out)
+
+
+def cut_words(charset: str, raw: bytes, every: int, sep: str = "\r\n ") -> str:
+    """RFC 2047 B words of `raw` cut every `every` bytes, whatever the character boundaries (as
+    some mailers cut long Subjects)."""
+    words = [raw[i : i + every] for i in range(0, len(raw), every)]
+    return sep.join(f"=?{charset}?B?{base64.b64encode(w).decode()}?=" for w in words)
+
+
+def ja_plain(subject_field: bytes | str, body: bytes, charset: str, mid: str, cte: str = "7bit",
+             from_field: bytes | str = FROM) -> bytes:
+    if isinstance(subject_field, str):
+        subject_field = subject_field.encode("ascii")
+    return crlf(
+        DATE,
+        from_field,
+        TO,
+        b"Subject: " + subject_field,
+        f"Message-ID: <corpus.{mid}@city.example>",
+        "MIME-Version: 1.0",
+        f"Content-Type: text/plain; charset={charset}",
+        f"Content-Transfer-Encoding: {cte}",
+        "",
+        body,
+    )
+
+
+JA_SUBJECT = "【至急】令和７年度予算編成方針について（通知）"
+JA_BODY = "各課長　様\r\n令和７年度予算編成方針を送付します。\r\n期限までにご提出ください。\r\n"
+
+
+@sample("ja_split_words_iso2022jp.eml")
+def _():
+    # The Subject's ISO-2022-JP bytes cut every 10 bytes: words end inside a kanji and the next
+    # word continues it without an escape. The From display name is an encoded word inside
+    # quotes. The body is CP50221 with half-width katakana followed at once by kanji.
+    body = "ｶﾞｲﾄﾞﾗｲﾝ改定のお知らせ\r\n①申請書の様式を変更しました。㈱ハマダ様の分も同様です。\r\n"
+    name = base64.b64encode(to_iso2022jp("髙橋総務課長")).decode()
+    return ja_plain(
+        cut_words("ISO-2022-JP", to_iso2022jp(JA_SUBJECT), 10),
+        to_cp50221(body),
+        "ISO-2022-JP",
+        "ja-split-jis",
+        from_field=f'From: "=?ISO-2022-JP?B?{name}?=" <takahashi@city.example>',
+    )
+
+
+@sample("ja_split_words_sjis_utf8.eml")
+def _():
+    # Shift_JIS and UTF-8 words cut inside characters, one pair glued without white space, and
+    # a word of another charset next to them (decoded apart).
+    subject = (
+        cut_words("Shift_JIS", "【重要】".encode("cp932"), 3, " ")
+        + cut_words("UTF-8", "システム停止".encode("utf-8"), 5, "")
+        + "\r\n "
+        + cut_words("ISO-2022-JP", to_iso2022jp("のお知らせ"), 7, "\r\n\t")
+    )
+    body = "本日十八時から二十時までシステムを停止します。\r\nご不便をおかけします。\r\n"
+    return ja_plain(subject, b64(body.encode("utf-8")), "UTF-8", "ja-split-sjis-utf8", "base64")
+
+
+@sample("ja_folded_mid_word.eml")
+def _():
+    # Encoded words folded in the middle of their encoded text, in the Subject and in an
+    # unquoted display name.
+    word = base64.b64encode(to_iso2022jp("住民税の納付について")).decode()
+    name = base64.b64encode("市民課　窓口係".encode("utf-8")).decode()
+    body = "住民税の納付期限は十一月三十日です。\r\n"
+    return ja_plain(
+        f"=?ISO-2022-JP?B?{word[:14]}\r\n {word[14:]}?=",
+        to_iso2022jp(body),
+        "ISO-2022-JP",
+        "ja-folded",
+        from_field=f"From: =?UTF-8?B?{name[:8]}\r\n {name[8:]}?= <madoguchi@city.example>",
+    )
+
+
+@sample("ja_raw_8bit_sjis_headers.eml")
+def _():
+    # Unencoded 8-bit Shift_JIS in the Subject and the From display name (old clients).
+    body = "①会場は本庁舎３階です。\r\n㈱ハマダの担当は髙橋です。\r\n"
+    return ja_plain(
+        "【再送】会議室変更のお知らせ".encode("cp932"),
+        body.encode("cp932"),
+        "Shift_JIS",
+        "ja-raw-sjis",
+        "8bit",
+        from_field="From: ".encode() + "総務課".encode("cp932") + b" <soumu@city.example>",
+    )
+
+
+@sample("ja_raw_8bit_utf8_headers.eml")
+def _():
+    body = "防災訓練を十二月五日に実施します。\r\n"
+    return ja_plain(
+        "防災訓練のご案内（第２報）".encode("utf-8"),
+        body.encode("utf-8"),
+        "UTF-8",
+        "ja-raw-utf8",
+        "8bit",
+        from_field="From: 危機管理課 <kiki@city.example>".encode("utf-8"),
+    )
+
+
+@sample("ja_body_labelled_jis_really_sjis.eml")
+def _():
+    # Labelled ISO-2022-JP, really Shift_JIS (CP932) in 8bit.
+    return ja_plain(
+        "=?ISO-2022-JP?B?" + base64.b64encode(to_iso2022jp("見積書送付の件")).decode() + "?=",
+        JA_BODY.encode("cp932") + "①㈱髙橋\r\n".encode("cp932"),
+        "iso-2022-jp",
+        "ja-jis-really-sjis",
+        "8bit",
+    )
+
+
+@sample("ja_body_labelled_sjis_really_utf8.eml")
+def _():
+    # Labelled Shift_JIS, really UTF-8 (read as Shift_JIS it "decodes" into 縺ゅ mojibake).
+    return ja_plain(
+        "=?Shift_JIS?B?" + base64.b64encode("見積書送付の件".encode("cp932")).decode() + "?=",
+        b64(JA_BODY.encode("utf-8")),
+        "shift_jis",
+        "ja-sjis-really-utf8",
+        "base64",
+    )
+
+
+@sample("ja_jisx0212_cp5022x.eml")
+def _():
+    # ISO-2022-JP with JIS X 0212 (ESC $ ( D: 丂丄), CP50222 SO/SI katakana, and NEC row 13 and
+    # NEC-selected IBM extensions (①㈱髙ⅰ) as CP50220 writes them.
+    body = (
+        to_iso2022jp("氏名：")
+        + b"\x1b$(D0!0\"\x1b(B"  # 丂丄 (JIS X 0212 0x3021, 0x3022)
+        + b"\r\n"
+        + b"\x1b(J\x0e6@6E\x0f\x1b(B"  # ｶﾀｶﾅ via SO/SI (CP50222)
+        + b"\r\n"
+        + to_iso2022jp("①㈱髙ⅰ")
+        + b"\r\n"
+    )
+    return ja_plain(
+        "=?ISO-2022-JP?B?" + base64.b64encode(to_iso2022jp("①㈱髙ⅰの表記")).decode() + "?=",
+        body,
+        "ISO-2022-JP",
+        "ja-jisx0212",
+    )
+
+
+@sample("ja_ibm_ext_sjis.eml")
+def _():
+    # CP932 IBM extension rows 0xFA-0xFC (what Windows writes for ⅰ ￤ ＇ ＂ U+FA20 髙 when the
+    # IBM form is chosen) in a Shift_JIS body and a Shift_JIS encoded word.
+    ibm = bytes.fromhex("fa40fa55fa56fa57fb9ffbfc")
+    return ja_plain(
+        "=?Shift_JIS?B?" + base64.b64encode(ibm + "の件".encode("cp932")).decode() + "?=",
+        "機種依存文字：".encode("cp932") + ibm + b"\r\n",
+        "Shift_JIS",
+        "ja-ibm-ext",
+        "8bit",
+    )
+
+
+@sample("ja_jis_with_utf8_footer.eml")
+def _():
+    # An ISO-2022-JP body to which a list server appended a UTF-8 footer: the whole is valid
+    # UTF-8 (escapes are ASCII), but read as UTF-8 the Japanese part is escape garbage.
+    return ja_plain(
+        "=?ISO-2022-JP?B?" + base64.b64encode(to_iso2022jp("【お知らせ】研修日程")).decode() + "?=",
+        to_iso2022jp("研修は十二月十日です。\r\n") + "--\r\n配信停止は総務課まで\r\n".encode("utf-8"),
+        "ISO-2022-JP",
+        "ja-jis-utf8-footer",
+        "8bit",
+    )
+
+
+# --- mail items of issue 8 ------------------------------------------------------------------------
+
+
+@sample("notice_only_keeps_received.eml")
+def _():
+    # A header block that is mostly control characters is unparseable: the recipient gets a
+    # notice-only message, which must still carry the Received trace (CONTRACT.md: the hop
+    # count that stops loops), re-folded as printable ASCII.
+    return (
+        b"Received: from mx1.example.jp (mx1.example.jp [192.0.2.1])\r\n"
+        b"\tby mx.city.example with ESMTP id 4F1A2; Mon, 02 Nov 2026 09:30:00 +0900\r\n"
+        b"Received: from pc.example.jp by mx1.example.jp; Mon, 02 Nov 2026 09:29:58 +0900\r\n"
+        b"Subject: x\r\n"
+        b"X-Junk: " + bytes(range(1, 9)) * 40 + b"\r\n"
+        b"\r\nbody\r\n"
+    )
+
+
+@sample("subject_and_attachment_links.eml")
+def _():
+    # Links in the Subject and in a plain-text attachment follow the link policy like links in
+    # the body (defanged by default).
+    memo = "申請はこちら: https://portal.example.lg.jp/apply\r\n問い合わせ www.help.example.lg.jp\r\n"
+    att = crlf(
+        'Content-Type: text/plain; charset=Shift_JIS; name="memo.txt"',
+        'Content-Disposition: attachment; filename="memo.txt"',
+        "Content-Transfer-Encoding: base64",
+        "",
+        b64(memo.encode("cp932")),
+    )
+    out = mixed("【重要】https://login.bank.example/verify を確認", "subject-links",
+                "添付のメモをご確認ください。\r\n", [att])
+    return out
+
+
+@sample("html_preheader_hidden.eml")
+def _():
+    # A mail preheader (the teaser a client shows in the message list) and hidden "salad" text:
+    # none of it may appear in the text made from the HTML.
+    html = (
+        "<html><body>"
+        '<div style="display:none;font-size:1px;color:#ffffff;line-height:1px;max-height:0px;'
+        'max-width:0px;opacity:0;overflow:hidden;mso-hide:all">当選しました今すぐクリック&zwnj;&nbsp;</div>'
+        "<p>市民課からのお知らせです。</p>"
+        '<span style="visibility:hidden">hiddensaladtext</span>'
+        '<table><tr><td style="max-height:0;overflow:hidden">zerosizetext</td></tr></table>'
+        "<p>窓口は九時から開いています。</p>"
+        "</body></html>"
+    )
+    return crlf(
+        DATE,
+        FROM,
+        TO,
+        "Subject: " + rfc2047("窓口のご案内"),
+        "Message-ID: <corpus.preheader@city.example>",
+        "MIME-Version: 1.0",
+        "Content-Type: text/html; charset=UTF-8",
+        "Content-Transfer-Encoding: base64",
+        "",
+        b64(html.encode("utf-8")),
+    )
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, data in sorted(SAMPLES.items()):

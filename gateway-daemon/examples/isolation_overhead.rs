@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gateway_daemon::pool::{Pool, PoolConfig};
+use gateway_daemon::isolate::pool::{Pool, PoolConfig};
 use sanitizer_core::{Policy, sanitize_file, sanitize_mail};
 
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 //! deadline passes. The directory is removed afterwards whatever happened.
 //!
 //! With [`LibreOffice::confined`] (what the CLI and daemon use), soffice is started through the
-//! `mugai __confine` trampoline ([`crate::confine`]): no network namespace access, Landlock
+//! `mugai __confine` trampoline ([`crate::isolate::confine`]): no network namespace access, Landlock
 //! limiting writes to the conversion directory, resource limits, and `nobody` instead of root.
 //!
 //! Failure modes: soffice missing or failing, no output written, output over the size cap, the
@@ -55,8 +55,8 @@ impl LibreOffice {
         self
     }
 
-    /// Lets the confined converter run where Landlock cannot be enforced (policy
-    /// `isolation.allow_without_landlock`); by default it refuses to start there.
+    /// Lets the confined converter run where Landlock cannot be enforced (configuration
+    /// `pool.allow_without_landlock`); by default it refuses to start there.
     pub fn allow_without_landlock(mut self, allow: bool) -> LibreOffice {
         self.allow_without_landlock = allow;
         self
@@ -104,10 +104,10 @@ impl LibreOffice {
             .map_err(|e| format!("log file: {e}"))?;
         let mut cmd = match &self.confine {
             Some(mugai) => {
-                crate::confine::prepare_dir(dir.path())
+                crate::isolate::confine::prepare_dir(dir.path())
                     .map_err(|e| format!("preparing the conversion directory: {e}"))?;
                 let cpu = self.timeout.as_secs().saturating_mul(2).saturating_add(5);
-                let mut c = crate::confine::command(
+                let mut c = crate::isolate::confine::command(
                     mugai,
                     dir.path(),
                     cpu,
@@ -334,6 +334,7 @@ mod tests {
         for (name, input, out_name, text) in cases {
             let services = sanitizer_core::Services {
                 converter: Some(&lo),
+                fonts: None,
             };
             let out = sanitizer_core::sanitize_file_with(
                 &input,

@@ -1,16 +1,23 @@
 //! # gateway-daemon: the edges of Mugai
 //!
-//! The `mugai` binary: the command line (`mugai sanitize`, `mugai mail`, `mugai policy`), and
-//! later the SMTP relay, the drop directory and the HTTP admin. Sources are nouns (`smtp`,
-//! `dropdir`, `http`), the transform is the verb (`sanitize`), sinks are nouns (`downstream`,
-//! `outbox`, `quarantine`). All content work is done by `sanitizer-core`.
+//! The `mugai` binary: the command line (`mugai sanitize`, `mugai mail`, `mugai policy`,
+//! `mugai quarantine`), and later the SMTP relay, the drop directory and the HTTP admin. All
+//! content work is done by `sanitizer-core`; this crate moves items in and out.
 //!
-//! Main types:
-//! - [`sanitize::Transform`] runs a [`sanitize::Job`] into a [`sanitize::JobOutcome`]; the
-//!   in-process [`sanitize::InProcess`] can be replaced by a pool of isolated workers.
-//! - [`quarantine::QuarantineStore`] keeps originals that were not clean;
-//!   [`quarantine::DirStore`] is its directory backend.
-//! - [`outbox`] names and writes outputs without ever overwriting.
+//! The shape: **sources → one transform → sinks**.
+//! - [`sources`]: where items come from ([`sources::files`] today; the relay, the drop
+//!   directory and HTTP are further sources beside it).
+//! - [`sanitize`]: the one transform. [`sanitize::Transform`] runs a [`sanitize::Job`] into a
+//!   [`sanitize::JobOutcome`]; [`sanitize::InProcess`] runs it in this process,
+//!   [`isolate::pool::Isolated`] in sandboxed one-job worker processes ([`isolate`]).
+//! - [`sinks`]: where finished items go — the [`sinks::quarantine`] store, the
+//!   [`sinks::outbox`] and the [`sinks::report`] log — each answering with a result
+//!   ([`sinks::Delivered`] or [`sinks::DeliverError`], transient or not).
+//! - [`app`]: the composition root (policy → converter → transform → sinks); [`batch`]: the
+//!   ordered bounded executor; [`shutdown`]: the one stop signal every source watches;
+//!   [`config`]: the daemon's own TOML (host paths, pool, quarantine, `[policy]`);
+//!   [`fonts`]: the configured fonts, lent to the core (which reads no files);
+//!   [`cli`]: arguments and the commands that run them; [`i18n`]: words for people.
 //!
 //! ```
 //! use gateway_daemon::sanitize::{InProcess, Job, Mode, Transform};
@@ -22,18 +29,18 @@
 //! assert_eq!(out.output.unwrap().name, "a.txt");
 //! ```
 
-pub mod atomic;
+pub mod app;
+pub mod batch;
 pub mod cli;
+pub mod config;
 pub mod convert;
-pub mod outbox;
-pub mod quarantine;
+pub mod fonts;
+pub mod i18n;
+pub mod isolate;
 pub mod sanitize;
+pub mod shutdown;
+pub mod sinks;
+pub mod sources;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-pub mod confine;
-pub mod pool;
-pub mod sandbox;
-pub mod wire;
-pub mod worker;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use sanitizer_core::report::{Kind, Report, Verdict};
 use sanitizer_core::unicode::{extension, normalize_filename, with_extension};
-use sanitizer_core::{Converter, FileOutcome, MailOutcome, Policy, Services, sniff};
+use sanitizer_core::{Converter, FileOutcome, FontSource, MailOutcome, Policy, Services, sniff};
 
 /// How an item is sanitized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +77,11 @@ impl JobOutput {
     /// The sanitized bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The sanitized bytes, owned (a worker sends them to its parent).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 }
 
@@ -155,6 +160,7 @@ pub trait Transform: Send + Sync {
 pub struct InProcess {
     policy: Policy,
     converter: Option<Arc<dyn Converter + Send + Sync>>,
+    fonts: Option<Arc<dyn FontSource>>,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -166,12 +172,19 @@ impl std::fmt::Debug for InProcess {
 }
 
 impl InProcess {
-    /// A transform with `policy` and no document converter.
+    /// A transform with `policy`, no document converter and no fonts.
     pub fn new(policy: Policy) -> InProcess {
         InProcess {
             policy,
             converter: None,
+            fonts: None,
         }
+    }
+
+    /// Lends the core fonts for text documents name but do not embed.
+    pub fn with_fonts(mut self, fonts: Arc<dyn FontSource>) -> InProcess {
+        self.fonts = Some(fonts);
+        self
     }
 
     /// Lends the core a document converter (LibreOffice) for formats that need one.
@@ -185,6 +198,7 @@ impl Transform for InProcess {
     fn run(&self, job: &Job) -> Result<JobOutcome, TransformError> {
         let services = Services {
             converter: self.converter.as_deref().map(|c| c as &dyn Converter),
+            fonts: self.fonts.as_ref(),
         };
         Ok(sanitize(job, &self.policy, services))
     }

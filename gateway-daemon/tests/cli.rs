@@ -83,9 +83,17 @@ fn assert_report_shape(r: &Value) {
             "items",
             "output",
             "quarantine_id",
+            "time",
             "verdict",
             "warnings"
         ]
+    );
+    // Additive fields (CONTRACT.md allows them): when the line was written, and where from/to.
+    assert!(
+        r["time"]
+            .as_str()
+            .is_some_and(|t| t.parse::<jiff::Timestamp>().is_ok()),
+        "time: {r}"
     );
     assert!(r["id"].as_str().is_some_and(|s| !s.is_empty()));
     for k in ["name", "size", "sha256", "kind"] {
@@ -324,18 +332,28 @@ fn directory_inputs_keep_their_relative_paths() {
 }
 
 #[test]
-fn output_directory_inside_the_input_directory_is_not_walked() {
+fn output_directory_inside_the_input_directory_is_refused() {
     let d = tempfile::tempdir().unwrap();
     write(d.path(), "a.html", HTML);
     write(d.path(), "out/old.html", HTML);
-    mugai()
-        .arg("sanitize")
-        .arg(d.path())
-        .arg("-o")
-        .arg(d.path().join("out"))
-        .assert()
-        .code(0);
-    assert_eq!(files(&d.path().join("out")), ["a.txt", "old.html"]);
+    for out in [
+        d.path().join("out"),
+        d.path().join("new/deeper"),
+        d.path().to_owned(),
+        d.path().join("out/../out2"),
+    ] {
+        mugai()
+            .arg("sanitize")
+            .arg(d.path())
+            .arg("-o")
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("inside the input directory"));
+    }
+    // Nothing was written anywhere.
+    assert_eq!(files(&d.path().join("out")), ["old.html"]);
+    assert!(!d.path().join("new").exists() && !d.path().join("out2").exists());
 }
 
 #[test]
@@ -444,7 +462,15 @@ fn quarantine_keeps_exactly_the_originals_that_were_not_clean() {
                 .unwrap(),
             )
             .unwrap();
-            assert_eq!(&stored_report, r);
+            // The log line adds `time` and paths (additive fields); the rest is the same.
+            let mut logged = r.clone();
+            logged.as_object_mut().unwrap().remove("time");
+            for k in ["input", "output"] {
+                if let Some(o) = logged[k].as_object_mut() {
+                    o.remove("path");
+                }
+            }
+            assert_eq!(stored_report, logged);
         }
     }
     // HTML with a script and an executable are never clean; the plain text and the simple mail
@@ -743,7 +769,7 @@ fn special_files_in_a_directory_are_skipped_not_read() {
         .timeout(std::time::Duration::from_secs(20))
         .assert()
         .code(0)
-        .stderr(predicate::str::contains("Not a regular file"));
+        .stderr(predicate::str::contains("not a regular file"));
     assert_eq!(files(&out), ["a.txt"]);
 }
 
@@ -851,4 +877,468 @@ fn standard_input_as_the_only_input() {
         .write_stdin(HTML)
         .assert()
         .code(2);
+}
+
+// ---- The operator's command line (issue 9) ----
+
+fn report_lines(path: &Path) -> Vec<Value> {
+    json_lines(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+#[test]
+fn report_file_is_appended_across_runs_with_time_and_relative_paths() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "sub/a.html", HTML);
+    write(&inbox, "b.exe", EXE);
+    let report = d.path().join("log/reports.jsonl");
+    std::fs::create_dir_all(report.parent().unwrap()).unwrap();
+    std::fs::write(&report, "{\"earlier\":\"line\"}\n").unwrap();
+    for run in 0..2 {
+        mugai()
+            .arg("sanitize")
+            .arg("--report")
+            .arg(&report)
+            .arg(&inbox)
+            .arg("-o")
+            .arg(d.path().join(format!("out{run}")))
+            .assert()
+            .code(3);
+    }
+    let lines = report_lines(&report);
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0]["earlier"], "line");
+    for l in &lines[1..] {
+        assert_report_shape(l);
+    }
+    // Walk order is sorted: b.exe, then sub/a.html; paths relative to the argument.
+    assert_eq!(lines[1]["input"]["path"], "b.exe");
+    assert_eq!(lines[2]["input"]["path"], "sub/a.html");
+    let out = lines[2]["output"]["path"].as_str().unwrap();
+    assert!(out.ends_with("out0/sub/a.txt"), "{out}");
+    assert!(lines[1]["output"].is_null());
+    assert!(
+        lines[4]["output"]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("out1/sub/a.txt")
+    );
+}
+
+#[test]
+fn interrupted_batch_has_a_report_line_for_every_output() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    for i in 0..300 {
+        write(&inbox, &format!("f{i:03}.html"), HTML);
+    }
+    let out = d.path().join("out");
+    let report = d.path().join("r.jsonl");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mugai"))
+        .args(["sanitize", "-j", "1", "--report"])
+        .arg(&report)
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first reports, then Ctrl-C.
+    let start = std::time::Instant::now();
+    while report_lines(&report).len() < 3 && start.elapsed().as_secs() < 60 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let outputs = files(&out).len();
+    let lines = report_lines(&report).len();
+    assert!(outputs < 300, "the batch was not interrupted");
+    assert_eq!(lines, outputs, "every output has its report line");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Interrupted"), "{stderr}");
+}
+
+#[test]
+fn closed_stderr_and_stdout_never_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    for i in 0..20 {
+        write(&inbox, &format!("f{i}.html"), HTML);
+    }
+    write(&inbox, "x.exe", EXE);
+    let bin = assert_cmd::cargo::cargo_bin("mugai");
+    let script = format!(
+        "{bin} sanitize {inbox} -o {out} 2>&-; echo \"closed:$?\"; \
+         {bin} sanitize {inbox} -o {out2} 2>&1 | head -c 1 >/dev/null; echo \"head:${{PIPESTATUS[0]}}\"; \
+         {bin} policy | head -1 >/dev/null; echo \"policy:${{PIPESTATUS[0]}}\"",
+        bin = bin.display(),
+        inbox = inbox.display(),
+        out = d.path().join("out").display(),
+        out2 = d.path().join("out2").display(),
+    );
+    let o = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    // Exit 3: one input was blocked; never 101 (a panic).
+    assert!(text.contains("closed:3"), "{text}");
+    assert!(!text.contains(":101"), "{text}");
+    assert!(text.contains("policy:0"), "{text}");
+    // Every input was still sanitized with stderr closed.
+    assert_eq!(files(&d.path().join("out")).len(), 21);
+}
+
+#[test]
+fn batch_summary_counts_and_names_what_was_blocked() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "a.html", HTML);
+    write(&inbox, "b.txt", b"plain words\r\n");
+    write(&inbox, "c.exe", EXE);
+    write(&inbox, "d.html", HTML);
+    let report = d.path().join("r.jsonl");
+    let assert = mugai()
+        .arg("sanitize")
+        .arg("--report")
+        .arg(&report)
+        .arg(&inbox)
+        .arg("-o")
+        .arg(d.path().join("out"))
+        .env("LANG", "C")
+        .assert()
+        .code(3);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for want in [
+        "SUMMARY",
+        "Inputs: 4",
+        "Clean: 1",
+        "Sanitized: 2",
+        "Blocked: 1",
+        "Errors: 0",
+        "c.exe: ",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
+    // --quiet silences it.
+    mugai()
+        .arg("sanitize")
+        .arg("--quiet")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(d.path().join("out2"))
+        .assert()
+        .code(3)
+        .stderr("");
+}
+
+#[test]
+fn japanese_locale_speaks_japanese_and_notes_give_a_japanese_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "見積書.exe", EXE);
+    write(&inbox, "a.html", HTML);
+    let out = d.path().join("out");
+    let assert = mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .env("LANG", "ja_JP.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .assert()
+        .code(3);
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(err.contains("無害化の結果"), "{err}");
+    assert!(err.contains("入力：2 件"), "{err}");
+    assert!(err.contains("a.html：無害化済み"), "{err}");
+    assert!(err.contains("見積書.exe：遮断"), "{err}");
+    // --lang en wins over the locale.
+    let assert = mugai()
+        .args(["sanitize", "--lang", "en"])
+        .arg(&inbox)
+        .arg("-o")
+        .arg(d.path().join("out-en"))
+        .env("LANG", "ja_JP.UTF-8")
+        .assert()
+        .code(3);
+    assert!(String::from_utf8_lossy(&assert.get_output().stderr).contains("SUMMARY"));
+    let note = std::fs::read_to_string(out.join("見積書.exe.blocked.txt")).unwrap();
+    assert!(
+        note.starts_with("このファイルは無害化できなかったため出力していません"),
+        "{note}"
+    );
+    assert!(note.contains("理由："), "{note}");
+    assert!(note.contains("Reason: "), "{note}");
+    // No quarantine configured: no promise of the original.
+    assert!(
+        !note.contains("隔離") && !note.contains("quarantine"),
+        "{note}"
+    );
+}
+
+#[test]
+fn several_inputs_into_a_file_name_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let a = write(d.path(), "a.html", HTML);
+    let b = write(d.path(), "b.html", HTML);
+    mugai()
+        .arg("sanitize")
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(d.path().join("single.docx"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("looks like a file name"));
+    assert!(!d.path().join("single.docx").exists());
+    // A trailing slash says "directory".
+    let dir = format!("{}/", d.path().join("single.docx").display());
+    mugai()
+        .arg("sanitize")
+        .arg(&a)
+        .arg(&b)
+        .arg("-o")
+        .arg(&dir)
+        .assert()
+        .code(0);
+    assert_eq!(files(&d.path().join("single.docx")), ["a.txt", "b.txt"]);
+}
+
+#[test]
+fn symlinks_inside_a_tree_are_skipped_with_a_message() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "a.html", HTML);
+    let secret = write(d.path(), "secret.txt", b"root-only secret\r\n");
+    std::os::unix::fs::symlink(&secret, inbox.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(d.path(), inbox.join("dirlink")).unwrap();
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .env("LANG", "C")
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("link.txt: symlink skipped"))
+        .stderr(predicate::str::contains("dirlink: symlink skipped"));
+    assert_eq!(files(&out), ["a.txt"]);
+}
+
+#[test]
+fn warnings_show_in_the_per_file_line() {
+    let d = tempfile::tempdir().unwrap();
+    let pdf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../corpus/samples/pdf/ja_nonembedded.pdf");
+    let config = write(
+        d.path(),
+        "mugai.toml",
+        b"[host]\ncjk_font = \"/nonexistent/font.ttc\"\ncjk_serif_font = \"\"\n",
+    );
+    mugai()
+        .arg("sanitize")
+        .arg("--config")
+        .arg(&config)
+        .arg(&pdf)
+        .arg("-o")
+        .arg(d.path().join("out.pdf"))
+        .env("LANG", "C")
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("(warnings: pdf.font_missing)"));
+    // With the default configuration the fonts are found: no warning.
+    mugai()
+        .arg("sanitize")
+        .arg(&pdf)
+        .arg("-o")
+        .arg(d.path().join("out2.pdf"))
+        .env("LANG", "C")
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("warnings").not());
+}
+
+#[test]
+fn check_config_reports_what_would_fail_at_run_time() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = write(
+        d.path(),
+        "bad.toml",
+        b"[host]\ncjk_font = \"/nonexistent/font.ttc\"\n\
+          svg_font_dir = \"/nonexistent/fonts\"\nsoffice = \"/nonexistent/soffice\"\n\
+          [policy.office]\nconvert_legacy = true\n",
+    );
+    mugai()
+        .arg("check-config")
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("host.cjk_font"))
+        .stderr(predicate::str::contains("host.svg_font_dir"))
+        .stderr(predicate::str::contains("host.soffice"));
+    let layer = write(d.path(), "layer.toml", b"[pdf]\ntext_layer = true\n");
+    mugai()
+        .arg("check-policy")
+        .arg(&layer)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("pdf.text_layer"));
+    // Host paths are not policy: an old policy file that sets one is told where it went.
+    let moved = write(
+        d.path(),
+        "moved.toml",
+        b"[office]\nsoffice = \"/usr/bin/soffice\"\n",
+    );
+    mugai()
+        .arg("check-policy")
+        .arg(&moved)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("[host] soffice"));
+    // Office conversion off: LibreOffice is not needed, so its absence is no problem.
+    let no_office = write(
+        d.path(),
+        "ok.toml",
+        b"[host]\nsoffice = \"/nonexistent\"\n\
+          [policy.office]\nconvert_legacy = false\nrasterize = false\n",
+    );
+    let assert = mugai().arg("check-config").arg(&no_office).assert();
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(!err.contains("host.soffice"), "{err}");
+    // The printed defaults check out on a machine with the fonts and LibreOffice installed.
+    let defaults = d.path().join("defaults.toml");
+    let out = mugai().arg("config").assert().code(0);
+    std::fs::write(&defaults, &out.get_output().stdout).unwrap();
+    mugai()
+        .arg("check-config")
+        .arg(&defaults)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("OK"));
+}
+
+#[test]
+fn quarantine_list_show_get_find_originals_by_report_id_or_hash() {
+    let d = tempfile::tempdir().unwrap();
+    let q = d.path().join("q");
+    let inbox = d.path().join("in");
+    write(&inbox, "bad.exe", EXE);
+    write(&inbox, "page.html", HTML);
+    let report = d.path().join("r.jsonl");
+    mugai()
+        .arg("sanitize")
+        .arg("--quarantine")
+        .arg(&q)
+        .arg("--report")
+        .arg(&report)
+        .arg(&inbox)
+        .arg("-o")
+        .arg(d.path().join("out"))
+        .assert()
+        .code(3);
+    let lines = report_lines(&report);
+    let exe = lines
+        .iter()
+        .find(|l| l["input"]["name"] == "bad.exe")
+        .unwrap();
+    let report_id = exe["id"].as_str().unwrap();
+    let hash = sha256(EXE);
+
+    let assert = mugai()
+        .args(["quarantine", "list"])
+        .arg(&q)
+        .assert()
+        .code(0);
+    let list = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(list.contains(&hash) && list.contains("bad.exe") && list.contains("blocked"));
+
+    for key in [report_id, hash.as_str()] {
+        mugai()
+            .args(["quarantine", "show"])
+            .arg(&q)
+            .arg(key)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(format!("sha256: {hash}")))
+            .stdout(predicate::str::contains(report_id));
+    }
+    mugai()
+        .args(["quarantine", "show", "--json"])
+        .arg(&q)
+        .arg(report_id)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(format!("\"id\":\"{report_id}\"")));
+
+    let got = d.path().join("review/original.bin");
+    std::fs::create_dir_all(got.parent().unwrap()).unwrap();
+    mugai()
+        .args(["quarantine", "get"])
+        .arg(&q)
+        .arg(report_id)
+        .arg("-o")
+        .arg(&got)
+        .assert()
+        .code(0);
+    assert_eq!(std::fs::read(&got).unwrap(), EXE);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&got).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Never overwritten; unknown ids are errors.
+    mugai()
+        .args(["quarantine", "get"])
+        .arg(&q)
+        .arg(&hash)
+        .arg("-o")
+        .arg(&got)
+        .assert()
+        .code(1);
+    mugai()
+        .args(["quarantine", "show"])
+        .arg(&q)
+        .arg("0000-no-such-report")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no quarantine entry has report"));
+}
+
+#[test]
+fn completions_and_manual_page_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        mugai()
+            .args(["completions", shell])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("mugai"))
+            .stdout(predicate::str::contains("quarantine"));
+    }
+    mugai()
+        .arg("man")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(".TH mugai"));
+}
+
+#[test]
+fn help_describes_only_what_is_built() {
+    for args in [vec!["--help"], vec!["sanitize", "--help"], vec!["policy"]] {
+        let assert = mugai().args(&args).assert().code(0);
+        let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+        assert!(!out.contains("mugai serve"), "{args:?}: {out}");
+        assert!(!out.to_lowercase().contains("daemon"), "{args:?}: {out}");
+    }
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gateway_daemon::pool::{Pool, PoolConfig};
-use gateway_daemon::sandbox::SandboxConfig;
+use gateway_daemon::isolate::pool::{Pool, PoolConfig};
+use gateway_daemon::isolate::sandbox::SandboxConfig;
 #[cfg(feature = "test-hooks")]
 use sanitizer_core::Verdict;
 use sanitizer_core::{Policy, sanitize_file};
@@ -184,7 +184,7 @@ fn pool_output_equals_in_process_output() {
 }
 
 fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
-    let mut c = gateway_daemon::confine::command(
+    let mut c = gateway_daemon::isolate::confine::command(
         Path::new(env!("CARGO_BIN_EXE_mugai")),
         dir,
         60,
@@ -196,7 +196,7 @@ fn confined(dir: &Path, program: &[&str]) -> std::process::Output {
 
 fn job_dir() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    gateway_daemon::confine::prepare_dir(d.path()).unwrap();
+    gateway_daemon::isolate::confine::prepare_dir(d.path()).unwrap();
     d
 }
 
@@ -278,7 +278,7 @@ fn libreoffice_converts_inside_the_sandbox() {
     let d = job_dir();
     let input = d.path().join("in.txt");
     std::fs::write(&input, "見積書 ①㈱\n").unwrap();
-    gateway_daemon::confine::prepare_dir(&input).unwrap();
+    gateway_daemon::isolate::confine::prepare_dir(&input).unwrap();
     let profile = format!(
         "-env:UserInstallation=file://{}/profile",
         d.path().display()
@@ -321,13 +321,16 @@ fn corpus_through_the_pool_equals_in_process() {
     files.sort();
     assert!(files.len() > 50, "corpus not found at {}", root.display());
     let policy = Policy::default();
-    let pooled = gateway_daemon::pool::Isolated::new(
+    let pooled = gateway_daemon::isolate::pool::Isolated::new(
         policy.clone(),
         PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai"))),
         None,
     )
     .unwrap();
-    let local = InProcess::new(policy);
+    // The same fonts as the workers read (the core reads none itself).
+    let local = InProcess::new(policy).with_fonts(std::sync::Arc::new(
+        gateway_daemon::fonts::FileFonts::new(&gateway_daemon::config::Host::default()),
+    ));
     // Report ids differ by design; in mail they also sit inside base64 bodies, so mail is
     // compared part by part on decoded contents (nested messages recursively).
     let normalise = |bytes: &[u8], id: &str| normalise_output(bytes, id);
@@ -402,7 +405,7 @@ fn is_root() -> bool {
 #[cfg(feature = "test-hooks")]
 fn pool_with(
     adjust: impl FnOnce(&mut PoolConfig),
-) -> Result<Pool, gateway_daemon::pool::PoolError> {
+) -> Result<Pool, gateway_daemon::isolate::pool::PoolError> {
     let mut cfg = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));
     cfg.size = 1;
     cfg.grace = Duration::from_millis(500);
@@ -475,7 +478,7 @@ fn workers_refuse_to_start_without_landlock_unless_allowed() {
     // (the item is retried or left in place), never a pass.
     let mut policy = Policy::default();
     policy.limits.deadline_ms = 3_000;
-    let isolated = gateway_daemon::pool::Isolated::new(
+    let isolated = gateway_daemon::isolate::pool::Isolated::new(
         policy.clone(),
         {
             let mut c = PoolConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_mugai")));
@@ -487,7 +490,7 @@ fn workers_refuse_to_start_without_landlock_unless_allowed() {
     );
     assert!(isolated.is_err());
 
-    // Allowed explicitly (policy [isolation] allow_without_landlock = true): it runs, and the
+    // Allowed explicitly (configuration [pool] allow_without_landlock = true): it runs, and the
     // read-only open rule still holds without Landlock: no file is created.
     let p = pool_with(|c| {
         c.sandbox.simulate_no_landlock = true;
@@ -764,7 +767,7 @@ fn confined_helper_inherits_no_descriptors_and_few_processes() {
     // RLIMIT_NPROC: a fork bomb in the helper stops at this many processes of its user.
     assert_eq!(
         said.lines().last().unwrap().trim(),
-        gateway_daemon::confine::MAX_PROCESSES.to_string(),
+        gateway_daemon::isolate::confine::MAX_PROCESSES.to_string(),
         "{said}"
     );
 }

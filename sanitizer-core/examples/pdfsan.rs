@@ -7,7 +7,9 @@
 
 use std::process::ExitCode;
 
-use sanitizer_core::{Policy, sanitize_file};
+use std::sync::Arc;
+
+use sanitizer_core::{FontSource, Fonts, Policy, Services, sanitize_file_with};
 
 /// Renders every page of `path` at 150 DPI on this thread; prints pages and milliseconds.
 fn render_only(path: &str) -> ExitCode {
@@ -89,7 +91,18 @@ fn main() -> ExitCode {
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("input.pdf");
-    let outcome = sanitize_file(&bytes, Some(name), &policy);
+    // The library reads no files: the caller lends the CJK fonts (Debian's Noto CJK here).
+    let read = |p: &str| std::fs::read(p).ok().map(Arc::new);
+    let fonts: Arc<dyn FontSource> = Arc::new(Fonts {
+        cjk_sans: read("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+        cjk_serif: read("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"),
+        svg: None,
+    });
+    let services = Services {
+        converter: None,
+        fonts: Some(&fonts),
+    };
+    let outcome = sanitize_file_with(&bytes, Some(name), &policy, services);
     eprintln!("{}", outcome.report.to_json_line());
     match outcome.output {
         Some(file) => match std::fs::write(output, file.bytes.as_slice()) {

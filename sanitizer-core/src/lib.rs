@@ -37,6 +37,7 @@
 //! - The content decides which sanitizer runs; a dangerous name or declared type removes the part
 //!   whatever its bytes.
 
+pub(crate) mod codepage;
 pub mod error;
 pub mod formats;
 pub mod limits;
@@ -53,9 +54,54 @@ pub mod unicode;
 pub use error::SanitizeError;
 pub use limits::{Budget, LimitKind, Limits};
 pub use pipeline::{
-    Context, Converter, FileOutcome, FormatSanitizer, MailOutcome, PartInput, PartOutcome, Rebuilt,
-    Removal, SafeBytes, SafeFile, SafePart, Services, failed_file, failed_mail, sanitize_file,
-    sanitize_file_with, sanitize_mail, sanitize_mail_with,
+    Context, Converter, FileOutcome, FontSource, Fonts, FormatSanitizer, MailOutcome, PartInput,
+    PartOutcome, Rebuilt, Removal, SafeBytes, SafeFile, SafePart, Services, failed_file,
+    failed_mail, sanitize_file, sanitize_file_with, sanitize_mail, sanitize_mail_with,
 };
 pub use policy::{DEFAULT_POLICY_TOML, Policy, PolicyError};
 pub use report::{Action, FileInfo, Kind, Report, ReportItem, Verdict};
+/// The font database type SVG text is drawn with (see [`FontSource::svg_fonts`]).
+pub use resvg::usvg::fontdb;
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Test helpers. Tests may read files; the library itself never does.
+    use std::sync::{Arc, OnceLock};
+
+    use crate::{FontSource, Fonts, fontdb};
+
+    /// Debian's Noto CJK fonts and system font directory, as the daemon would lend them.
+    pub(crate) fn fonts() -> Arc<dyn FontSource> {
+        static FONTS: OnceLock<Arc<dyn FontSource>> = OnceLock::new();
+        Arc::clone(FONTS.get_or_init(|| {
+            let read = |p: &str| std::fs::read(p).ok().map(Arc::new);
+            let mut db = fontdb::Database::new();
+            db.load_fonts_dir("/usr/share/fonts");
+            db.set_sans_serif_family("Noto Sans CJK JP");
+            db.set_serif_family("Noto Serif CJK JP");
+            Arc::new(Fonts {
+                cjk_sans: read("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+                cjk_serif: read("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"),
+                svg: Some(Arc::new(db)),
+            })
+        }))
+    }
+
+    /// `sanitize_file` with those fonts lent.
+    pub(crate) fn sanitize_file(
+        input: &[u8],
+        name: Option<&str>,
+        policy: &crate::Policy,
+    ) -> crate::FileOutcome {
+        let fonts = fonts();
+        crate::sanitize_file_with(
+            input,
+            name,
+            policy,
+            crate::Services {
+                converter: None,
+                fonts: Some(&fonts),
+            },
+        )
+    }
+}

@@ -13,6 +13,9 @@
 //! - A sanitizer error or panic removes the part; it never passes the input through.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use resvg::usvg::fontdb;
 
 use crate::error::SanitizeError;
 use crate::formats;
@@ -150,17 +153,60 @@ pub trait Converter: Sync {
     ) -> Result<Vec<u8>, String>;
 }
 
+/// Fonts lent by the caller. The core reads no files: the renderers get the fonts for text a
+/// document names but does not embed (above all Japanese) from here, and SVG text is drawn
+/// only with the fonts given here (a document never names a file to load).
+///
+/// [`Fonts`] is a ready implementation holding bytes the caller loaded; the daemon's
+/// implementation reads the configured files lazily, once per process.
+pub trait FontSource: Send + Sync {
+    /// A CJK font collection whose faces 0–3 are Japanese, Korean, Simplified and Traditional
+    /// Chinese (the layout of the Noto CJK `.ttc` files): the serif (Mincho) one when `serif`,
+    /// else the sans-serif (Gothic) one. `None` when there is none.
+    fn cjk(&self, serif: bool) -> Option<Arc<Vec<u8>>>;
+    /// The font database SVG text is drawn with; `None`: SVG text is left out.
+    fn svg_fonts(&self) -> Option<Arc<fontdb::Database>>;
+}
+
+/// A [`FontSource`] of fonts already in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Fonts {
+    /// CJK sans-serif collection (for example `NotoSansCJK-Regular.ttc`).
+    pub cjk_sans: Option<Arc<Vec<u8>>>,
+    /// CJK serif collection; `None` uses `cjk_sans` for serif text too.
+    pub cjk_serif: Option<Arc<Vec<u8>>>,
+    /// Fonts for SVG text.
+    pub svg: Option<Arc<fontdb::Database>>,
+}
+
+impl FontSource for Fonts {
+    fn cjk(&self, serif: bool) -> Option<Arc<Vec<u8>>> {
+        if serif && self.cjk_serif.is_some() {
+            return self.cjk_serif.clone();
+        }
+        self.cjk_sans.clone()
+    }
+
+    fn svg_fonts(&self) -> Option<Arc<fontdb::Database>> {
+        self.svg.clone()
+    }
+}
+
 /// Capabilities the caller lends the core for one item.
 #[derive(Clone, Copy, Default)]
 pub struct Services<'a> {
     /// Document converter, if one is available.
     pub converter: Option<&'a dyn Converter>,
+    /// Fonts for text documents name but do not embed; without them such text is left out
+    /// of rasterized pages (warning `pdf.font_missing`).
+    pub fonts: Option<&'a Arc<dyn FontSource>>,
 }
 
 impl std::fmt::Debug for Services<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services")
             .field("converter", &self.converter.is_some())
+            .field("fonts", &self.fonts.is_some())
             .finish()
     }
 }
@@ -270,6 +316,11 @@ impl<'a> Context<'a> {
     /// The document converter lent by the caller, if any.
     pub fn converter(&self) -> Option<&'a dyn Converter> {
         self.services.converter
+    }
+
+    /// The fonts lent by the caller, if any.
+    pub fn fonts(&self) -> Option<Arc<dyn FontSource>> {
+        self.services.fonts.cloned()
     }
 
     /// The item's budget.
@@ -433,10 +484,13 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
 
     let Some(sanitizer) = formats::sanitizer_for(sniffed, cx.policy) else {
         push_unique(&mut found, threats::UNSUPPORTED_FORMAT);
-        let reason = match sniffed {
-            Kind::ArchiveUnsupported => "archive format that is not rebuilt (7z, RAR, LZH, ...)",
-            Kind::Unknown => "content type not recognised",
-            _ => "unsupported format",
+        let reason = match (formats::removed_by_policy(sniffed, cx.policy), sniffed) {
+            (Some(why), _) => why,
+            (None, Kind::ArchiveUnsupported) => {
+                "archive format that is not rebuilt (7z, RAR, LZH, ...)"
+            }
+            (None, Kind::Unknown) => "content type not recognised",
+            (None, _) => "unsupported format",
         };
         return cx.removed(sniffed, name, found, reason.into());
     };

@@ -35,9 +35,15 @@ pub struct Policy {
     pub csv: CsvPolicy,
     /// Archives.
     pub archives: ArchivePolicy,
-    /// How the gateway isolates the work (read by `gateway-daemon`'s sandbox, not by the core).
-    pub isolation: IsolationPolicy,
 }
+
+/// Host paths that were policy keys once; the daemon configuration holds them now.
+const MOVED_TO_CONFIG: &[(&str, &str)] = &[
+    ("pdf", "cjk_font"),
+    ("pdf", "cjk_serif_font"),
+    ("images", "svg_font_dir"),
+    ("office", "soffice"),
+];
 
 /// Error loading a policy.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +52,22 @@ pub struct PolicyError(String);
 
 impl Policy {
     /// Parses a policy from TOML. Unknown keys are an error; missing keys take their defaults.
+    /// Keys that moved to the daemon configuration (host paths) are named as such.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            for (section, key) in MOVED_TO_CONFIG {
+                if table
+                    .get(*section)
+                    .and_then(toml::Value::as_table)
+                    .is_some_and(|t| t.contains_key(*key))
+                {
+                    return Err(PolicyError(format!(
+                        "{section}.{key} is a path on this machine, not policy: it moved to the \
+                         mugai configuration file ([host] {key}); remove it from the policy"
+                    )));
+                }
+            }
+        }
         let p: Policy = toml::from_str(text).map_err(|e| PolicyError(e.to_string()))?;
         p.validate()?;
         Ok(p)
@@ -65,6 +86,12 @@ impl Policy {
         }
         if self.limits.deadline_ms == 0 {
             return Err(PolicyError("limits.deadline_ms must be positive".into()));
+        }
+        // An option that is accepted but does nothing would mislead: refuse it until built.
+        if self.pdf.text_layer {
+            return Err(PolicyError(
+                "pdf.text_layer = true is not implemented yet; set it to false or remove it".into(),
+            ));
         }
         Ok(())
     }
@@ -157,12 +184,6 @@ pub struct PdfPolicy {
     pub mode: PdfMode,
     /// Render resolution in dots per inch. Default 150.
     pub dpi: u32,
-    /// Font file used for CJK text the PDF does not embed (sans/Gothic faces, and serif too
-    /// when `cjk_serif_font` is empty or unreadable). Default: Debian's Noto Sans CJK.
-    pub cjk_font: String,
-    /// Font file used for non-embedded CJK serif (Mincho) fonts. Default: Debian's Noto Serif
-    /// CJK; empty = use `cjk_font`.
-    pub cjk_serif_font: String,
     /// Add an invisible text layer to rasterized pages. Default false.
     pub text_layer: bool,
 }
@@ -172,8 +193,6 @@ impl Default for PdfPolicy {
         PdfPolicy {
             mode: PdfMode::Rasterize,
             dpi: 150,
-            cjk_font: "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc".into(),
-            cjk_serif_font: "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc".into(),
             text_layer: false,
         }
     }
@@ -187,8 +206,6 @@ pub struct OfficePolicy {
     pub convert_legacy: bool,
     /// Rasterize Office documents (via LibreOffice to PDF) instead of rebuilding. Default false.
     pub rasterize: bool,
-    /// The LibreOffice binary. Default `soffice`.
-    pub soffice: String,
 }
 
 impl Default for OfficePolicy {
@@ -196,7 +213,6 @@ impl Default for OfficePolicy {
         OfficePolicy {
             convert_legacy: true,
             rasterize: false,
-            soffice: "soffice".into(),
         }
     }
 }
@@ -209,9 +225,6 @@ pub struct ImagePolicy {
     pub rasterize_svg: bool,
     /// JPEG re-encoding quality, 1–100. Default 90.
     pub jpeg_quality: u8,
-    /// The only directory SVG text is rendered with fonts from (loaded once per process;
-    /// fonts named or linked by the SVG itself are never fetched). Default `/usr/share/fonts`.
-    pub svg_font_dir: String,
 }
 
 impl Default for ImagePolicy {
@@ -219,7 +232,6 @@ impl Default for ImagePolicy {
         ImagePolicy {
             rasterize_svg: true,
             jpeg_quality: 90,
-            svg_font_dir: "/usr/share/fonts".to_owned(),
         }
     }
 }
@@ -238,16 +250,6 @@ impl Default for CsvPolicy {
             neutralise_formulas: true,
         }
     }
-}
-
-/// Isolation settings: how workers and helper programs are confined.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct IsolationPolicy {
-    /// Let sandboxed workers and the LibreOffice helper run where Landlock cannot be enforced
-    /// (a kernel without it). Default false: they refuse to start, because without Landlock a
-    /// compromised worker could read any file the `nobody` user can.
-    pub allow_without_landlock: bool,
 }
 
 /// Archive settings.
@@ -279,6 +281,21 @@ mod tests {
         let err = Policy::from_toml("[links]\nmdoe = \"keep\"\n").unwrap_err();
         assert!(err.to_string().contains("mdoe"), "{err}");
         assert!(Policy::from_toml("surprise = 1\n").is_err());
+    }
+
+    #[test]
+    fn host_paths_are_named_as_moved() {
+        let err = Policy::from_toml("[pdf]\ncjk_font = \"/x.ttc\"\n").unwrap_err();
+        assert!(err.to_string().contains("[host] cjk_font"), "{err}");
+        let err = Policy::from_toml("[office]\nsoffice = \"soffice\"\n").unwrap_err();
+        assert!(err.to_string().contains("moved"), "{err}");
+    }
+
+    #[test]
+    fn unimplemented_text_layer_is_refused() {
+        let err = Policy::from_toml("[pdf]\ntext_layer = true\n").unwrap_err();
+        assert!(err.to_string().contains("pdf.text_layer"), "{err}");
+        assert!(Policy::from_toml("[pdf]\ntext_layer = false\n").is_ok());
     }
 
     #[test]

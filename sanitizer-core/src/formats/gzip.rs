@@ -31,11 +31,6 @@ impl FormatSanitizer for GzipSanitizer {
     }
 
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
-        if !cx.policy().archives.rebuild {
-            return Err(SanitizeError::Unsupported(
-                "archives are removed by policy (archives.rebuild = false)".into(),
-            ));
-        }
         let ratio = cx.budget().limits().max_ratio;
         let cap = (input.len() as u64).saturating_mul(ratio).max(64 * 1024);
         let mut decoder = MultiGzDecoder::new(input);

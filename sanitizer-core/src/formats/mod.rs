@@ -28,9 +28,23 @@ use crate::pipeline::FormatSanitizer;
 use crate::policy::Policy;
 use crate::report::Kind;
 
-/// The sanitizer for a sniffed kind under `policy`, or `None` when that kind is removed.
+/// Why the policy removes every part of `kind`, if it does (the one place such switches are
+/// decided; the sanitizers themselves never check them).
+pub fn removed_by_policy(kind: Kind, policy: &Policy) -> Option<&'static str> {
+    match kind {
+        Kind::Zip | Kind::Tar | Kind::Gzip if !policy.archives.rebuild => {
+            Some("archives are removed by policy (archives.rebuild = false)")
+        }
+        _ => None,
+    }
+}
+
+/// The sanitizer for a sniffed kind under `policy`, or `None` when that kind is removed
+/// (unsupported, or switched off by the policy: [`removed_by_policy`]).
 pub fn sanitizer_for(kind: Kind, policy: &Policy) -> Option<&'static dyn FormatSanitizer> {
-    let _ = policy;
+    if removed_by_policy(kind, policy).is_some() {
+        return None;
+    }
     match kind {
         Kind::Mail => Some(&crate::mail::MailSanitizer),
         Kind::Html => Some(&html::HtmlSanitizer),
@@ -64,5 +78,38 @@ pub fn recheck(
         Kind::Ooxml => Some(ooxml::recheck(bytes, policy.links.mode)),
         Kind::Odf => Some(odf::recheck(bytes, policy.links.mode)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+    use crate::{sanitize_file, threats};
+
+    #[test]
+    fn archives_switched_off_are_removed_by_the_registry_for_every_archive_kind() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples");
+        let mut policy = Policy::default();
+        policy.archives.rebuild = false;
+        for (file, kind) in [
+            ("archives/zip_exe_and_txt.zip", Kind::Zip),
+            ("archives/tar_hostile.tar", Kind::Tar),
+            ("archives/tgz_script.tar.gz", Kind::Gzip),
+        ] {
+            assert!(sanitizer_for(kind, &policy).is_none(), "{file}");
+            assert!(sanitizer_for(kind, &Policy::default()).is_some(), "{file}");
+            let bytes = std::fs::read(root.join(file)).unwrap();
+            let out = sanitize_file(&bytes, Some(file), &policy);
+            assert!(out.output.is_none(), "{file}");
+            assert!(out.report.threats().contains(&threats::UNSUPPORTED_FORMAT));
+            assert!(
+                out.report
+                    .items
+                    .iter()
+                    .any(|i| i.reason.contains("archives.rebuild = false")),
+                "{file}: {:?}",
+                out.report.items
+            );
+        }
     }
 }

@@ -2,8 +2,7 @@
 //! XML re-serialised by a bounded, DTD-free filter.
 //!
 //! Kept: `mimetype` (first, stored), `content.xml`, `styles.xml`, `meta.xml`, raster images under
-//! `Pictures/` (re-encoded through [`Context::sanitize_child`] when an image sanitizer is
-//! registered, else kept when their bytes sniff as a raster image), and a new
+//! `Pictures/` (re-encoded through [`Context::sanitize_child`]; never kept as they came), and a new
 //! `META-INF/manifest.xml` listing exactly those. Removed, with threat ids: Basic and script
 //! libraries and dialogs (`odf.macro`), event listeners and macro links (`odf.event_listener`,
 //! `odf.macro`), embedded objects, applets and plugins with their replacement images
@@ -134,7 +133,6 @@ fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<(Rebuilt, &'static str)
     let (version, media_types) = parse_manifest(&manifest.bytes, deadline)?;
 
     let mut found = Findings::default();
-    let reencode = crate::formats::sanitizer_for(Kind::Image, cx.policy()).is_some();
     // Which members survive, decided before the XML is filtered (references to the others go).
     let mut kept_pictures: Vec<(String, Vec<u8>, String)> = Vec::new();
     for m in pkg.members() {
@@ -153,28 +151,19 @@ fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<(Rebuilt, &'static str)
                 continue;
             }
             let declared = media_types.get(&m.name).cloned().unwrap_or_default();
-            if reencode {
-                match cx.sanitize_child(
-                    &m.name,
-                    PartInput {
-                        bytes: &m.bytes,
-                        // The member's own file name: its folders are in the report path already.
-                        name: Some(m.name.rsplit('/').next().unwrap_or(&m.name)),
-                        declared_type: Some(&declared),
-                    },
-                ) {
-                    PartOutcome::Kept(p) => {
-                        kept_pictures.push((m.name.clone(), p.bytes.into_vec(), p.mime));
-                    }
-                    PartOutcome::Removed(_) => {}
+            match cx.sanitize_child(
+                &m.name,
+                PartInput {
+                    bytes: &m.bytes,
+                    // The member's own file name: its folders are in the report path already.
+                    name: Some(m.name.rsplit('/').next().unwrap_or(&m.name)),
+                    declared_type: Some(&declared),
+                },
+            ) {
+                PartOutcome::Kept(p) => {
+                    kept_pictures.push((m.name.clone(), p.bytes.into_vec(), p.mime));
                 }
-            } else {
-                let mime = if declared.starts_with("image/") {
-                    declared
-                } else {
-                    "image/png".to_owned()
-                };
-                kept_pictures.push((m.name.clone(), m.bytes.clone(), mime));
+                PartOutcome::Removed(_) => {}
             }
             continue;
         }

@@ -222,6 +222,7 @@ mod tests {
         let fake = Fake(Some(docx()));
         let services = Services {
             converter: Some(&fake),
+            fonts: None,
         };
         let out = sanitize_file_with(&input, Some("旧.doc"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Sanitized, "{:?}", out.report);
@@ -260,6 +261,7 @@ mod tests {
         let failing = Fake(None);
         let services = Services {
             converter: Some(&failing),
+            fonts: None,
         };
         let out = sanitize_file_with(&plain, Some("a.doc"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Blocked);
@@ -273,6 +275,7 @@ mod tests {
         let ok = Fake(Some(docx()));
         let services = Services {
             converter: Some(&ok),
+            fonts: None,
         };
         let out = sanitize_file_with(&plain, Some("a.doc"), &policy, services);
         assert_eq!(out.report.verdict, Verdict::Blocked);

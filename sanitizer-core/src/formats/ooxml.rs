@@ -12,10 +12,9 @@
 //! default). A macro-enabled main part gets the macro-free content type and the file its
 //! macro-free extension (`ooxml.macro_enabled_type`).
 //!
-//! Images: when an image sanitizer is registered, every image part goes through
-//! [`Context::sanitize_child`] and is replaced by its re-encoded form (or removed). Until then,
-//! parts whose bytes sniff as a raster image are kept as they are; EMF/WMF/SVG and anything else
-//! are removed. Every kept XML part is re-serialised by a bounded, DTD-free streaming filter.
+//! Images: every image part whose bytes sniff as a raster image goes through
+//! [`Context::sanitize_child`] and is replaced by its re-encoded form (or removed); EMF/WMF/SVG
+//! and anything else are removed. No image bytes are ever kept as they came. Every kept XML part is re-serialised by a bounded, DTD-free streaming filter.
 //!
 //! The written package is then checked again by [`recheck`], an independent pass over the output
 //! bytes; any hit is [`SanitizeError::Recheck`].
@@ -679,9 +678,7 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
         }
     }
 
-    // Images: re-encoded by the image sanitizer when there is one, else kept if they are
-    // raster images by their bytes.
-    let reencode = crate::formats::sanitizer_for(Kind::Image, cx.policy()).is_some();
+    // Images: re-encoded by the image sanitizer (never kept as they came).
     let mut out_bytes: HashMap<String, Vec<u8>> = HashMap::new();
     let mut removed_parts: HashSet<String> = HashSet::new();
     for part in &mut kept {
@@ -700,31 +697,24 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
                 removed_parts.insert(part.name.to_ascii_lowercase());
                 continue;
             }
-            if reencode {
-                let outcome = cx.sanitize_child(
-                    &part.name,
-                    PartInput {
-                        bytes: &member.bytes,
-                        // The member's own file name: its folders are in the report path already.
-                        name: Some(part.name.rsplit('/').next().unwrap_or(&part.name)),
-                        declared_type: Some(&part.content_type),
-                    },
-                );
-                match outcome {
-                    PartOutcome::Kept(p) => {
-                        part.content_type = p.mime.clone();
-                        out_bytes.insert(part.name.clone(), p.bytes.into_vec());
-                    }
-                    PartOutcome::Removed(_) => {
-                        removed_parts.insert(part.name.to_ascii_lowercase());
-                    }
+            let outcome = cx.sanitize_child(
+                &part.name,
+                PartInput {
+                    bytes: &member.bytes,
+                    // The member's own file name: its folders are in the report path already.
+                    name: Some(part.name.rsplit('/').next().unwrap_or(&part.name)),
+                    declared_type: Some(&part.content_type),
+                },
+            );
+            match outcome {
+                PartOutcome::Kept(p) => {
+                    part.content_type = p.mime.clone();
+                    out_bytes.insert(part.name.clone(), p.bytes.into_vec());
                 }
-                continue;
+                PartOutcome::Removed(_) => {
+                    removed_parts.insert(part.name.to_ascii_lowercase());
+                }
             }
-            if !part.content_type.starts_with("image/") {
-                part.content_type = image_mime(&member.bytes).to_owned();
-            }
-            out_bytes.insert(part.name.clone(), member.bytes.clone());
             continue;
         }
     }
@@ -813,25 +803,6 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
         rebuilt = rebuilt.with_extension(main_ext);
     }
     Ok(rebuilt)
-}
-
-/// The content type of raster image bytes, by their magic number.
-fn image_mime(b: &[u8]) -> &'static str {
-    if b.starts_with(b"\x89PNG") {
-        "image/png"
-    } else if b.starts_with(&[0xFF, 0xD8]) {
-        "image/jpeg"
-    } else if b.starts_with(b"GIF8") {
-        "image/gif"
-    } else if b.starts_with(b"BM") {
-        "image/bmp"
-    } else if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") {
-        "image/tiff"
-    } else if b.get(8..12) == Some(b"WEBP") {
-        "image/webp"
-    } else {
-        "application/octet-stream"
-    }
 }
 
 /// The threat a member name alone suggests (for members no relationship reached).

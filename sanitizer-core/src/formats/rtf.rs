@@ -115,27 +115,11 @@ fn swallowed(skip: bool, skip_chars: &mut u32) -> bool {
     false
 }
 
+/// RTF numbers are signed; a negative code page is none.
 fn encoding_for_codepage(cp: i32) -> Option<&'static Encoding> {
-    use encoding_rs as e;
-    Some(match cp {
-        932 | 10001 => e::SHIFT_JIS,
-        20932 | 51932 => e::EUC_JP,
-        936 => e::GBK,
-        949 => e::EUC_KR,
-        950 => e::BIG5,
-        874 => e::WINDOWS_874,
-        1250 => e::WINDOWS_1250,
-        1251 => e::WINDOWS_1251,
-        1252 | 437 | 850 => e::WINDOWS_1252,
-        1253 => e::WINDOWS_1253,
-        1254 => e::WINDOWS_1254,
-        1255 => e::WINDOWS_1255,
-        1256 => e::WINDOWS_1256,
-        1257 => e::WINDOWS_1257,
-        1258 => e::WINDOWS_1258,
-        65001 => e::UTF_8,
-        _ => return None,
-    })
+    u32::try_from(cp)
+        .ok()
+        .and_then(crate::codepage::encoding_for_codepage)
 }
 
 fn codepage_for_charset(charset: i32) -> Option<i32> {

@@ -11,14 +11,15 @@
 //!   (or nested SVG, parsed with the same resolver). resvg fetches nothing from the network;
 //! - `<foreignObject>` (HTML inside SVG): resvg does not render it; reported as
 //!   `svg.foreign_object`;
-//! - fonts: text is shaped with fonts from `images.svg_font_dir` only (loaded once per process
-//!   and directory); `@font-face` sources in the SVG are never loaded;
+//! - fonts: text is shaped only with the fonts the caller lends
+//!   ([`crate::FontSource::svg_fonts`]; the daemon loads its configured directory once per
+//!   process); `@font-face` sources in the SVG are never loaded;
 //! - size: the canvas is scaled down so that it stays within `max_pixels_per_image` (and 16384
 //!   pixels a side) and charged to the pixel budget before anything is drawn. usvg itself
 //!   refuses documents with more than a million elements. Rendering cannot be interrupted, so
 //!   the deadline is checked before and after it; the pixel clamp bounds its time.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use resvg::tiny_skia;
 use resvg::usvg;
@@ -108,28 +109,12 @@ fn css_is_external(css: &str) -> bool {
     })
 }
 
-type FontCache = Mutex<Vec<(String, Arc<usvg::fontdb::Database>)>>;
-static FONTS: FontCache = Mutex::new(Vec::new());
-
-/// The font database for `dir`, loaded on first use and shared afterwards.
-fn fonts(dir: &str) -> Arc<usvg::fontdb::Database> {
-    let mut cache = FONTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, db)) = cache.iter().find(|(d, _)| d == dir) {
-        return Arc::clone(db);
-    }
-    let mut db = usvg::fontdb::Database::new();
-    if !dir.is_empty() {
-        db.load_fonts_dir(dir);
-    }
-    // Generic families resolve to Japanese-capable faces when they are installed.
-    db.set_sans_serif_family("Noto Sans CJK JP");
-    db.set_serif_family("Noto Serif CJK JP");
-    db.set_monospace_family("Noto Sans Mono CJK JP");
-    let db = Arc::new(db);
-    cache.push((dir.to_owned(), Arc::clone(&db)));
-    db
+/// The caller's SVG fonts, or an empty database (text is then left out).
+fn fonts(cx: &Context<'_>) -> Arc<usvg::fontdb::Database> {
+    cx.fonts().and_then(|f| f.svg_fonts()).unwrap_or_else(|| {
+        static EMPTY: std::sync::OnceLock<Arc<usvg::fontdb::Database>> = std::sync::OnceLock::new();
+        Arc::clone(EMPTY.get_or_init(|| Arc::new(usvg::fontdb::Database::new())))
+    })
 }
 
 /// Accepts `data:` URLs only, and raster images only when their header is within `max_pixels`.
@@ -218,7 +203,7 @@ impl FormatSanitizer for SvgSanitizer {
         let max_pixels = cx.budget().limits().max_pixels_per_image;
         let opts = usvg::Options {
             image_href_resolver: resolver(max_pixels),
-            fontdb: fonts(&cx.policy().images.svg_font_dir),
+            fontdb: fonts(cx),
             font_family: "Noto Sans CJK JP".to_owned(),
             languages: vec!["ja".to_owned(), "en".to_owned()],
             resources_dir: None,
@@ -393,12 +378,25 @@ mod tests {
     #[test]
     fn japanese_text_is_drawn() {
         let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="60"><text x="5" y="40" font-size="32" font-family="sans-serif" fill="black">無害化</text></svg>"#;
-        let out = sanitize_file(svg.as_bytes(), Some("t.svg"), &Policy::default());
-        let img = image::load_from_memory(out.output.unwrap().bytes.as_slice())
-            .unwrap()
-            .to_rgba8();
-        let inked = img.pixels().filter(|p| p.0[3] > 128).count();
-        assert!(inked > 200, "only {inked} pixels drawn: fonts not found?");
+        let inked = |out: crate::FileOutcome| {
+            let img = image::load_from_memory(out.output.unwrap().bytes.as_slice())
+                .unwrap()
+                .to_rgba8();
+            img.pixels().filter(|p| p.0[3] > 128).count()
+        };
+        let with = inked(crate::testing::sanitize_file(
+            svg.as_bytes(),
+            Some("t.svg"),
+            &Policy::default(),
+        ));
+        assert!(with > 200, "only {with} pixels drawn: fonts not found?");
+        // Without lent fonts the core reads none itself: no text is drawn.
+        let without = inked(sanitize_file(
+            svg.as_bytes(),
+            Some("t.svg"),
+            &Policy::default(),
+        ));
+        assert_eq!(without, 0);
     }
 
     #[test]

@@ -35,11 +35,6 @@ impl FormatSanitizer for TarSanitizer {
     }
 
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
-        if !cx.policy().archives.rebuild {
-            return Err(SanitizeError::Unsupported(
-                "archives are removed by policy (archives.rebuild = false)".into(),
-            ));
-        }
         let members = read_members(input, cx)?;
         let out = write_tar(&members.kept)?;
         let expected: Vec<&str> = members.kept.iter().map(|m| m.path.as_str()).collect();

@@ -1,7 +1,8 @@
 //! Plain text (and CSV, which sniffs as text): any charset in, clean UTF-8 out.
 //!
 //! - **Charset**: a BOM decides (UTF-8, UTF-16LE/BE); 7-bit input with ISO-2022-JP escape
-//!   sequences is ISO-2022-JP; valid UTF-8 is UTF-8; anything else is guessed by `chardetng`
+//!   sequences is ISO-2022-JP (read as RFC 1468 and CP50220/50221/50222 by the mail
+//!   decoder, `mail::jis`); valid UTF-8 is UTF-8; anything else is guessed by `chardetng`
 //!   with the `.jp` hint (this is a product for Japanese municipalities: among legacy
 //!   encodings, Shift_JIS/CP932 and EUC-JP are the likely ones) and decoded by `encoding_rs`.
 //!   encoding_rs' `Shift_JIS` is the WHATWG one, i.e. Windows-31J/CP932 with the NEC and IBM
@@ -9,6 +10,8 @@
 //!   U+FFFD; raw input bytes never reach the output.
 //! - **Controls**: bidi and zero-width controls are removed (`text.bidi_control`), and so is every
 //!   other C0/C1 control except tab and line breaks.
+//! - **Links** follow the link policy (defanged by default, `link.rewritten`), as in a mail
+//!   body; not in CSV, whose cells are data.
 //! - **Line ends**: always CRLF. The recipients are Windows users in municipal offices; Notepad,
 //!   Excel and the usual Japanese editors all read CRLF, and RFC 4180 (CSV) and MIME text use it.
 //!   A lone CR or LF becomes CRLF.
@@ -81,7 +84,8 @@ pub fn decode(bytes: &[u8]) -> Decoded {
 }
 
 fn decode_with(enc: &'static Encoding, body: &[u8], had_bom: bool) -> Decoded {
-    let (text, had_errors) = enc.decode_without_bom_handling(body);
+    // ISO-2022-JP by the mail decoder, which reads it as RFC 1468 and CP5022x do.
+    let (text, had_errors) = crate::mail::jis::decode_as(enc, body);
     Decoded {
         text: text.into_owned(),
         charset: enc.name(),
@@ -185,6 +189,17 @@ impl FormatSanitizer for TextSanitizer {
         if neutralised > 0 {
             found.push(threats::CSV_FORMULA);
         }
+        // Links in text follow the link policy, as in a mail body (a reader's editor or viewer
+        // makes them clickable). CSV cells are data a program reads back: left as they are.
+        let (body, links) = if csv.is_none() {
+            let (t, n) = crate::links::rewrite_links_linear(&body, cx.policy().links.mode);
+            if n > 0 { (Cow::Owned(t), n) } else { (body, 0) }
+        } else {
+            (body, 0)
+        };
+        if links > 0 {
+            found.push(threats::LINK_REWRITTEN);
+        }
         let mut bytes = Vec::with_capacity(body.len().saturating_add(3));
         if csv.is_some() {
             bytes.extend_from_slice(UTF8_BOM.as_bytes());
@@ -196,10 +211,16 @@ impl FormatSanitizer for TextSanitizer {
             || decoded.had_errors
             || cleaned.bidi
             || cleaned.controls
-            || neutralised > 0;
+            || neutralised > 0
+            || links > 0;
         let action = if bytes == input {
             Action::Kept
-        } else if charset_changed || decoded.had_errors || cleaned.bidi || cleaned.controls {
+        } else if charset_changed
+            || decoded.had_errors
+            || cleaned.bidi
+            || cleaned.controls
+            || links > 0
+        {
             Action::Converted
         } else if neutralised > 0 {
             Action::Rebuilt
@@ -213,6 +234,9 @@ impl FormatSanitizer for TextSanitizer {
         }
         if neutralised > 0 {
             detail.insert("formula_cells".into(), neutralised.into());
+        }
+        if links > 0 {
+            detail.insert("links".into(), links.into());
         }
         let what = if csv.is_some() { "CSV" } else { "text" };
         let reason = if !meaning_changed {
@@ -235,6 +259,9 @@ impl FormatSanitizer for TextSanitizer {
                 parts.push(format!(
                     "{neutralised} formula-looking cell(s) neutralised with a leading '"
                 ));
+            }
+            if links > 0 {
+                parts.push(format!("{links} link(s) rewritten by the link policy"));
             }
             format!("{what} {}", parts.join("; "))
         };
@@ -300,6 +327,44 @@ mod tests {
         let mut be = vec![0xFE, 0xFF];
         be.extend("日本語".encode_utf16().flat_map(u16::to_be_bytes));
         assert_eq!(decode(&be).text, "日本語");
+    }
+
+    #[test]
+    fn iso_2022_jp_escapes_back_to_back_and_cp5022x_decode() {
+        // ｶﾞｲﾄﾞ then ESC ( B ESC $ B (RFC 1468-valid; encoding_rs gives U+FFFD), ①㈱ (NEC).
+        let d = decode(b"\x1b(I6^2D^\x1b(B\x1b$B2~Dj-!-j\x1b(B\r\n");
+        assert_eq!(d.text, "ｶﾞｲﾄﾞ改定①㈱\r\n");
+        assert!(!d.had_errors);
+    }
+
+    #[test]
+    fn links_in_text_follow_the_link_policy() {
+        let text =
+            "手続きは https://portal.example.lg.jp/apply から\r\nwww.phish.example も参照\r\n";
+        let out = sanitize_file(text.as_bytes(), Some("memo.txt"), &Policy::default());
+        let got = String::from_utf8(out.output.unwrap().bytes.into_vec()).unwrap();
+        assert_eq!(
+            got,
+            "手続きは hxxps://portal[.]example[.]lg[.]jp/apply から\r\nwww[.]phish[.]example も参照\r\n"
+        );
+        assert_eq!(out.report.verdict, Verdict::Sanitized);
+        assert!(out.report.threats().contains(&threats::LINK_REWRITTEN));
+        let mut policy = Policy::default();
+        policy.links.mode = crate::policy::LinkMode::Remove;
+        let out = sanitize_file(text.as_bytes(), Some("memo.txt"), &policy);
+        let got = String::from_utf8(out.output.unwrap().bytes.into_vec()).unwrap();
+        assert!(
+            !got.contains("portal") && got.contains("[link removed]"),
+            "{got}"
+        );
+        policy.links.mode = crate::policy::LinkMode::Keep;
+        let out = sanitize_file(text.as_bytes(), Some("memo.txt"), &policy);
+        assert_eq!(out.report.verdict, Verdict::Clean);
+        // CSV cells are data: left alone.
+        let csv = "name,url\r\na,https://portal.example.lg.jp/\r\n";
+        let out = sanitize_file(csv.as_bytes(), Some("list.csv"), &Policy::default());
+        let got = String::from_utf8(out.output.unwrap().bytes.into_vec()).unwrap();
+        assert!(got.contains("https://portal.example.lg.jp/"), "{got}");
     }
 
     #[test]

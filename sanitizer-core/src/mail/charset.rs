@@ -1,22 +1,29 @@
 //! Character sets and transfer encodings of untrusted mail, decoded to UTF-8 without 文字化け.
 //!
-//! The decoders are encoding_rs's (WHATWG): its ISO-2022-JP decoder reads the NEC row 13 and
-//! NEC-selected IBM extension rows of CP50220/CP50221 (①, ㈱, 髙) and the `ESC ( I` half-width
-//! katakana; its Shift_JIS decoder is Windows-31J (CP932) with both extension sets. Labels that
+//! The decoders are encoding_rs's (WHATWG), except for ISO-2022-JP, which is read as mail
+//! clients read it (RFC 1468 and CP50220/50221/50222, see `jis`): NEC row 13 and NEC-selected
+//! IBM extensions (①, ㈱, 髙), half-width katakana (`ESC ( I`, SO/SI), JIS X 0212, escapes back
+//! to back. The Shift_JIS decoder is Windows-31J (CP932) with both extension sets. Labels that
 //! encoding_rs and mail-parser do not know (`cp932`, `cp50220`, `iso-2022-jp-ms`,
 //! `eucjp-ms`, ...) are mapped to those decoders here; UTF-7 uses mail-parser's decoder; an
 //! unknown, missing or lying label (`us-ascii` with 8-bit bytes) is guessed with chardetng.
+//! A Japanese label that does not fit the bytes (`iso-2022-jp` on Shift_JIS, `shift_jis` on
+//! UTF-8) loses to what decodes cleanly, and the result says so ([`Decoded::mislabelled`]).
 //! Undecodable bytes become U+FFFD, never raw bytes.
 
 use std::borrow::Cow;
 
 use encoding_rs::{EUC_JP, Encoding, ISO_2022_JP, SHIFT_JIS, UTF_8};
 
+use super::jis;
+
 /// How a label is decoded.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Plan {
     /// A WHATWG encoding.
     Whatwg(&'static Encoding),
+    /// ISO-2022-JP and its variants, by our own decoder (`jis`).
+    Iso2022Jp,
     /// A decoder only mail-parser has (UTF-7, a few legacy code pages).
     MailParser(mail_parser::decoders::charsets::DecoderFnc),
     /// No usable label: ASCII/UTF-8 if valid, else a chardetng guess.
@@ -78,9 +85,15 @@ pub(crate) fn plan(label: Option<&str>) -> Plan {
         _ => None,
     };
     if let Some(enc) = japanese {
+        if enc == ISO_2022_JP {
+            return Plan::Iso2022Jp;
+        }
         return Plan::Whatwg(enc);
     }
     if let Some(enc) = Encoding::for_label(l.as_bytes()) {
+        if enc == ISO_2022_JP {
+            return Plan::Iso2022Jp;
+        }
         // The WHATWG "replacement" encoding (ISO-2022-KR, HZ, ...) would turn the whole part into
         // one U+FFFD: guess instead.
         if enc.name() != "replacement" {
@@ -101,6 +114,24 @@ pub(crate) struct Decoded<'a> {
     pub text: Cow<'a, str>,
     /// Some bytes were invalid in the charset.
     pub lossy: bool,
+    /// The declared Japanese charset did not fit and the text was decoded as this one instead.
+    pub mislabelled: Option<&'static str>,
+}
+
+impl<'a> Decoded<'a> {
+    fn new(text: Cow<'a, str>, lossy: bool) -> Self {
+        Decoded {
+            text,
+            lossy,
+            mislabelled: None,
+        }
+    }
+
+    /// Lost bytes (U+FFFD) or landed in the private-use area (how a wrong legacy charset
+    /// reads many byte pairs).
+    fn is_clean(&self) -> bool {
+        !self.lossy && !self.text.contains(['\u{FFFD}', '\u{1B}']) && !has_private_use(&self.text)
+    }
 }
 
 /// Decodes `bytes` declared as `label`.
@@ -125,41 +156,104 @@ pub(crate) fn decode<'a>(bytes: &'a [u8], label: Option<&str>) -> Decoded<'a> {
             }
             d
         }
+        Plan::Whatwg(enc) if enc == SHIFT_JIS || enc == EUC_JP => {
+            japanese(bytes, Plan::Whatwg(enc))
+        }
+        Plan::Iso2022Jp => japanese(bytes, Plan::Iso2022Jp),
         Plan::Whatwg(enc) => whatwg(enc, bytes),
         Plan::MailParser(f) => {
             let text = f(bytes);
             let lossy = text.contains('\u{FFFD}');
-            Decoded {
-                text: Cow::Owned(text),
-                lossy,
-            }
+            Decoded::new(Cow::Owned(text), lossy)
         }
         Plan::Guess => guess(bytes),
     }
 }
 
+/// A declared Japanese legacy charset (ISO-2022-JP, Shift_JIS, EUC-JP) checked against the
+/// bytes, as Japanese clients do when they "auto-detect": valid UTF-8 with multi-byte sequences
+/// is UTF-8 (no legacy Japanese text of any length is also valid UTF-8, while UTF-8 read as
+/// Shift_JIS often decodes "cleanly" into 縺ゅ mojibake); 8-bit bytes under the 7-bit
+/// ISO-2022-JP, or bytes the declared charset cannot read, are decoded as what chardetng finds
+/// when that decodes cleanly. Anything else keeps the declared charset (and its U+FFFD).
+fn japanese(bytes: &[u8], declared: Plan) -> Decoded<'_> {
+    let is_jis = matches!(declared, Plan::Iso2022Jp);
+    // Escape sequences decide: ISO-2022-JP, with any 8-bit UTF-8 in it (a list footer) read
+    // as UTF-8 by the decoder.
+    if (bytes.is_ascii() && is_jis) || has_iso2022jp_escape(bytes) {
+        let mut d = iso2022jp(bytes);
+        if !is_jis {
+            d.mislabelled = Some("ISO-2022-JP");
+        }
+        return d;
+    }
+    if bytes.is_ascii() {
+        return whatwg(UTF_8, bytes);
+    }
+    if std::str::from_utf8(bytes).is_ok() {
+        let mut d = whatwg(UTF_8, bytes);
+        d.mislabelled = Some("UTF-8");
+        return d;
+    }
+    let primary = match declared {
+        Plan::Whatwg(enc) => whatwg(enc, bytes),
+        _ => iso2022jp(bytes),
+    };
+    // 8-bit bytes in ISO-2022-JP are half-width katakana at best ("JIS8"); another charset
+    // that reads them without error is far more likely. Only Japanese charsets are candidates
+    // (a single-byte Western charset reads anything "cleanly"); chardetng's choice first, as it
+    // tells Shift_JIS from EUC-JP (each often reads the other without error).
+    let suspicious = matches!(declared, Plan::Iso2022Jp) || !primary.is_clean();
+    if suspicious {
+        let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+        det.feed(bytes, true);
+        let first = det.guess(Some(b"jp"), chardetng::Utf8Detection::Deny);
+        for enc in [first, SHIFT_JIS, EUC_JP] {
+            if (enc != SHIFT_JIS && enc != EUC_JP)
+                || matches!(declared, Plan::Whatwg(d) if d == enc)
+            {
+                continue;
+            }
+            let mut d = whatwg(enc, bytes);
+            if d.is_clean() {
+                d.mislabelled = Some(enc.name());
+                return d;
+            }
+        }
+    }
+    primary
+}
+
 fn whatwg<'a>(enc: &'static Encoding, bytes: &'a [u8]) -> Decoded<'a> {
+    if enc == ISO_2022_JP {
+        return iso2022jp(bytes);
+    }
     let (text, _, lossy) = enc.decode(bytes);
-    Decoded { text, lossy }
+    Decoded::new(text, lossy)
+}
+
+fn iso2022jp(bytes: &[u8]) -> Decoded<'static> {
+    let (text, lossy) = jis::decode(bytes);
+    Decoded::new(Cow::Owned(text), lossy)
 }
 
 /// No trustworthy label: ISO-2022-JP when its escapes are present, UTF-8 when valid, else
 /// chardetng's guess (Japanese mail: Shift_JIS or EUC-JP most of the time).
 pub(crate) fn guess(bytes: &[u8]) -> Decoded<'_> {
-    if bytes.is_ascii() {
-        if has_iso2022jp_escape(bytes) {
-            return whatwg(ISO_2022_JP, bytes);
+    if has_iso2022jp_escape(bytes) {
+        let d = iso2022jp(bytes);
+        if bytes.is_ascii() || d.is_clean() {
+            return d;
         }
-        return Decoded {
-            text: Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
-            lossy: false,
-        };
+    }
+    if bytes.is_ascii() {
+        return Decoded::new(
+            Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or_default()),
+            false,
+        );
     }
     if let Ok(s) = std::str::from_utf8(bytes) {
-        return Decoded {
-            text: Cow::Borrowed(s),
-            lossy: false,
-        };
+        return Decoded::new(Cow::Borrowed(s), false);
     }
     let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
     det.feed(bytes, true);
@@ -195,8 +289,12 @@ fn has_private_use(s: &str) -> bool {
 }
 
 fn has_iso2022jp_escape(b: &[u8]) -> bool {
-    b.windows(3)
-        .any(|w| matches!(w, [0x1B, b'$', b'B' | b'@'] | [0x1B, b'(', b'I' | b'J']))
+    b.windows(3).any(|w| {
+        matches!(
+            w,
+            [0x1B, b'$', b'B' | b'@' | b'('] | [0x1B, b'(', b'I' | b'J']
+        )
+    })
 }
 
 /// Lenient base64: skips anything outside the alphabet, stops at padding.
@@ -314,46 +412,65 @@ pub(crate) fn q_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Decodes an unstructured header value (raw bytes, possibly folded): RFC 2047 words in any
-/// charset (adjacent words of the same charset are joined before decoding, so a character split
-/// across two words survives), and raw 8-bit text by guess.
+/// Decodes an unstructured header value (raw bytes, possibly folded) as Japanese clients show
+/// it: RFC 2047 words in any charset, anywhere (also inside quoted strings and without white
+/// space around them), raw 8-bit or ISO-2022-JP text by guess.
+///
+/// Adjacent encoded words of the same charset (white space between them is dropped, RFC 2047
+/// §6.2) are joined as *bytes* before decoding: mailers cut long Subjects at a fixed byte
+/// length, so one word may end inside a character (or inside an ISO-2022-JP double-byte run)
+/// that the next word continues. Words of different charsets are decoded apart. An encoded
+/// word folded in its middle is read with the folding white space removed.
 pub(crate) fn decode_header(raw: &[u8]) -> String {
-    // Unfold.
-    let mut unfolded: Vec<u8> = Vec::with_capacity(raw.len());
+    // Unfold: line breaks go; the white space after a break stays but is remembered, so that a
+    // word folded inside its encoded text can still be read.
+    let mut s: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut fold_ws: Vec<bool> = Vec::with_capacity(raw.len());
+    let mut after_break = false;
     for &b in raw {
-        if b != b'\r' && b != b'\n' {
-            unfolded.push(b);
+        match b {
+            b'\r' | b'\n' => after_break = true,
+            b' ' | b'\t' if after_break => {
+                s.push(b);
+                fold_ws.push(true);
+            }
+            _ => {
+                after_break = false;
+                s.push(b);
+                fold_ws.push(false);
+            }
         }
     }
-    let s = &unfolded[..];
+    let s = &s[..];
     let mut out = String::with_capacity(s.len());
     let mut literal_start = 0usize;
     let mut i = 0usize;
-    // Pending run of encoded words with the same charset.
-    let mut pending: Option<(String, Vec<u8>)> = None;
+    // Pending run of encoded words of the same charset: (decoder key, label, joined bytes).
+    let mut pending: Option<(&'static str, String, Vec<u8>)> = None;
+    fn flush(pending: &mut Option<(&'static str, String, Vec<u8>)>, out: &mut String) {
+        if let Some((_, cs, acc)) = pending.take() {
+            out.push_str(&decode(&acc, Some(&cs)).text);
+        }
+    }
     let mut closes = CloseFinder::default();
     while i < s.len() {
-        if let Some((charset, bytes, end)) = parse_word(s, i, &mut closes) {
+        if let Some((charset, bytes, end)) = parse_word(s, i, &mut closes, &fold_ws) {
             let between = s.get(literal_start..i).unwrap_or_default();
             let only_ws = between.iter().all(|b| *b == b' ' || *b == b'\t');
-            match pending.take() {
-                // Stateful ISO-2022 words each end in ASCII mode; joined, the decoder would
-                // see two escapes in a row (an error). Other charsets are joined so that a
-                // character split across words survives.
-                Some((cs, mut acc)) if only_ws && cs == charset && !cs.contains("2022") => {
+            let key = decoder_key(&charset);
+            match &mut pending {
+                Some((k, cs, acc)) if only_ws && *k == key && (key != "?" || *cs == charset) => {
                     acc.extend_from_slice(&bytes);
-                    pending = Some((cs, acc));
                 }
-                Some((cs, acc)) => {
-                    out.push_str(&decode(&acc, Some(&cs)).text);
-                    if !only_ws {
+                _ => {
+                    // White space between two encoded words is dropped; before the first one
+                    // it is text.
+                    let first = pending.is_none();
+                    flush(&mut pending, &mut out);
+                    if !only_ws || first {
                         out.push_str(&guess(between).text);
                     }
-                    pending = Some((charset, bytes));
-                }
-                None => {
-                    out.push_str(&guess(between).text);
-                    pending = Some((charset, bytes));
+                    pending = Some((key, charset, bytes));
                 }
             }
             i = end;
@@ -362,11 +479,19 @@ pub(crate) fn decode_header(raw: &[u8]) -> String {
             i += 1;
         }
     }
-    if let Some((cs, acc)) = pending.take() {
-        out.push_str(&decode(&acc, Some(&cs)).text);
-    }
+    flush(&mut pending, &mut out);
     out.push_str(&guess(s.get(literal_start..).unwrap_or_default()).text);
     out
+}
+
+/// Which decoder a label selects, so that aliases (`Shift_JIS`, `cp932`) join; `"?"` for
+/// labels that only the label itself identifies.
+fn decoder_key(label: &str) -> &'static str {
+    match plan(Some(label)) {
+        Plan::Whatwg(enc) => enc.name(),
+        Plan::Iso2022Jp => "ISO-2022-JP",
+        Plan::MailParser(_) | Plan::Guess => "?",
+    }
 }
 
 /// Finds the next `?=` at or after a position that only grows, scanning each byte at most
@@ -406,8 +531,14 @@ impl CloseFinder {
 /// mailers write longer ones).
 const MAX_WORD: usize = 4096;
 
-/// Parses `=?charset?B|Q?text?=` at `at`: (charset, decoded bytes, end offset).
-fn parse_word(s: &[u8], at: usize, closes: &mut CloseFinder) -> Option<(String, Vec<u8>, usize)> {
+/// Parses `=?charset?B|Q?text?=` at `at`: (charset, decoded bytes, end offset). White space
+/// inside the text is allowed only where `fold_ws` says a fold put it (and is removed).
+fn parse_word(
+    s: &[u8],
+    at: usize,
+    closes: &mut CloseFinder,
+    fold_ws: &[bool],
+) -> Option<(String, Vec<u8>, usize)> {
     let rest = s.get(at..)?;
     if !rest.starts_with(b"=?") {
         return None;
@@ -426,9 +557,22 @@ fn parse_word(s: &[u8], at: usize, closes: &mut CloseFinder) -> Option<(String, 
         return None;
     }
     let text = body.get(text_start..text_start + end_rel)?;
-    if text.contains(&b' ') || charset.is_empty() {
+    if charset.is_empty() {
         return None;
     }
+    let abs = at + 2 + text_start;
+    let mut unfolded: Option<Vec<u8>> = None;
+    for (k, &b) in text.iter().enumerate() {
+        if b == b' ' || b == b'\t' {
+            if !fold_ws.get(abs + k).copied().unwrap_or(false) {
+                return None;
+            }
+            unfolded.get_or_insert_with(|| text.get(..k).unwrap_or_default().to_vec());
+        } else if let Some(u) = unfolded.as_mut() {
+            u.push(b);
+        }
+    }
+    let text = unfolded.as_deref().unwrap_or(text);
     let bytes = match enc {
         b'B' | b'b' => base64_decode(text),
         b'Q' | b'q' => q_decode(text),
@@ -574,12 +718,38 @@ mod tests {
             crate::mail::build::base64_string(b)
         );
         assert_eq!(decode_header(h.as_bytes()), "髙");
+        // Aliases of one decoder join too.
+        let h = format!(
+            "=?Shift_JIS?B?{}?= =?cp932?B?{}?=",
+            crate::mail::build::base64_string(a),
+            crate::mail::build::base64_string(b)
+        );
+        assert_eq!(decode_header(h.as_bytes()), "髙");
         assert_eq!(
             decode_header(b"=?utf-8?q?caf=C3=A9_au_lait?="),
             "café au lait"
         );
         // Raw 8-bit Shift_JIS in a header.
         assert_eq!(decode_header(&enc(SHIFT_JIS, "件名です")), "件名です");
+    }
+
+    #[test]
+    fn encoded_words_whose_charset_label_lies() {
+        // Shift_JIS bytes in words labelled ISO-2022-JP (old Windows mailers), UTF-8 in words
+        // labelled Shift_JIS: read as what decodes cleanly, cut inside a character or not.
+        let sjis = enc(SHIFT_JIS, "①㈱髙橋様の見積書");
+        let (a, b) = sjis.split_at(5);
+        let h = format!(
+            "=?ISO-2022-JP?B?{}?= =?ISO-2022-JP?B?{}?=",
+            crate::mail::build::base64_string(a),
+            crate::mail::build::base64_string(b)
+        );
+        assert_eq!(decode_header(h.as_bytes()), "①㈱髙橋様の見積書");
+        let h = format!(
+            "=?Shift_JIS?B?{}?=",
+            crate::mail::build::base64_string("見積書の送付について".as_bytes())
+        );
+        assert_eq!(decode_header(h.as_bytes()), "見積書の送付について");
     }
 
     #[test]

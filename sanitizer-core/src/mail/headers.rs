@@ -7,7 +7,8 @@
 //!   `policy.mail.keep_received`; `Authentication-Results` only when its authserv-id equals
 //!   `policy.mail.trusted_authserv_id`.
 //! - Inbound `X-Mugai-*` fields are always dropped (a sender must not forge our verdict).
-//! - Text (Subject, display names) has bidi and zero-width controls removed.
+//! - Text (Subject, display names) has bidi and zero-width controls removed; links in the
+//!   Subject and extra free-text fields follow the link policy like links in the body.
 //! - Structured fields are never copied as raw text: `Date` is written from the parsed date
 //!   (RFC 5322 format), `Message-ID`/`In-Reply-To`/`References` as `<id>` from the parsed ids
 //!   with only msg-id characters. A field that does not parse is dropped and reported
@@ -20,6 +21,7 @@ use mail_parser::{Addr, Address, Header, HeaderValue, MessageParser};
 
 use super::build::{self, write_folded, write_unstructured};
 use super::charset;
+use crate::links::rewrite_links_linear;
 use crate::policy::Policy;
 use crate::unicode::strip_invisible;
 
@@ -62,17 +64,8 @@ pub(crate) struct HeaderFindings {
     pub subject: Option<String>,
     /// Names of structured fields (Date, Message-ID, ...) dropped because they did not parse.
     pub malformed: Vec<String>,
-}
-
-/// Whether trace fields (`Received`, `Authentication-Results`) are copied. They are the one
-/// kind of field written from its raw text (as printable ASCII), so the notice-only message,
-/// built from mail that could not be processed, leaves them out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Trace {
-    /// Copy trace fields as the policy says.
-    Keep,
-    /// Copy none.
-    Drop,
+    /// Free-text fields (Subject, extra headers) whose links were rewritten, with the count.
+    pub links: Vec<(String, usize)>,
 }
 
 fn raw_value<'a>(raw: &'a [u8], h: &Header<'_>) -> &'a [u8] {
@@ -87,19 +80,14 @@ pub(crate) fn write_headers(
     headers: &[Header<'_>],
     raw: &[u8],
     policy: &Policy,
-    trace: Trace,
 ) -> HeaderFindings {
     let mut f = HeaderFindings::default();
-    let keep_trace = trace == Trace::Keep;
-    // Trace fields first, in their original order (newest on top).
+    // Trace fields first, in their original order (newest on top). They are the one kind of
+    // field written from its raw text, and only as printable ASCII on one line, refolded
+    // (`ascii_trace`); the notice-only message keeps them too (RFC 5321 forbids deleting
+    // them, and their count is the loop detector's hop count).
     for h in headers {
         let name = h.name.as_str();
-        if !keep_trace
-            && (name.eq_ignore_ascii_case("received")
-                || name.eq_ignore_ascii_case("authentication-results"))
-        {
-            continue;
-        }
         if name.eq_ignore_ascii_case("received") && policy.mail.keep_received {
             let v = ascii_trace(raw_value(raw, h));
             if !v.is_empty() {
@@ -138,7 +126,7 @@ pub(crate) fn write_headers(
         if want == "From" && seen.next().is_some() {
             f.duplicate_from = true;
         }
-        write_one(out, want, h, raw, &mut f);
+        write_one(out, want, h, raw, policy, &mut f);
     }
     for extra in &policy.mail.extra_headers {
         let lower = extra.trim().to_ascii_lowercase();
@@ -155,6 +143,7 @@ pub(crate) fn write_headers(
             let name = clean_name(h.name.as_str());
             let text = charset::decode_header(raw_value(raw, h));
             let text = strip_reporting(&name, &text, &mut f);
+            let text = rewrite_links(&name, &text, policy, &mut f);
             write_unstructured(out, &name, &text);
         }
     }
@@ -176,12 +165,30 @@ fn strip_reporting(name: &str, text: &str, f: &mut HeaderFindings) -> String {
     build::one_line(&clean)
 }
 
-fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut HeaderFindings) {
+/// Links in a free-text field follow the link policy, as links in the body do: a Subject is
+/// shown as text, and some clients make its URLs clickable.
+fn rewrite_links(name: &str, text: &str, policy: &Policy, f: &mut HeaderFindings) -> String {
+    let (text, n) = rewrite_links_linear(text, policy.links.mode);
+    if n > 0 {
+        f.links.push((name.to_owned(), n));
+    }
+    text
+}
+
+fn write_one(
+    out: &mut Vec<u8>,
+    name: &str,
+    h: &Header<'_>,
+    raw: &[u8],
+    policy: &Policy,
+    f: &mut HeaderFindings,
+) {
     let rawv = raw_value(raw, h);
     match name {
         "Subject" => {
             let text = charset::decode_header(rawv);
             let text = strip_reporting(name, &text, f);
+            let text = rewrite_links(name, &text, policy, f);
             write_unstructured(out, name, &text);
             f.subject = Some(text);
         }
@@ -198,12 +205,15 @@ fn write_one(out: &mut Vec<u8>, name: &str, h: &Header<'_>, raw: &[u8], f: &mut 
         }
         "From" | "To" | "Cc" | "Reply-To" => {
             let reparsed;
-            let legacy =
-                (!rawv.is_ascii() && std::str::from_utf8(rawv).is_err()) || rawv.contains(&0x1B);
+            let legacy = (!rawv.is_ascii() && std::str::from_utf8(rawv).is_err())
+                || rawv.contains(&0x1B)
+                || rawv.windows(2).any(|w| w == b"=?");
             let value = if legacy {
                 // Raw text in a legacy charset (8-bit Shift_JIS, or unencoded ISO-2022-JP
-                // escapes from old clients): decode it first, then parse the addresses from
-                // UTF-8 so display names do not turn into U+FFFD or escape garbage.
+                // escapes from old clients), or encoded words (which mail-parser decodes one
+                // by one, so a character split across two words breaks, and not at all inside
+                // quotes): decode it first, then parse the addresses from UTF-8 so display
+                // names do not turn into U+FFFD or escape garbage.
                 reparsed = reparse_address(name, rawv);
                 reparsed.as_ref()
             } else {
@@ -254,7 +264,13 @@ fn is_msg_id(id: &str) -> bool {
 }
 
 fn reparse_address(name: &str, rawv: &[u8]) -> Option<Address<'static>> {
-    let text = charset::guess(rawv).text.into_owned();
+    let unfolded: Vec<u8> = rawv
+        .iter()
+        .copied()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect();
+    let text = charset::guess(&unfolded).text.into_owned();
+    let text = decode_address_words(&text);
     let fake = format!("{name}:{text}\r\n\r\n");
     let msg = MessageParser::default().parse_headers(fake.as_bytes())?;
     let parsed = msg.parts.first()?.headers.first()?;
@@ -262,6 +278,97 @@ fn reparse_address(name: &str, rawv: &[u8]) -> Option<Address<'static>> {
         HeaderValue::Address(a) => Some(owned_address(a)),
         _ => None,
     }
+}
+
+/// An address list with its RFC 2047 words decoded in place, still parseable: the words of a
+/// quoted string (`"=?ISO-2022-JP?B?...?=" <a@example.jp>`, which RFC 2047 forbids and every
+/// Japanese client decodes) are decoded inside the quotes, a phrase that holds encoded words
+/// becomes a quoted string. Angle addresses and comments are copied unchanged.
+fn decode_address_words(text: &str) -> String {
+    if !text.contains("=?") {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut phrase = String::new();
+    let mut chars = text.chars().peekable();
+    // Outside quotes, angle brackets and comments, text collects in `phrase` until a special.
+    let flush_phrase = |phrase: &mut String, out: &mut String| {
+        if phrase.contains("=?") {
+            let lead = phrase.len() - phrase.trim_start().len();
+            let trail = phrase.len() - phrase.trim_end().len();
+            out.push_str(phrase.get(..lead).unwrap_or_default());
+            let inner = phrase.trim();
+            let decoded = charset::decode_header(inner.as_bytes());
+            out.push('"');
+            out.push_str(&quote_escape(&decoded));
+            out.push('"');
+            out.push_str(phrase.get(phrase.len() - trail..).unwrap_or_default());
+        } else {
+            out.push_str(phrase);
+        }
+        phrase.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                flush_phrase(&mut phrase, &mut out);
+                let mut inner = String::new();
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\\' => {
+                            if let Some(e) = chars.next() {
+                                inner.push(e);
+                            }
+                        }
+                        '"' => break,
+                        _ => inner.push(q),
+                    }
+                }
+                let inner = if inner.contains("=?") {
+                    charset::decode_header(inner.as_bytes())
+                } else {
+                    inner
+                };
+                out.push('"');
+                out.push_str(&quote_escape(&inner));
+                out.push('"');
+            }
+            '<' | '(' => {
+                flush_phrase(&mut phrase, &mut out);
+                let close = if c == '<' { '>' } else { ')' };
+                out.push(c);
+                for q in chars.by_ref() {
+                    out.push(q);
+                    if q == close {
+                        break;
+                    }
+                }
+            }
+            ',' | ';' | ':' | '@' | '>' | ')' | '[' | ']' | '\\' => {
+                flush_phrase(&mut phrase, &mut out);
+                out.push(c);
+            }
+            _ => phrase.push(c),
+        }
+    }
+    flush_phrase(&mut phrase, &mut out);
+    out
+}
+
+/// The inside of a quoted string: `\` and `"` escaped, line breaks and other controls gone.
+fn quote_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn owned_address(a: &Address<'_>) -> Address<'static> {

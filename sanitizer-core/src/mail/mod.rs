@@ -25,7 +25,7 @@
 //! | `CHG_TEXT` | the HTML body was converted to text, or the HTML alternative dropped |
 //! | `DEL_ATTACH` | a part was removed (attachment, encrypted part, over a limit) |
 //! | `CHG_ATTACH` | an attachment was converted, rasterized or rebuilt with content removed |
-//! | `REP_LINK` | links in the body were defanged or removed |
+//! | `REP_LINK` | links in the body or the Subject were defanged or removed |
 //! | `DEL_SIGN` | a signature was removed |
 //! | `DEL_HEADER` | a forged `X-Mugai-*` header, a second `From`, or a structured header that does not parse was dropped |
 //! | `CHG_HEADER` | invisible or bidi controls were removed from header or body text |
@@ -34,7 +34,8 @@
 //! - `body`: the text body, `kept`, or `converted_to_text` with `html.body`;
 //!   `body/links` (`link.rewritten`, with a count), `body/pgp`, `body/signature`;
 //! - `header/<Name>`: bidi controls, duplicate From, forged `X-Mugai-*`, a structured field
-//!   dropped because it does not parse (`mail.header_dropped`);
+//!   dropped because it does not parse (`mail.header_dropped`), links rewritten in the Subject
+//!   (`link.rewritten`, with a count);
 //! - `attachment[n]/<name>`: every non-body part, numbered in document order; items inside a
 //!   part continue its path (a nested message's: `attachment[2]/fwd.eml/body`);
 //! - `attachment[*]`: the summary once the part limit tripped; `part[<id>]`: a subtree cut at
@@ -71,12 +72,14 @@
 //! A message is never blocked: a top-level message that cannot be parsed (no header block at
 //! its start, or a binary one: `parse::unparseable`; or mail-parser cannot read it) becomes a
 //! notice-only message (`mail.unparseable`), as does any error or panic (`notice_only`). The
-//! notice-only message copies no raw header text.
+//! notice-only message copies no raw header text; its trace fields (`Received`, trusted
+//! `Authentication-Results`) are kept as in any message, reduced to printable ASCII and refolded.
 
 mod body;
 mod build;
 mod charset;
 mod headers;
+pub(crate) mod jis;
 mod notice;
 mod parse;
 #[cfg(test)]
@@ -93,6 +96,11 @@ use crate::error::SanitizeError;
 use crate::pipeline::{Context, FormatSanitizer, Rebuilt};
 use crate::report::{Action, Kind, ReportItem};
 use crate::threats;
+
+/// Report warning: a text part's declared Japanese charset did not fit its bytes (an
+/// `iso-2022-jp` label on Shift_JIS, `shift_jis` on UTF-8, ...); it was decoded as what reads
+/// cleanly instead. The text is delivered as UTF-8 either way.
+pub const WARN_CHARSET_MISLABELLED: &str = "mail.charset_mislabelled";
 
 /// Sanitizes nested messages (message/rfc822 parts) through the pipeline.
 #[derive(Debug, Clone, Copy)]
@@ -193,21 +201,16 @@ fn mixed_line_endings(input: &[u8]) -> bool {
 
 /// A safe message that carries only the notice, for mail that could not be sanitized. Keeps the
 /// original's allow-listed headers when they can be read safely (re-encoded from decoded or
-/// parsed values, as in a normal message; trace fields, the one kind copied from raw text, are
-/// left out), else minimal headers; never any of the original body.
+/// parsed values, as in a normal message; trace fields as printable ASCII, refolded, as in a
+/// normal message: CONTRACT.md keeps them, and they are the hop count that stops mail loops),
+/// else minimal headers; never any of the original body.
 pub(crate) fn notice_only(input: &[u8], err: &SanitizeError, cx: &Context<'_>) -> Vec<u8> {
     let policy = cx.policy();
     let recovered = catch_unwind(AssertUnwindSafe(|| {
         let msg = MessageParser::default().parse_headers(input)?;
         let part = msg.parts.first()?;
         let mut out = Vec::new();
-        headers::write_headers(
-            &mut out,
-            &part.headers,
-            msg.raw_message(),
-            policy,
-            headers::Trace::Drop,
-        );
+        headers::write_headers(&mut out, &part.headers, msg.raw_message(), policy);
         Some(out)
     }))
     .ok()

@@ -5,13 +5,14 @@ use std::borrow::Cow;
 
 use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
 
-use super::body::{is_stub, normalize_text, rewrite_links_linear, strip_pgp, strip_pgp_signature};
+use super::body::{is_stub, normalize_text, strip_pgp, strip_pgp_signature};
 use super::notice::{Entry, Notice, Token, removal_reason};
 use super::{
     build, charset, headers, write_text_body, write_text_part_headers, write_trailer_headers,
 };
 use crate::error::SanitizeError;
 use crate::formats::html::html_to_text;
+use crate::links::rewrite_links_linear;
 use crate::pipeline::{Context, PartInput, PartOutcome};
 use crate::report::{Action, Kind, ReportItem};
 use crate::threats;
@@ -191,8 +192,10 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             PartType::Text(t) | PartType::Html(t) => Some(t.as_ref()),
             _ => None,
         };
-        // mail-parser already decoded it with the same encoding_rs decoder we would use.
-        // (Only for unencoded bodies: mail-parser never sees a transfer encoding.)
+        // mail-parser already decoded it with the same encoding_rs decoder we would use. Only
+        // for unencoded bodies (mail-parser never sees a transfer encoding), and never for the
+        // Japanese legacy charsets: ISO-2022-JP has our own decoder, and a Shift_JIS or EUC-JP
+        // label is checked against the bytes (`charset::decode`).
         let unencoded = matches!(transfer_encoding(part), Encoding::None);
         let fast = unencoded
             && match (parsed, label.as_deref()) {
@@ -202,6 +205,12 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                     match charset::plan(Some(l)) {
                         // us-ascii and unknown labels: only when there was nothing to guess.
                         charset::Plan::Guess => t.is_ascii() && !t.contains('\u{1B}'),
+                        charset::Plan::Iso2022Jp => false,
+                        charset::Plan::Whatwg(enc)
+                            if enc == encoding_rs::SHIFT_JIS || enc == encoding_rs::EUC_JP =>
+                        {
+                            false
+                        }
                         // With replacement characters, our decoder may do better (mislabelled
                         // mail): take the raw path.
                         _ => theirs.is_some() && !t.contains('\u{FFFD}'),
@@ -217,6 +226,9 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
         let bytes = self.decoded_bytes(part)?;
         let d = charset::decode(&bytes, label.as_deref());
         self.lossy |= d.lossy;
+        if d.mislabelled.is_some() {
+            self.cx.warn(super::WARN_CHARSET_MISLABELLED);
+        }
         Ok(d.text.into_owned())
     }
 
@@ -663,13 +675,7 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
             .first()
             .map(|p| p.headers.as_slice())
             .unwrap_or_default();
-        let f = headers::write_headers(
-            &mut head,
-            root_headers,
-            self.raw,
-            policy,
-            headers::Trace::Keep,
-        );
+        let f = headers::write_headers(&mut head, root_headers, self.raw, policy);
 
         if self.skipped > 0 {
             let msg = format!("{} more parts removed after the part limit", self.skipped);
@@ -738,6 +744,29 @@ impl<'c, 'a, 'm> Walker<'c, 'a, 'm> {
                 action: Action::Removed,
                 threat: threats::MAIL_HEADER_DROPPED,
                 reason: "a structured header field that does not parse is not copied",
+            });
+        }
+        for (name, n) in &f.links {
+            self.notice.token(Token::RepLink);
+            let (ja, en) = match policy.links.mode {
+                crate::policy::LinkMode::Remove => ("リンクを削除", "links removed"),
+                _ => ("リンクを無効化", "links defanged"),
+            };
+            self.notice.add(Entry {
+                subject_ja: format!("ヘッダー {name}"),
+                subject_en: format!("header {name}"),
+                ja: format!("{ja}（{n} 件）"),
+                en: format!("{en} ({n})"),
+                removed: false,
+            });
+            let path = self.path(&format!("header/{name}"));
+            self.cx.record(ReportItem {
+                path,
+                kind: Kind::Text,
+                action: Action::Converted,
+                threats: vec![threats::LINK_REWRITTEN.to_owned()],
+                reason: format!("{n} links rewritten in the {name} field"),
+                detail: Some(serde_json::json!({ "count": n })),
             });
         }
         for name in &f.bidi {

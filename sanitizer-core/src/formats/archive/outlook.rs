@@ -50,31 +50,7 @@ impl MsgText {
     }
 }
 
-/// The Windows code pages Outlook writes, mapped to encodings.
-pub(crate) fn encoding_for_codepage(cp: u32) -> Option<&'static encoding_rs::Encoding> {
-    use encoding_rs as e;
-    Some(match cp {
-        932 => e::SHIFT_JIS,
-        50220..=50222 => e::ISO_2022_JP,
-        51932 | 20932 => e::EUC_JP,
-        65001 => e::UTF_8,
-        1200 => e::UTF_16LE,
-        1250 => e::WINDOWS_1250,
-        1251 => e::WINDOWS_1251,
-        1252 | 20127 | 28591 => e::WINDOWS_1252,
-        1253 => e::WINDOWS_1253,
-        1254 => e::WINDOWS_1254,
-        1255 => e::WINDOWS_1255,
-        1256 => e::WINDOWS_1256,
-        1257 => e::WINDOWS_1257,
-        1258 => e::WINDOWS_1258,
-        936 | 54936 => e::GB18030,
-        949 => e::EUC_KR,
-        950 => e::BIG5,
-        874 => e::WINDOWS_874,
-        _ => return None,
-    })
-}
+pub(crate) use crate::codepage::encoding_for_codepage;
 
 /// One attachment as found in the container.
 #[derive(Debug, Clone, Default)]

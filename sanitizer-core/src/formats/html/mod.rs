@@ -67,7 +67,7 @@ pub fn decode_html(bytes: &[u8]) -> String {
         return text.into_owned();
     }
     if let Some(enc) = meta_charset(bytes.get(..1024).unwrap_or(bytes)) {
-        return enc.decode_without_bom_handling(bytes).0.into_owned();
+        return crate::mail::jis::decode_as(enc, bytes).0.into_owned();
     }
     if let Ok(s) = std::str::from_utf8(bytes) {
         return s.to_owned();
@@ -75,7 +75,7 @@ pub fn decode_html(bytes: &[u8]) -> String {
     let mut det = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Allow);
     det.feed(bytes, true);
     let enc = det.guess(Some(b"jp"), chardetng::Utf8Detection::Allow);
-    enc.decode_without_bom_handling(bytes).0.into_owned()
+    crate::mail::jis::decode_as(enc, bytes).0.into_owned()
 }
 
 /// `<meta charset="x">` or `<meta http-equiv=content-type content="...; charset=x">`.

@@ -63,6 +63,11 @@ enum FrameKind {
     },
     Template,
     Foreign,
+    /// An element the reader never sees (`display:none`, `hidden`, ...: see [`hides`]), and the
+    /// names of the elements opened inside it since, so that their end tags do not end it.
+    Hidden {
+        inner: Vec<html5ever::LocalName>,
+    },
 }
 
 #[derive(Debug)]
@@ -354,7 +359,7 @@ impl Renderer {
             FrameKind::List { .. } => self.lists += 1,
             FrameKind::Quote => self.quote += 1,
             FrameKind::Pre => self.pre += 1,
-            FrameKind::Template => self.hidden += 1,
+            FrameKind::Template | FrameKind::Hidden { .. } => self.hidden += 1,
             FrameKind::Foreign => self.foreign += 1,
             FrameKind::Table { .. } => {}
         }
@@ -370,7 +375,9 @@ impl Renderer {
                 FrameKind::List { .. } => self.lists = self.lists.saturating_sub(1),
                 FrameKind::Quote => self.quote = self.quote.saturating_sub(1),
                 FrameKind::Pre => self.pre = self.pre.saturating_sub(1),
-                FrameKind::Template => self.hidden = self.hidden.saturating_sub(1),
+                FrameKind::Template | FrameKind::Hidden { .. } => {
+                    self.hidden = self.hidden.saturating_sub(1);
+                }
                 FrameKind::Foreign => self.foreign = self.foreign.saturating_sub(1),
                 FrameKind::Table { .. } => {}
             }
@@ -387,6 +394,75 @@ impl Renderer {
         if let Some(pos) = self.stack.iter().rposition(|f| &*f.name == name) {
             while self.stack.len() > pos {
                 self.pop_frame();
+            }
+        }
+    }
+
+    // ---- content the reader never sees ----
+
+    fn innermost_hidden(&self) -> Option<usize> {
+        self.stack
+            .iter()
+            .rposition(|f| matches!(f.kind, FrameKind::Hidden { .. }))
+    }
+
+    /// Pops the stack down to (and including) position `pos`.
+    fn pop_to(&mut self, pos: usize) {
+        while self.stack.len() > pos {
+            self.pop_frame();
+        }
+    }
+
+    /// Before a start tag is rendered: opens a hidden frame for an element that hides its
+    /// content, or notes the element inside the open one.
+    fn hidden_start(&mut self, tag: &Tag) {
+        let name: &str = &tag.name;
+        if let Some(pos) = self.innermost_hidden()
+            && let Some(Frame {
+                name: open,
+                kind: FrameKind::Hidden { inner },
+            }) = self.stack.get(pos)
+            && inner.is_empty()
+            && implicitly_closed(open, name)
+        {
+            // `<p hidden>a<p>b`: the second `<p>` ends the first, as in HTML.
+            self.pop_to(pos);
+        }
+        if is_void(name) || (tag.self_closing && self.foreign > 0) {
+            return;
+        }
+        if hides(&tag.attrs) {
+            self.push_frame(&tag.name, FrameKind::Hidden { inner: Vec::new() });
+        } else if let Some(pos) = self.innermost_hidden()
+            && let Some(Frame {
+                kind: FrameKind::Hidden { inner },
+                ..
+            }) = self.stack.get_mut(pos)
+            && inner.len() < MAX_STACK
+        {
+            inner.push(tag.name.clone());
+        }
+    }
+
+    /// After an end tag: ends an element opened inside a hidden one, or the hidden one itself,
+    /// or (the end of an element that contains it) the hidden one and looks further out.
+    fn hidden_end(&mut self, name: &str) {
+        while let Some(pos) = self.innermost_hidden() {
+            let Some(Frame {
+                name: open,
+                kind: FrameKind::Hidden { inner },
+            }) = self.stack.get_mut(pos)
+            else {
+                return;
+            };
+            if let Some(i) = inner.iter().rposition(|n| &**n == name) {
+                inner.truncate(i);
+                return;
+            }
+            let own = &**open == name;
+            self.pop_to(pos);
+            if own {
+                return;
             }
         }
     }
@@ -469,6 +545,7 @@ impl Renderer {
                 }
             });
         }
+        self.hidden_start(tag);
         // Raw-text elements: switch the tokenizer like the tree builder would.
         let raw = match name {
             "script" => Some((Raw::Hidden, RawKind::ScriptData)),
@@ -540,7 +617,8 @@ impl Renderer {
                     }
                     _ => None,
                 });
-                self.marker = Some(match ordered {
+                // A hidden item leaves no marker for the text after it.
+                self.marker = (self.hidden == 0).then(|| match ordered {
                     Some(Some(n)) => format!("{n}. "),
                     _ => "・".to_owned(),
                 });
@@ -594,7 +672,7 @@ impl Renderer {
                 let alt = detect::attr(&tag.attrs, "alt")
                     .map(|a| a.split_whitespace().collect::<Vec<_>>().join(" "))
                     .filter(|a| !a.is_empty());
-                if let (Some(alt), 0) = (alt, self.hidden) {
+                if let (Some(alt), 0, false) = (alt, self.hidden, hides(&tag.attrs)) {
                     self.emit('[');
                     for c in alt.chars().filter(|c| !is_dropped(*c)) {
                         self.out.push(c);
@@ -640,6 +718,7 @@ impl Renderer {
             "a" => self.close_anchor(),
             _ => {}
         }
+        self.hidden_end(name);
     }
 
     /// The text, with links in text rewritten by policy (URLs from hrefs already are).
@@ -708,6 +787,111 @@ impl TokenSink for Sink {
         // Inside svg/math, `<![CDATA[...]]>` is text (as in browsers); elsewhere a comment.
         self.0.try_borrow().is_ok_and(|r| r.foreign > 0)
     }
+}
+
+/// Elements that have no content and no end tag.
+fn is_void(name: &str) -> bool {
+    matches!(
+        name,
+        "area"
+            | "base"
+            | "br"
+            | "col"
+            | "embed"
+            | "hr"
+            | "img"
+            | "input"
+            | "keygen"
+            | "link"
+            | "meta"
+            | "param"
+            | "source"
+            | "track"
+            | "wbr"
+    )
+}
+
+/// Whether an open element `open` whose end tag is optional ends where `starting` starts.
+fn implicitly_closed(open: &str, starting: &str) -> bool {
+    match open {
+        "p" => matches!(
+            starting,
+            "p" | "div"
+                | "table"
+                | "ul"
+                | "ol"
+                | "dl"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+                | "pre"
+                | "blockquote"
+                | "section"
+                | "article"
+                | "header"
+                | "footer"
+                | "nav"
+                | "aside"
+                | "main"
+                | "form"
+                | "hr"
+                | "address"
+                | "fieldset"
+                | "figure"
+                | "details"
+                | "menu"
+        ),
+        "li" => starting == "li",
+        "dt" | "dd" => matches!(starting, "dt" | "dd"),
+        "td" | "th" => matches!(starting, "td" | "th" | "tr"),
+        "tr" => starting == "tr",
+        "option" => starting == "option",
+        _ => false,
+    }
+}
+
+/// Whether an element hides its content from the reader: the `hidden` attribute, or inline CSS
+/// `display:none`, `visibility:hidden|collapse`, `mso-hide:all` (Outlook), `opacity:0`, or a
+/// zero-size box that clips its content (`max-height:0; overflow:hidden`, also width/height,
+/// or `font-size:0` with `line-height:0`). This is how mail preheaders (the teaser line that
+/// clients show in the message list) and hidden "salad" text are written. Inline styles only:
+/// class rules in `<style>` blocks are not applied.
+pub(super) fn hides(attrs: &[html5ever::Attribute]) -> bool {
+    detect::attr(attrs, "hidden").is_some() || detect::attr(attrs, "style").is_some_and(css_hides)
+}
+
+fn css_hides(style: &str) -> bool {
+    let css: String = style
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let zero = |v: &str| {
+        let n = v.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%');
+        !n.is_empty() && n.parse::<f64>().is_ok_and(|x| x == 0.0)
+    };
+    let (mut zero_box, mut clipped, mut zero_font, mut zero_line) = (false, false, false, false);
+    for decl in css.split(';') {
+        let Some((prop, value)) = decl.split_once(':') else {
+            continue;
+        };
+        let value = value.trim_end_matches("!important");
+        match prop {
+            "display" if value == "none" => return true,
+            "visibility" if value == "hidden" || value == "collapse" => return true,
+            "mso-hide" if value == "all" => return true,
+            "opacity" if zero(value) => return true,
+            "max-height" | "height" | "max-width" | "width" if zero(value) => zero_box = true,
+            "overflow" | "overflow-x" | "overflow-y" if value == "hidden" => clipped = true,
+            "font-size" if zero(value) => zero_font = true,
+            "line-height" if zero(value) => zero_line = true,
+            _ => {}
+        }
+    }
+    (zero_box && clipped) || (zero_font && zero_line)
 }
 
 /// East Asian wide characters, between which a source line break is not a space

@@ -508,3 +508,81 @@ fn html_file_becomes_a_text_file_without_the_markup() {
         "{threats:?}"
     );
 }
+
+#[test]
+fn text_the_reader_never_sees_is_not_shown() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "preheader",
+            "<body><div style=\"display:none;font-size:1px;color:#fff;line-height:1px;max-height:0px;max-width:0px;opacity:0;overflow:hidden;mso-hide:all\">今だけ！当選のお知らせ&nbsp;&zwnj;</div><p>本文です。</p></body>",
+            "本文です。",
+        ),
+        (
+            "display none with spaces and case",
+            "<p>見える<span style=\"DISPLAY : None !important\">見えない</span>文</p>",
+            "見える文",
+        ),
+        (
+            "visibility",
+            "<p>a<span style='visibility:hidden'>b</span>c</p>",
+            "ac",
+        ),
+        (
+            "mso-hide",
+            "<p>a<span style='mso-hide:all'>b</span>c</p>",
+            "ac",
+        ),
+        ("hidden attribute", "<p>a<span hidden>b</span>c</p>", "ac"),
+        (
+            "zero box clipped",
+            "<p>a</p><div style='max-height:0;overflow:hidden'>b</div><p>c</p>",
+            "a\n\nc",
+        ),
+        (
+            "zero font and line height",
+            "<p>a<span style='font-size:0;line-height:0'>b</span>c</p>",
+            "ac",
+        ),
+        (
+            "nested same name inside hidden",
+            "<div style='display:none'><div>x</div>y<div>z</div></div><p>shown</p>",
+            "shown",
+        ),
+        (
+            "raw text and lists inside hidden",
+            "<div hidden><style>p{}</style><ul><li>x</li></ul>y</div><p>shown</p>",
+            "shown",
+        ),
+        (
+            "unclosed hidden span ends with its parent",
+            "<table><tr><td><span style='display:none'>x</td><td>shown</td></tr></table>",
+            "shown",
+        ),
+        (
+            "optional end tags",
+            "<p style='display:none'>x<p>shown<ul><li hidden>y<li>z</ul>",
+            "shown\n\n・z",
+        ),
+        (
+            "hidden image alt and link",
+            "<p>a<img alt='隠し' style='display:none'><span hidden><a href='https://x.example/'>l</a></span>b</p>",
+            "ab",
+        ),
+        (
+            "not hidden: a zero box that does not clip, font-size 0 alone",
+            "<div style='height:0'>a</div><div style='font-size:0'><span style='font-size:14px'>b</span></div>",
+            "a\nb",
+        ),
+    ];
+    for (what, html, want) in cases {
+        assert_eq!(text(html), format!("{want}\n"), "{what}");
+    }
+    // The links inside hidden text are not counted; threats inside it are still reported.
+    let h = html_to_text(
+        "<div style='display:none'><a href='https://x.example/'>x</a><img src='http://t.example/p.gif'></div>ok",
+        &policy(LinkMode::Defang),
+    );
+    assert_eq!(h.text, "ok\n");
+    assert_eq!(h.links, 0);
+    assert!(h.threats.contains(&threats::HTML_REMOTE_RESOURCE));
+}

@@ -6,48 +6,17 @@
 //! the policy (Debian's Noto CJK collections): the face is chosen from the CID collection
 //! (Japan1, Korea1, GB1, CNS1) and Mincho/Gothic (serif/sans) from the PostScript name.
 //!
-//! **The one I/O exception of the core:** a font file is read from disk the first time a
-//! document needs it and then kept for the life of the process (a map keyed by path), so the
-//! cost is paid once, never per page or per document. Only paths from the policy are read,
-//! and only files up to [`MAX_FONT_BYTES`]. When a file cannot be read the text is left out and
-//! the item carries the `pdf.font_missing` warning.
+//! The font bytes come from the caller's [`FontSource`] (the core reads no files); without
+//! one, or when it has no CJK font, the text is left out and the item carries the
+//! `pdf.font_missing` warning.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use hayro::hayro_interpret::font::{FallbackFontQuery, FontData, FontQuery};
 use hayro::hayro_interpret::hayro_cmap::CidFamily;
 
-/// Largest font file the resolver reads (the Noto CJK collections are 19–27 MB).
-pub const MAX_FONT_BYTES: u64 = 64 * 1024 * 1024;
-
-type FontCache = Mutex<HashMap<String, Option<FontData>>>;
-
-fn cache() -> &'static FontCache {
-    static CACHE: OnceLock<FontCache> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// The bytes of the font file at `path`, read once per process; `None` when it cannot be read.
-fn load(path: &str) -> Option<FontData> {
-    if path.is_empty() {
-        return None;
-    }
-    // A poisoned lock only means another thread panicked while holding it; the map is still
-    // consistent (entries are inserted whole).
-    let mut map = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(entry) = map.get(path) {
-        return entry.clone();
-    }
-    let data = std::fs::metadata(path)
-        .ok()
-        .filter(|m| m.is_file() && m.len() <= MAX_FONT_BYTES)
-        .and_then(|_| std::fs::read(path).ok())
-        .map(|bytes| -> FontData { Arc::new(bytes) });
-    map.insert(path.to_owned(), data.clone());
-    data
-}
+use crate::pipeline::FontSource;
 
 /// Which face of a Noto CJK collection serves a CID family (JP, KR, SC, TC are faces 0–3).
 fn face_for(family: &CidFamily) -> Option<u32> {
@@ -130,20 +99,22 @@ fn looks_serif(q: &FallbackFontQuery, names: &str) -> bool {
 /// Resolves fonts a PDF does not embed; shared by the render threads of one document.
 #[derive(Clone)]
 pub struct FontResolver {
-    sans: String,
-    serif: String,
+    source: Option<Arc<dyn FontSource>>,
     missing: Arc<AtomicBool>,
 }
 
 impl FontResolver {
-    /// A resolver using the CJK collections at `sans` and `serif` (empty `serif`: `sans` for
-    /// both).
-    pub fn new(sans: &str, serif: &str) -> FontResolver {
+    /// A resolver taking CJK fonts from `source` (none: CJK text is left out).
+    pub fn new(source: Option<Arc<dyn FontSource>>) -> FontResolver {
         FontResolver {
-            sans: sans.to_owned(),
-            serif: serif.to_owned(),
+            source,
             missing: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    fn load(&self, serif: bool) -> Option<FontData> {
+        let bytes = self.source.as_ref()?.cjk(serif)?;
+        Some(bytes as FontData)
     }
 
     /// Whether some text could not be given a font (the page may be incomplete).
@@ -170,12 +141,7 @@ impl FontResolver {
                 let Some(face) = face else {
                     return Some(q.pick_standard_font().get_font_data());
                 };
-                let serif_data = if looks_serif(q, &names) {
-                    load(&self.serif)
-                } else {
-                    None
-                };
-                match serif_data.or_else(|| load(&self.sans)) {
+                match self.load(looks_serif(q, &names)) {
                     Some(data) => Some((data, face)),
                     None => {
                         self.mark_missing();
@@ -223,12 +189,18 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_font_marks_missing() {
-        let r = FontResolver::new("/nonexistent/font.ttc", "");
-        assert!(r.resolve(&FontQuery::Fallback(q("MS-Mincho"))).is_none());
-        assert!(r.font_missing());
+    fn no_font_marks_missing() {
+        let empty: Arc<dyn FontSource> = Arc::new(crate::Fonts::default());
+        for source in [None, Some(empty)] {
+            let r = FontResolver::new(source);
+            assert!(r.resolve(&FontQuery::Fallback(q("MS-Mincho"))).is_none());
+            assert!(r.font_missing());
+        }
+        let r = FontResolver::new(Some(crate::testing::fonts()));
+        assert!(r.resolve(&FontQuery::Fallback(q("MS-Mincho"))).is_some());
+        assert!(!r.font_missing());
         // Latin fonts still fall back to the standard fonts.
-        let r = FontResolver::new("/nonexistent/font.ttc", "");
+        let r = FontResolver::new(None);
         assert!(r.resolve(&FontQuery::Fallback(q("ArialMT"))).is_some());
         assert!(!r.font_missing());
     }

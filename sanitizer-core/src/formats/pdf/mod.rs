@@ -81,7 +81,7 @@ impl FormatSanitizer for PdfSanitizer {
         match policy.mode {
             PdfMode::Rasterize => {
                 let found = scan_input(input, cx)?;
-                let fonts = fonts::FontResolver::new(&policy.cjk_font, &policy.cjk_serif_font);
+                let fonts = fonts::FontResolver::new(cx.fonts());
                 let (bytes, stats) = rasterize::rasterize(input, policy.dpi, &fonts, cx.budget())?;
                 recheck(&bytes, PdfMode::Rasterize)?;
                 if stats.font_missing {

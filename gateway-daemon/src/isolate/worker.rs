@@ -1,4 +1,4 @@
-//! The worker side: `mugai __worker ...`, started by the [`pool`](crate::pool).
+//! The worker side: `mugai __worker ...`, started by the [`pool`](crate::isolate::pool).
 //!
 //! Life of a worker, in order:
 //! 0. leave the caller's session (no controlling terminal) and shed every descriptor above 2
@@ -21,10 +21,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use sanitizer_core::{Converter, Services, sanitize_file_with, sanitize_mail_with};
+use sanitizer_core::{Converter, Services};
 
-use crate::sandbox::{self, SandboxConfig};
-use crate::wire::{self, ConvertReply, ConvertRequest, JobHeader, Mode, ResultHeader, tag};
+use crate::isolate::sandbox::{self, SandboxConfig};
+use crate::isolate::wire::{self, ConvertReply, ConvertRequest, JobHeader, ResultHeader, tag};
 
 /// The hidden subcommand that starts a worker.
 pub const WORKER_ARG: &str = "__worker";
@@ -206,47 +206,40 @@ pub fn run(args: &[String]) -> i32 {
     let converter = PipeConverter {
         io: Mutex::new((stdin, io::stdout())),
     };
+    let fonts: std::sync::Arc<dyn sanitizer_core::FontSource> =
+        std::sync::Arc::new(crate::fonts::FileFonts::new(&header.host));
     let services = Services {
         converter: header.converter.then_some(&converter as &dyn Converter),
+        fonts: Some(&fonts),
     };
-    let result = match header.mode {
-        Mode::Mail => {
-            let out = sanitize_mail_with(&job.body, &header.policy, services);
-            let head = ResultHeader {
-                report: out.report,
-                name: None,
-                mime: Some("message/rfc822".into()),
-                kind: Some(sanitizer_core::Kind::Mail),
+    // The same dispatch as the in-process path: one function decides file or mail.
+    let job = crate::sanitize::Job {
+        input: job.body,
+        name: header.name.clone(),
+        mode: header.mode,
+    };
+    let outcome = crate::sanitize::sanitize(&job, &header.policy, services);
+    let result = match outcome.output {
+        Some(o) => (
+            ResultHeader {
+                report: outcome.report,
+                name: Some(o.name.clone()),
+                mime: Some(o.mime.clone()),
+                kind: Some(o.kind),
                 has_output: true,
-            };
-            (head, out.message.into_vec())
-        }
-        Mode::File => {
-            let out =
-                sanitize_file_with(&job.body, header.name.as_deref(), &header.policy, services);
-            match out.output {
-                Some(f) => (
-                    ResultHeader {
-                        report: out.report,
-                        name: Some(f.name),
-                        mime: Some(f.mime),
-                        kind: Some(f.kind),
-                        has_output: true,
-                    },
-                    f.bytes.into_vec(),
-                ),
-                None => (
-                    ResultHeader {
-                        report: out.report,
-                        name: None,
-                        mime: None,
-                        kind: None,
-                        has_output: false,
-                    },
-                    Vec::new(),
-                ),
-            }
-        }
+            },
+            o.into_bytes(),
+        ),
+        None => (
+            ResultHeader {
+                report: outcome.report,
+                name: None,
+                mime: None,
+                kind: None,
+                has_output: false,
+            },
+            Vec::new(),
+        ),
     };
     let mut out = io::stdout().lock();
     if wire::write_frame(&mut out, tag::RESULT, &result.0, &result.1).is_err() {

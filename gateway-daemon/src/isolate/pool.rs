@@ -6,7 +6,7 @@
 //!   background as they are used), so process start-up is off the critical path.
 //! - Hard limits are the kernel's, not the sanitizer's goodwill: a wall-clock timeout (the
 //!   worker is killed), `RLIMIT_AS`, `RLIMIT_CPU`, seccomp and Landlock (see
-//!   [`sandbox`](crate::sandbox)).
+//!   [`sandbox`](crate::isolate::sandbox)).
 //! - The parent never trusts a worker's word: its output becomes [`SafeBytes`] only through
 //!   `sanitizer_core::recheck`, run here in the parent.
 //! - A killed, crashed or lying worker gives the same deterministic outcome as any failed item
@@ -32,10 +32,12 @@ use sanitizer_core::{
     recheck, threats,
 };
 
-use crate::sandbox::SandboxConfig;
+use crate::isolate::sandbox::SandboxConfig;
+use crate::isolate::wire::{
+    self, ConvertReply, ConvertRequest, Frame, JobHeader, Mode, ResultHeader, tag,
+};
+use crate::isolate::worker;
 use crate::sanitize::{Job, JobOutcome, Transform, TransformError};
-use crate::wire::{self, ConvertReply, ConvertRequest, Frame, JobHeader, Mode, ResultHeader, tag};
-use crate::worker;
 
 /// Pool settings.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct PoolConfig {
     pub grace: Duration,
     /// Largest frame a worker may send back.
     pub max_frame_bytes: u64,
+    /// Host paths: the fonts workers read (their directories are added to the sandbox).
+    pub host: crate::config::Host,
 }
 
 impl PoolConfig {
@@ -63,6 +67,7 @@ impl PoolConfig {
             sandbox: SandboxConfig::default(),
             grace: Duration::from_secs(2),
             max_frame_bytes: 1024 * 1024 * 1024,
+            host: crate::config::Host::default(),
         }
     }
 }
@@ -242,7 +247,7 @@ impl Pool {
     ) -> Result<Pool, PoolError> {
         // Descriptors this process was given by its caller (or opened without close-on-exec)
         // must not reach any worker or helper.
-        crate::sandbox::mark_fds_cloexec();
+        crate::isolate::sandbox::mark_fds_cloexec();
         let mut idle = VecDeque::new();
         for _ in 0..cfg.size.max(1) {
             idle.push_back(spawn_worker(&cfg).map_err(|e| PoolError(e.to_string()))?);
@@ -371,8 +376,8 @@ impl Pool {
             && !self.warned_landlock.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
-                "Landlock is not available on this kernel; workers run without it, as the policy \
-                 allows (isolation.allow_without_landlock)."
+                "Landlock is not available on this kernel; workers run without it, as the \
+                 configuration allows (pool.allow_without_landlock)."
             );
         }
 
@@ -383,6 +388,7 @@ impl Pool {
             name: name.map(str::to_owned),
             policy: policy.clone(),
             converter: self.converter.is_some(),
+            host: self.cfg.host.clone(),
         };
         let mut timed_out = false;
         let mut result = None;
@@ -468,19 +474,18 @@ pub struct Isolated {
 }
 
 impl Isolated {
-    /// A pool for `policy`: the workers may read the CJK font the policy names, besides the
-    /// system font directories.
+    /// A pool for `policy`: the workers may read the font directories of `cfg.host`, besides
+    /// the system font directories.
     pub fn new(
         policy: Policy,
         mut cfg: PoolConfig,
         converter: Option<Arc<dyn Converter + Send + Sync>>,
     ) -> Result<Isolated, PoolError> {
-        if let Some(dir) = std::path::Path::new(&policy.pdf.cjk_font).parent()
-            && !cfg.sandbox.read_paths.iter().any(|p| p == dir)
-        {
-            cfg.sandbox.read_paths.push(dir.to_path_buf());
+        for dir in cfg.host.font_dirs() {
+            if !cfg.sandbox.read_paths.iter().any(|p| dir.starts_with(p)) {
+                cfg.sandbox.read_paths.push(dir);
+            }
         }
-        cfg.sandbox.allow_without_landlock |= policy.isolation.allow_without_landlock;
         Ok(Isolated {
             pool: Pool::new(cfg, converter)?,
             policy,

@@ -18,7 +18,7 @@
 //! twice yields the same id and one copy of the bytes, with one report file per report id.
 //!
 //! ## Invariants
-//! - Every file is written through [`crate::atomic::write_atomic`] (temporary file in the same
+//! - Every file is written through [`super::atomic::write_atomic`] (temporary file in the same
 //!   directory, fsync, rename, fsync the directory): a name that is visible is complete.
 //! - An entry exists (for [`QuarantineStore::contains`], [`QuarantineStore::list`],
 //!   [`QuarantineStore::get`]) exactly when its `original` file exists. `put` writes the
@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use sanitizer_core::Report;
 use sanitizer_core::report::sha256_hex;
 
-use crate::atomic::{Access, Existing, TEMP_PREFIX, sync_dir, write_atomic};
+use super::atomic::{Access, Existing, TEMP_PREFIX, sync_dir, write_atomic};
 
 /// The id of a quarantined original: the lower-case hex SHA-256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,6 +98,9 @@ pub enum QuarantineError {
     /// Not a valid quarantine id or report id.
     #[error("invalid quarantine or report id {0:?}")]
     InvalidId(String),
+    /// No entry has a report with this id.
+    #[error("no quarantine entry has report {0}")]
+    NoSuchReport(String),
     /// The entry is damaged (bytes do not match the id, unreadable report).
     #[error("quarantine entry {id} is corrupt: {detail}")]
     Corrupt {
@@ -113,7 +116,7 @@ impl QuarantineError {
     /// permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            QuarantineError::Io { source, .. } => crate::atomic::is_transient(source),
+            QuarantineError::Io { source, .. } => super::atomic::is_transient(source),
             _ => false,
         }
     }
@@ -220,6 +223,38 @@ impl DirStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Finds an entry by the SHA-256 of its original or by the id of one of its reports (the
+    /// id a notice or `NAME.blocked.txt` quotes).
+    pub fn find(&self, key: &str) -> Result<QuarantineId, QuarantineError> {
+        let key = key.trim();
+        if key.len() == 64
+            && let Ok(id) = QuarantineId::parse(&key.to_ascii_lowercase())
+        {
+            return if self.contains(&id)? {
+                Ok(id)
+            } else {
+                Err(QuarantineError::NotFound(id))
+            };
+        }
+        if !valid_report_id(key) {
+            return Err(QuarantineError::InvalidId(key.to_owned()));
+        }
+        let file = format!("{key}.json");
+        for id in self.list()? {
+            if self.entry_dir(&id).join("reports").join(&file).is_file() {
+                return Ok(id);
+            }
+        }
+        Err(QuarantineError::NoSuchReport(key.to_owned()))
+    }
+
+    /// When an entry's original was stored (its file's modification time).
+    pub fn stored_at(&self, id: &QuarantineId) -> Option<std::time::SystemTime> {
+        std::fs::metadata(self.entry_dir(id).join("original"))
+            .and_then(|m| m.modified())
+            .ok()
     }
 
     /// The directory of an entry.

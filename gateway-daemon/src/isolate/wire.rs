@@ -47,6 +47,9 @@ pub struct JobHeader {
     pub policy: Policy,
     /// Whether the parent can convert documents (LibreOffice) on the worker's behalf.
     pub converter: bool,
+    /// The configured font paths (the worker reads them lazily, inside its sandbox, and lends
+    /// them to the core).
+    pub host: crate::config::Host,
 }
 
 /// A conversion the worker asks the parent to run.

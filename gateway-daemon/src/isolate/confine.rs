@@ -24,8 +24,8 @@
 //!   `/dev/shm`, plus creating/removing sockets in `/tmp` (LibreOffice's single-instance pipe);
 //!   no other write anywhere; device `ioctl`s refused (Landlock ABI 5) and signals to processes
 //!   outside the helper refused (ABI 6) where the kernel has them. Without Landlock the helper
-//!   **refuses to start** unless `--allow-without-landlock` is given (policy
-//!   `[isolation] allow_without_landlock`);
+//!   **refuses to start** unless `--allow-without-landlock` is given (configuration
+//!   `[pool] allow_without_landlock`);
 //! - **no terminal**: its own session, standard input on `/dev/null`, and seccomp refusing the
 //!   `TIOCSTI`/`TIOCLINUX` ioctls (`EPERM`);
 //! - **limits**: CPU seconds, address space, no core dumps, output file size, and at most
@@ -180,7 +180,7 @@ fn no_inet_sockets() -> Result<BpfProgram, String> {
 /// exit status.
 fn outer(args: &[String]) -> Result<i32, String> {
     use std::os::unix::process::ExitStatusExt;
-    crate::sandbox::mark_fds_cloexec();
+    crate::isolate::sandbox::mark_fds_cloexec();
     {
         use nix::sched::CloneFlags;
         // The PID namespace applies to the children started from here on: the inner stage is
@@ -291,14 +291,14 @@ fn confine(a: &Args) -> Result<(), String> {
         status.ruleset != RulesetStatus::NotEnforced
     };
     if !enforced && !a.allow_without_landlock {
-        return Err(crate::sandbox::NO_LANDLOCK.replace(
-            "set `allow_without_landlock = true` in the policy's [isolation] table",
-            "pass --allow-without-landlock (policy [isolation] allow_without_landlock)",
+        return Err(crate::isolate::sandbox::NO_LANDLOCK.replace(
+            "set `allow_without_landlock = true` in the configuration's [pool] table",
+            "pass --allow-without-landlock (configuration [pool] allow_without_landlock)",
         ));
     }
     nix::sys::prctl::set_no_new_privs().map_err(|e| e.to_string())?;
     seccompiler::apply_filter(&no_inet_sockets()?).map_err(|e| e.to_string())?;
-    let no_tty = crate::sandbox::no_terminal_injection().map_err(|e| e.to_string())?;
+    let no_tty = crate::isolate::sandbox::no_terminal_injection().map_err(|e| e.to_string())?;
     seccompiler::apply_filter(&no_tty).map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -314,7 +314,7 @@ fn inner(a: &Args) -> Result<i32, String> {
     if outer_gone() {
         return Err("the outer stage is gone".into());
     }
-    crate::sandbox::new_session().map_err(|e| e.to_string())?;
+    crate::isolate::sandbox::new_session().map_err(|e| e.to_string())?;
     confine(a)?;
     let Some((program, rest)) = a.program.split_first() else {
         return Err("no program".into());

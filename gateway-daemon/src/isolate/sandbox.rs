@@ -15,8 +15,8 @@
 //!    directories the sanitizers need (fonts); everything else, `/dev` included, is invisible.
 //!    Where the kernel has them, device `ioctl`s (ABI 5) and signals to processes outside the
 //!    worker (ABI 6) are refused too. A worker that cannot enforce its ruleset **refuses to
-//!    start** unless [`SandboxConfig::allow_without_landlock`] is set (policy
-//!    `[isolation] allow_without_landlock = true`).
+//!    start** unless [`SandboxConfig::allow_without_landlock`] is set (configuration
+//!    `[pool] allow_without_landlock = true`).
 //! 4. **seccomp**: three filters. The first kills the process on the system calls a
 //!    compromised sanitizer would want: `socket`, `connect`, `execve`, `ptrace`, `fork`-style
 //!    process creation, `mount`, `bpf`, ... The second is an allow-list of the calls the
@@ -109,7 +109,7 @@ fn err(step: &'static str, e: impl std::fmt::Display) -> SandboxError {
 
 /// The refusal when Landlock is not enforced and the configuration does not allow that.
 pub const NO_LANDLOCK: &str = "Landlock is not enforced on this kernel; refusing to start \
-     (set `allow_without_landlock = true` in the policy's [isolation] table to run without it)";
+     (set `allow_without_landlock = true` in the configuration's [pool] table to run without it)";
 
 /// Leaves the caller's session: the process gets no controlling terminal, so it can neither
 /// open `/dev/tty` nor inject input into the operator's shell. Call first thing in a freshly
@@ -396,7 +396,7 @@ fn unconditional(calls: &[i64]) -> BTreeMap<i64, Vec<SeccompRule>> {
 }
 
 /// A filter refusing (`EPERM`) the terminal-injection ioctls and allowing everything else;
-/// shared with the LibreOffice trampoline ([`crate::confine`]).
+/// shared with the LibreOffice trampoline ([`crate::isolate::confine`]).
 pub(crate) fn no_terminal_injection() -> Result<BpfProgram, SandboxError> {
     let rules = TERMINAL_INJECTION
         .iter()

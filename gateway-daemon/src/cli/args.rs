@@ -1,0 +1,256 @@
+//! The command line's arguments and help (clap derive), apart from running them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::i18n::Lang;
+
+/// The exit codes, for help texts.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  every input produced a safe output
+  3  at least one input was blocked (no output; the report says why)
+  2  usage or configuration error (bad option, invalid policy file)
+  1  anything else (an input could not be read, an output could not be written)
+  When several apply: 1 wins over 3, 3 over 0.";
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  mugai sanitize invoice.html -o invoice.txt
+  mugai sanitize --report report.jsonl inbox/ -o safe/
+  mugai mail < in.eml > safe.eml
+  mugai policy > policy.toml
+  mugai quarantine list /var/lib/mugai/quarantine
+  mugai completions bash > /etc/bash_completion.d/mugai
+  RUST_LOG=info mugai sanitize ...   # logs on standard error (default: warnings only)
+  LANG=ja_JP.UTF-8 mugai ...          # messages in Japanese (or --lang ja)
+
+";
+
+const SANITIZE_HELP: &str = "\
+Output naming:
+  One input file ('-' = standard input): OUTPUT is that file ('-' = standard output); if
+  OUTPUT is an existing directory or ends in '/', the output is written into it.
+  Several inputs or a directory: OUTPUT is a directory (created if missing). Each output keeps
+  its path relative to the input directory it came from (for file arguments, just the file
+  name). The extension changes when the type changed (page.html -> page.txt,
+  a.docm -> a.docx, mail -> .eml). An existing file is never overwritten: a numeric suffix is
+  added instead (a.txt, a (2).txt, ...). A blocked input gets no output, but a note
+  NAME.blocked.txt with the reason is written where its output would have gone.
+  Mail files (.eml, or content that is an RFC 5322 message) are sanitized as mail.
+
+  The output directory may not be, or lie inside, an input directory (untrusted originals
+  and safe copies never share a folder). Symlinks inside input directories are skipped with
+  a message, never followed.
+
+Reports:
+  --report FILE appends one JSON object per input (JSON Lines), flushed after each input, with
+  the time and the input and output paths; '-' writes them to standard output. Without
+  --report, a one-line result per input goes to standard error. A summary block (counts, time,
+  blocked inputs by name) ends every run on standard error; --quiet silences both.
+
+Examples:
+  mugai sanitize invoice.html -o invoice.txt
+  mugai sanitize --report report.jsonl inbox/ -o safe/
+  mugai sanitize --quarantine /var/lib/mugai/quarantine a.pdf b.docx c.eml -o out/
+  mugai sanitize page.html -o - | less
+  curl -s https://example.jp/form.html | mugai sanitize - -o form.txt
+
+";
+
+const MAIL_HELP: &str = "\
+Examples:
+  mugai mail < in.eml > safe.eml
+  mugai mail --report report.json in.eml -o safe.eml
+  mugai mail --policy strict.toml --quarantine /var/lib/mugai/quarantine in.eml -o -
+
+";
+
+const QUARANTINE_HELP: &str = "\
+Examples:
+  mugai quarantine list /var/lib/mugai/quarantine
+  mugai quarantine show /var/lib/mugai/quarantine 0193a6c2-...   # a report id
+  mugai quarantine get /var/lib/mugai/quarantine 3f2a... -o /root/review/original.bin
+
+";
+
+const POLICY_HELP: &str = "\
+Examples:
+  mugai policy > policy.toml         # start from the defaults, then edit
+  mugai policy --check policy.toml   # same as: mugai check-policy policy.toml
+
+";
+
+/// Content Disarm and Reconstruction for mail and files.
+///
+/// Mugai turns untrusted mail and files into safe ones: mail bodies become plain text,
+/// documents are rebuilt from an allow-list or rendered to images, and everything active
+/// (scripts, macros, executables, external links) is removed. Each input gets a JSON report
+/// saying what was found and done.
+#[derive(Debug, Parser)]
+#[command(name = "mugai", version, after_help = format!("{TOP_EXAMPLES}{EXIT_CODES}"))]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sanitize files (and mail files) into an output file or directory.
+    ///
+    /// Each INPUT (a file or a directory, walked recursively) is sanitized under the policy:
+    /// rebuilt, converted or re-encoded into a safe form, or blocked when that is impossible
+    /// (executables, encrypted or malformed files, bombs). Nothing is ever written in place;
+    /// outputs go to OUTPUT following the naming rules below.
+    #[command(after_help = format!("{SANITIZE_HELP}{EXIT_CODES}"))]
+    Sanitize(SanitizeArgs),
+    /// Sanitize one RFC 5322 message (standard input to standard output by default).
+    ///
+    /// The message is rebuilt: the body becomes plain text with a notice of what was done at
+    /// the top, attachments are sanitized or removed, and the verdict is recorded in the
+    /// X-Mugai-Sanitized and X-Mugai-Report-Id headers. A mail is never blocked: at worst the
+    /// recipient gets a notice-only message, and the exit code is 0.
+    #[command(after_help = format!("{MAIL_HELP}{EXIT_CODES}"))]
+    Mail(MailArgs),
+    /// Print the default policy (commented TOML), or check a policy file.
+    ///
+    /// The printed policy is the built-in default; save it, edit it and pass it with --policy.
+    /// Unknown keys are errors, so a typo cannot silently weaken the policy.
+    #[command(after_help = POLICY_HELP)]
+    Policy(PolicyArgs),
+    /// Check a policy file: syntax, values, and what would fail at run time on this machine
+    /// with the default configuration (missing fonts, LibreOffice, unimplemented options).
+    /// Prints OK, or each problem (exit 2).
+    CheckPolicy {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Print the default configuration (commented TOML): host paths, worker pool, quarantine.
+    ///
+    /// Paths on this machine live here, not in the policy, so one policy can serve several
+    /// machines. Save it, edit it and pass it with --config.
+    Config,
+    /// Check a configuration file: syntax, values, its `[policy]`, and what would fail at run
+    /// time on this machine (fonts, LibreOffice). Prints OK, or each problem (exit 2).
+    CheckConfig {
+        /// The configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Look up quarantined originals (kept with --quarantine DIR) by report id or SHA-256.
+    ///
+    /// The notice and NAME.blocked.txt quote a report id; `show` finds the entry from it, and
+    /// `get` writes the original (untrusted!) to a path you name, never beside safe outputs.
+    #[command(subcommand, after_help = QUARANTINE_HELP)]
+    Quarantine(QuarantineCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on standard output.
+    #[command(after_help = "Example:\n  mugai man > /usr/local/share/man/man1/mugai.1\n")]
+    Man,
+}
+
+/// `mugai quarantine ...`.
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the entries: SHA-256, when stored, input name, verdict, threats.
+    List {
+        /// The quarantine directory.
+        dir: PathBuf,
+    },
+    /// Show one entry and its reports (JSON with --json).
+    Show {
+        /// The quarantine directory.
+        dir: PathBuf,
+        /// A report id (from the notice or NAME.blocked.txt) or the original's SHA-256.
+        id: String,
+        /// Print the stored reports as JSON Lines instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the original of an entry to FILE (never overwritten; mode 0600).
+    Get {
+        /// The quarantine directory.
+        dir: PathBuf,
+        /// A report id or the original's SHA-256.
+        id: String,
+        /// Where to write the original. It is the untrusted file itself: keep it away from
+        /// safe outputs.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+/// Options shared by `sanitize` and `mail`.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Sanitizing policy (TOML; see `mugai policy`). Default: the `[policy]` of --config, else
+    /// the built-in policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Mugai configuration (TOML; see `mugai config`): host paths (LibreOffice, fonts), worker
+    /// pool, quarantine directory, and a `[policy]` table. Default: the built-in configuration.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write the JSON report(s) here, one object per line; `-` for standard output.
+    #[arg(long, value_name = "FILE|-")]
+    pub report: Option<PathBuf>,
+    /// Keep each original whose verdict is not `clean`, with its report, in this directory
+    /// (content-addressed; look entries up with `mugai quarantine`).
+    #[arg(long, value_name = "DIR")]
+    pub quarantine: Option<PathBuf>,
+    /// No per-input lines and no summary on standard error.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Language of messages: ja or en. Default: Japanese when the locale is (LANG=ja_JP...).
+    #[arg(long, value_name = "LANG")]
+    pub lang: Option<Lang>,
+    /// Sanitize inside this process instead of sandboxed, one-job worker processes. For
+    /// debugging only: a hostile input could then hang or crash the command itself.
+    #[arg(long)]
+    pub no_isolation: bool,
+}
+
+/// `mugai sanitize`.
+#[derive(Debug, Args)]
+pub struct SanitizeArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// Input files or directories; `-` (alone) for standard input.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output file (one input file; `-` for standard output) or directory.
+    #[arg(short, long, value_name = "OUTPUT", required = true)]
+    pub output: PathBuf,
+    /// Inputs sanitized in parallel in a batch. Default: the number of CPUs.
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+}
+
+/// `mugai mail`.
+#[derive(Debug, Args)]
+pub struct MailArgs {
+    /// Shared options.
+    #[command(flatten)]
+    pub common: Common,
+    /// The message; `-` (default) for standard input.
+    #[arg(value_name = "INPUT|-", default_value = "-")]
+    pub input: PathBuf,
+    /// Where the safe message goes; `-` (default) for standard output.
+    #[arg(short, long, value_name = "OUTPUT|-", default_value = "-")]
+    pub output: PathBuf,
+}
+
+/// `mugai policy`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Check this policy file instead of printing the defaults.
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+}

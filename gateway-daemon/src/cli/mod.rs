@@ -1,0 +1,297 @@
+//! The `mugai` command line: [`args`] declares the arguments and help; this module runs the
+//! small commands (`policy`, `check-policy`, `config`, `check-config`, `quarantine`,
+//! `completions`, `man`) and
+//! `run` the sanitizing ones (`sanitize`, `mail`).
+//!
+//! Exit codes (CONTRACT.md): 0 every input produced a safe output; 3 at least one input was
+//! blocked; 2 usage or configuration error; 1 anything else (I/O). When several apply, 1 wins
+//! over 3, and 3 over 0.
+//!
+//! Standard error may be closed or a pipe that closes early: messages to it are best effort
+//! and never panic. A closed standard output (`mugai policy | head -1`) ends the command
+//! quietly.
+
+pub mod args;
+mod run;
+
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
+
+pub use args::{Cli, Command, Common, MailArgs, PolicyArgs, QuarantineCommand, SanitizeArgs};
+
+use crate::app::load_policy;
+use crate::config::{Config, DEFAULT_CONFIG_TOML};
+use crate::i18n::Lang;
+use crate::sinks::atomic::{Access, Existing, write_atomic};
+use crate::sinks::outbox::escape_for_display;
+use crate::sinks::quarantine::{DirStore, QuarantineStore};
+
+/// Why a command stopped before its work was done.
+#[derive(Debug)]
+enum Fatal {
+    /// A usage error in the named subcommand (exit 2, formatted by clap).
+    Usage(&'static str, String),
+    /// A configuration error (exit 2).
+    Config(String),
+    /// Anything else (exit 1).
+    Io(String),
+    /// Standard output was closed by its reader: stop quietly (exit 0).
+    Closed,
+}
+
+/// Writes a line on standard error, best effort: a closed or broken stderr is not an error.
+pub(crate) fn say(line: &str) {
+    let mut e = io::stderr().lock();
+    let _ = writeln!(e, "{line}");
+}
+
+/// Writes to standard output; a reader that went away ends the command quietly.
+fn print_out(bytes: &[u8]) -> Result<(), Fatal> {
+    let mut so = io::stdout().lock();
+    match so.write_all(bytes).and_then(|()| so.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(Fatal::Closed),
+        Err(e) => Err(Fatal::Io(format!("standard output: {e}"))),
+    }
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(Fatal::Usage(sub, msg)) => {
+            let mut cmd = Cli::command();
+            cmd.build();
+            let err = match cmd.find_subcommand_mut(sub) {
+                Some(sc) => sc.error(clap::error::ErrorKind::ArgumentConflict, msg),
+                None => cmd.error(clap::error::ErrorKind::ArgumentConflict, msg),
+            };
+            let _ = err.print();
+            ExitCode::from(2)
+        }
+        Err(Fatal::Config(msg)) => {
+            say(&format!("mugai: {msg}"));
+            ExitCode::from(2)
+        }
+        Err(Fatal::Io(msg)) => {
+            say(&format!("mugai: {msg}"));
+            ExitCode::from(1)
+        }
+        Err(Fatal::Closed) => ExitCode::SUCCESS,
+    }
+}
+
+/// Logs go to standard error, filtered by `RUST_LOG` (`warn` by default). They never contain
+/// message bodies. Write errors (a closed stderr) are ignored by the subscriber.
+fn init_tracing() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_ansi(io::stderr().is_terminal())
+                .with_filter(filter),
+        )
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
+    match cli.command {
+        Command::Policy(PolicyArgs { check: Some(file) }) | Command::CheckPolicy { file } => {
+            check_policy(&file)
+        }
+        Command::Policy(PolicyArgs { check: None }) => {
+            print_out(DEFAULT_POLICY_TOML.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sanitize(args) => run::sanitize(args),
+        Command::Mail(args) => run::mail(args),
+        Command::Quarantine(q) => quarantine(q),
+        Command::Config => {
+            print_out(DEFAULT_CONFIG_TOML.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Completions { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mugai", &mut buf);
+            print_out(&buf)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|e| Fatal::Io(format!("manual page: {e}")))?;
+            print_out(&buf)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads a policy file for a command; problems are configuration errors (exit 2).
+fn policy_for(path: Option<&Path>) -> Result<Policy, Fatal> {
+    match path {
+        Some(p) => load_policy(p).map_err(|e| Fatal::Config(format!("{e:#}"))),
+        None => Ok(Policy::default()),
+    }
+}
+
+/// `check-policy`: parse and validate, then look for what would fail at run time.
+fn check_policy(file: &Path) -> Result<ExitCode, Fatal> {
+    let policy = policy_for(Some(file))?;
+    let config = Config {
+        policy,
+        ..Config::default()
+    };
+    report_problems(file, "policy", &config.runtime_problems())
+}
+
+/// `check-config`: parse and validate (its [policy] too), then look for what would fail.
+fn check_config(file: &Path) -> Result<ExitCode, Fatal> {
+    let config = Config::load(file).map_err(|e| Fatal::Config(format!("{e:#}")))?;
+    report_problems(file, "configuration", &config.runtime_problems())
+}
+
+/// Prints `FILE: OK`, or each problem on stderr with exit 2.
+fn report_problems(file: &Path, what: &str, problems: &[String]) -> Result<ExitCode, Fatal> {
+    if problems.is_empty() {
+        print_out(format!("{}: OK\n", file.display()).as_bytes())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in problems {
+        say(&format!("mugai: {what} file {}: {p}", file.display()));
+    }
+    Ok(ExitCode::from(2))
+}
+
+/// `mugai quarantine list|show|get`.
+fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
+    let open = |dir: &Path| {
+        if !dir.is_dir() {
+            return Err(Fatal::Config(format!(
+                "{} is not a quarantine directory",
+                dir.display()
+            )));
+        }
+        DirStore::open(dir).map_err(|e| Fatal::Io(e.to_string()))
+    };
+    let lookup = |store: &DirStore, key: &str| {
+        let id = store.find(key).map_err(|e| Fatal::Io(e.to_string()))?;
+        store.get(&id).map_err(|e| Fatal::Io(e.to_string()))
+    };
+    match cmd {
+        QuarantineCommand::List { dir } => {
+            let store = open(&dir)?;
+            let ids = store.list().map_err(|e| Fatal::Io(e.to_string()))?;
+            let mut out = String::new();
+            for id in ids {
+                let entry = store.get(&id).map_err(|e| Fatal::Io(e.to_string()))?;
+                let when = store
+                    .stored_at(&id)
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                    .map_or_else(|| "-".to_owned(), |t| format!("{t:.0}"));
+                let last = entry.reports.last();
+                let name = last
+                    .and_then(|r| r.input.name.as_deref())
+                    .map_or_else(|| "-".to_owned(), escape_for_display);
+                let verdict = last.map_or("-", |r| match r.verdict {
+                    sanitizer_core::Verdict::Clean => "clean",
+                    sanitizer_core::Verdict::Sanitized => "sanitized",
+                    sanitizer_core::Verdict::Blocked => "blocked",
+                });
+                let threats = last.map(|r| r.threats().join(",")).unwrap_or_default();
+                out.push_str(&format!(
+                    "{id}  {when}  {verdict:<9}  {name}  [{threats}]  reports: {}\n",
+                    entry.reports.len()
+                ));
+            }
+            print_out(out.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Show { dir, id, json } => {
+            let store = open(&dir)?;
+            let entry = lookup(&store, &id)?;
+            let mut out = String::new();
+            if json {
+                for r in &entry.reports {
+                    out.push_str(&r.to_json_line());
+                    out.push('\n');
+                }
+            } else {
+                out.push_str(&format!(
+                    "sha256: {}\nsize: {} bytes\nstored: {}\n",
+                    entry.id,
+                    entry.original.len(),
+                    store
+                        .stored_at(&entry.id)
+                        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                        .map_or_else(|| "-".to_owned(), |t| format!("{t:.0}")),
+                ));
+                for r in &entry.reports {
+                    out.push_str(&format!(
+                        "report {}: {} {:?} kind={} threats=[{}]\n",
+                        r.id,
+                        escape_for_display(r.input.name.as_deref().unwrap_or("-")),
+                        r.verdict,
+                        r.input.kind,
+                        r.threats().join(", ")
+                    ));
+                    for item in &r.items {
+                        out.push_str(&format!(
+                            "  {} {:?}: {}\n",
+                            escape_for_display(&item.path),
+                            item.action,
+                            escape_for_display(&item.reason)
+                        ));
+                    }
+                }
+            }
+            print_out(out.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        QuarantineCommand::Get { dir, id, output } => {
+            let store = open(&dir)?;
+            let entry = lookup(&store, &id)?;
+            let parent = match output.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => std::path::PathBuf::from("."),
+            };
+            let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                return Err(Fatal::Usage("quarantine", "-o needs a file name".into()));
+            };
+            write_atomic(
+                &parent,
+                &name,
+                &entry.original,
+                Existing::Keep,
+                Access::Private,
+            )
+            .map_err(|e| Fatal::Io(format!("{}: {e}", output.display())))?;
+            let lang = Lang::detect(None);
+            say(&format!(
+                "{}{}{} ({} bytes, sha256 {})",
+                lang.pick(
+                    "mugai: 原本（未検査・危険な可能性あり）を書き出しました",
+                    "mugai: wrote the original (untrusted, possibly dangerous) to "
+                ),
+                lang.pick("：", ""),
+                output.display(),
+                entry.original.len(),
+                entry.id
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Sources: where items come from. Each source reads items, hands them to the one transform
+//! ([`crate::sanitize::Transform`]) and the finished items to the sinks ([`crate::sinks`]),
+//! and stops when the [`crate::shutdown::Shutdown`] signal says so.
+//!
+//! - [`files`]: files and directories named on the command line, and standard input.
+//! - [`smtp`]: the SMTP relay (today its protocol session; the I/O loop comes next).
+//!
+//! The drop directory (`dropdir.rs`) and the HTTP API (`http.rs`) will be further sources
+//! beside them.
+
+pub mod files;
+pub mod smtp;
