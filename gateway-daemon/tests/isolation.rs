@@ -689,12 +689,7 @@ fn confined_helper_is_its_own_session_in_its_own_pid_namespace() {
     );
     assert!(out.status.success(), "{out:?}");
     std::thread::sleep(Duration::from_millis(300));
-    let survivors: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(&marker))
-        .collect();
+    let survivors = processes_with(&marker);
     if is_root() {
         assert!(survivors.is_empty(), "outlived the job: {survivors:?}");
     } else {
@@ -801,4 +796,64 @@ fn inner_stage_refuses_to_run_without_its_outer_stage() {
     let out = inner(std::process::Stdio::piped());
     assert!(out.status.success(), "{out:?}");
     assert!(marker.exists());
+}
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(marker))
+        .collect()
+}
+
+#[test]
+fn killing_the_helper_at_the_deadline_ends_everything_it_started() {
+    use std::os::unix::process::CommandExt;
+    let d = job_dir();
+    let marker = format!(
+        "{}.{}",
+        4000 + std::process::id() % 1000,
+        std::process::id()
+    );
+    // As the converter does: the trampoline in its own process group, killed as a group at
+    // the deadline, while the helper still runs.
+    let mut c = gateway_daemon::isolate::confine::command(
+        Path::new(env!("CARGO_BIN_EXE_mugai")),
+        d.path(),
+        60,
+        8 * 1024 * 1024 * 1024,
+        false,
+    );
+    let mut child = c
+        .args(["/bin/sleep", &marker])
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while processes_with(&marker).len() < 3 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // outer stage, inner stage (PID 1 of its namespace), sleep: all running.
+    assert_eq!(
+        processes_with(&marker).len(),
+        3,
+        "{:?}",
+        processes_with(&marker)
+    );
+    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    let gone_by = std::time::Instant::now() + Duration::from_secs(3);
+    while !processes_with(&marker).is_empty() && std::time::Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        processes_with(&marker).is_empty(),
+        "outlived the kill: {:?}",
+        processes_with(&marker)
+    );
 }

@@ -308,14 +308,16 @@ fn confine(a: &Args) -> Result<(), String> {
 /// every process the program left behind.
 fn inner(a: &Args) -> Result<i32, String> {
     use std::os::unix::process::ExitStatusExt;
+    crate::isolate::sandbox::new_session().map_err(|e| e.to_string())?;
+    confine(a)?;
+    // Only now: the kernel clears the parent-death signal when the user id changes, which
+    // `confine` just did.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| format!("parent-death signal: {e}"))?;
     // The outer stage may have been killed before the line above took effect.
     if outer_gone() {
         return Err("the outer stage is gone".into());
     }
-    crate::isolate::sandbox::new_session().map_err(|e| e.to_string())?;
-    confine(a)?;
     let Some((program, rest)) = a.program.split_first() else {
         return Err("no program".into());
     };
