@@ -670,7 +670,7 @@ print("tty=" + tty, "sti=" + sti)
 }
 
 #[test]
-fn confined_helper_is_its_own_session_in_its_own_pid_namespace() {
+fn confined_helper_leaves_no_process_behind() {
     let d = job_dir();
     // A grandchild that leaves the session (as a daemonising helper would) and would
     // otherwise outlive the job.
