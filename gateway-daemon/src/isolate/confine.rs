@@ -18,8 +18,8 @@
 //!   any case seccomp answers `EACCES` to creating `AF_INET`, `AF_INET6`, `AF_PACKET` and
 //!   `AF_NETLINK` sockets (local `AF_UNIX` sockets, which LibreOffice uses internally, work);
 //! - **file system** (Landlock): read and execute below the system directories (`/usr`, `/lib*`,
-//!   `/bin`, `/sbin`, `/etc`, `/opt`), read of `/proc` and `/sys`, of `/dev/null`,
-//!   `/dev/zero`, `/dev/random` and `/dev/urandom` only (no terminal, no other device), and
+//!   `/bin`, `/sbin`, `/etc`, `/opt`), read of `/proc` and `/sys`, of `/dev/null` and
+//!   `/dev/urandom` only (no terminal, no other device: LibreOffice needs no more), and
 //!   read-write only below the job's own directory (profile, input, output, `TMPDIR`) and
 //!   `/dev/shm`, plus creating/removing sockets in `/tmp` (LibreOffice's single-instance pipe);
 //!   no other write anywhere; device `ioctl`s refused (Landlock ABI 5) and signals to processes
@@ -244,8 +244,6 @@ fn confine(a: &Args) -> Result<(), String> {
     let read_only: Vec<&str> = [
         "/proc",
         "/sys",
-        "/dev/zero",
-        "/dev/random",
         "/dev/urandom",
         "/var/cache/fontconfig",
         "/var/spool/libreoffice",
