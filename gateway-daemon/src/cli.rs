@@ -16,8 +16,17 @@
 //!   actually written, including a collision suffix.
 //! - A blocked input in a batch leaves `NAME.blocked.txt` (a second one `NAME (2).ext.blocked.txt`)
 //!   with the reason, threats and report id; a single blocked file leaves nothing.
-//! - Directory walks skip the output directory when it lies inside an input directory, symlinked
-//!   directories (loops), and FIFOs, sockets and devices (reads that may never end).
+//! - Directory walks skip the output directory when it lies inside an input directory, every
+//!   symbolic link (to a file or a directory: never followed, a message on stderr), and FIFOs,
+//!   sockets and devices (reads that may never end). A symlink given as an argument is
+//!   followed, as `cp` would: the user named it.
+//! - An argument that is not a regular file (`/dev/zero`, a FIFO, a socket, a device) is refused
+//!   with a message (exit 1) without being opened for reading; `-` reads standard input.
+//! - An output never gets wider permissions than its input had: its mode is the input's mode
+//!   & 0666 & !umask (a 0600 input gives a 0600 output).
+//! - Control characters (C0, DEL, C1) and bidi/zero-width characters in names, paths and
+//!   reasons are shown escaped (`\u{1b}`) on the terminal and in `NAME.blocked.txt`, so a file
+//!   name cannot move the cursor, recolour the terminal or add a line of its own.
 //! - An input over `limits.max_input_bytes` is read only up to the limit (the core blocks it);
 //!   its report still carries the real size and SHA-256; it is not quarantined (the original is
 //!   still where the user has it).
@@ -40,7 +49,7 @@ use sanitizer_core::{Converter, DEFAULT_POLICY_TOML, Policy};
 
 use crate::atomic::{Access, Existing, write_atomic};
 use crate::convert::LibreOffice;
-use crate::outbox::{write_blocked_note, write_new};
+use crate::outbox::{write_blocked_note, write_new_with};
 use crate::pool::{Isolated, PoolConfig};
 use crate::quarantine::{DirStore, QuarantineId, QuarantineStore};
 use crate::sanitize::{InProcess, Job, JobOutcome, Mode, Transform};
@@ -328,17 +337,73 @@ struct Item {
     truncated: bool,
     /// Size and SHA-256 of the whole input when only a prefix was read.
     real: Option<(u64, String)>,
+    /// Permission bits of the input file (`None` for standard input): the output gets no
+    /// wider ones.
+    mode: Option<u32>,
 }
 
-/// Reads an input file; see [`read_item`].
-fn read_file(path: &Path, max_input: u64) -> io::Result<Item> {
+/// How an input path may be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Named on the command line: a symlink to a regular file is read (the user named it).
+    Named,
+    /// Found by a directory walk: a symlink is never followed.
+    Walked,
+}
+
+/// Reads an input file; see [`read_item`]. Only regular files are read: the type is checked
+/// before opening (a FIFO is never opened, `/dev/zero` never read) and again on the opened
+/// descriptor; the open itself never blocks (`O_NONBLOCK`) and, for walked files, never
+/// follows a symlink swapped in after the walk (`O_NOFOLLOW`).
+fn read_file(path: &Path, max_input: u64, follow: Follow) -> io::Result<Item> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let meta = match follow {
+        Follow::Named => std::fs::metadata(path)?,
+        Follow::Walked => std::fs::symlink_metadata(path)?,
+    };
+    let not_regular = |t: std::fs::FileType| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}, not a regular file; refused", describe_type(t)),
+        )
+    };
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if follow == Follow::Walked {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    read_item(
-        File::open(path)?,
-        name,
-        path.display().to_string(),
-        max_input,
-    )
+    let mut item = read_item(file, name, path.display().to_string(), max_input)?;
+    item.mode = Some(meta.permissions().mode() & 0o777);
+    Ok(item)
+}
+
+/// A file type in words, for messages.
+fn describe_type(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
 }
 
 /// Reads an input, at most one byte over the input limit: the core blocks it, and the report
@@ -365,6 +430,7 @@ fn read_item(
         display,
         truncated,
         real,
+        mode: None,
     })
 }
 
@@ -374,6 +440,7 @@ struct Sanitized {
     outcome: JobOutcome,
     display: String,
     truncated: bool,
+    mode: Option<u32>,
 }
 
 /// Runs the transform on one item (any thread). `Err` is a message for the user: the
@@ -408,6 +475,7 @@ fn sanitize_item(transform: &dyn Transform, item: Item, mode: Mode) -> Result<Sa
         outcome,
         display: item.display,
         truncated: item.truncated,
+        mode: item.mode,
     })
 }
 
@@ -522,8 +590,9 @@ impl Runner {
         }
     }
 
-    /// Prints a line on stderr without tearing the progress bar.
+    /// Prints a line on stderr without tearing the progress bar (control characters escaped).
     fn note(&self, line: &str) {
+        let line = escape_controls(line);
         match &self.progress {
             Some(pb) => pb.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
@@ -553,8 +622,10 @@ impl Runner {
             mut outcome,
             display,
             truncated,
+            mode,
         } = done;
-        let written = self.write_output(&job, &mut outcome, dest, &display);
+        let access = mode.map_or(Access::Umask, Access::AtMost);
+        let written = self.write_output(&job, &mut outcome, dest, &display, access);
         if outcome.report.verdict != Verdict::Clean
             && let Some(store) = &self.quarantine
         {
@@ -590,6 +661,7 @@ impl Runner {
         outcome: &mut JobOutcome,
         dest: &Dest,
         display: &str,
+        access: Access,
     ) -> Option<String> {
         let result = match (&outcome.output, dest) {
             (Some(out), Dest::Stdout) => {
@@ -600,10 +672,10 @@ impl Runner {
             }
             // The report keeps the sanitized name (`a.docx`): the user chose the path.
             (Some(out), Dest::File(path)) => {
-                write_exact(path, out.bytes()).map(|p| p.display().to_string())
+                write_exact(path, out.bytes(), access).map(|p| p.display().to_string())
             }
             (Some(out), Dest::Dir(dir)) => std::fs::create_dir_all(dir)
-                .and_then(|()| write_new(dir, &out.name, out.bytes()))
+                .and_then(|()| write_new_with(dir, &out.name, out.bytes(), access))
                 .map(|p| {
                     set_output_name(outcome, &p);
                     p.display().to_string()
@@ -661,7 +733,7 @@ impl Runner {
 }
 
 /// Writes exactly `path`, atomically, replacing what is there.
-fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+fn write_exact(path: &Path, bytes: &[u8], access: Access) -> io::Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -674,7 +746,7 @@ fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         &name.to_string_lossy(),
         bytes,
         Existing::Replace,
-        Access::Umask,
+        access,
     )?;
     Ok(path.to_owned())
 }
@@ -696,18 +768,33 @@ fn block_reason(outcome: &JobOutcome) -> &str {
         .map_or("could not be made safe", |i| i.reason.as_str())
 }
 
-/// The text of `NAME.blocked.txt`.
+/// `s` with control characters (C0, DEL, C1) and bidi/zero-width characters written as
+/// `\u{..}` escapes: names and reasons come from untrusted inputs (and a worker's claims), and
+/// must not reach a terminal or a note as escape sequences or extra lines.
+pub fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || sanitizer_core::unicode::is_invisible_control(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The text of `NAME.blocked.txt` (every field from the input or the report escaped).
 fn blocked_note(outcome: &JobOutcome) -> String {
     let r = &outcome.report;
-    let threats = r.threats().join(", ");
+    let threats = escape_controls(&r.threats().join(", "));
     format!(
         "このファイルは安全にできないため、出力されませんでした（Mugai）。\n\
          This file was blocked by Mugai: it could not be made safe.\n\n\
          File: {}\nReason: {}\nThreats: {}\nReport ID: {}\n",
-        r.input.name.as_deref().unwrap_or("(no name)"),
-        block_reason(outcome),
+        escape_controls(r.input.name.as_deref().unwrap_or("(no name)")),
+        escape_controls(block_reason(outcome)),
         if threats.is_empty() { "-" } else { &threats },
-        r.id,
+        escape_controls(&r.id),
     )
 }
 
@@ -741,7 +828,7 @@ fn run_mail(args: MailArgs) -> Result<ExitCode, Fatal> {
     let item = if is_dash(&args.input) {
         read_item(io::stdin().lock(), None, "<stdin>".into(), runner.max_input)
     } else {
-        read_file(&args.input, runner.max_input)
+        read_file(&args.input, runner.max_input, Follow::Named)
     };
     let item = match item {
         Ok(i) => i,
@@ -765,6 +852,7 @@ fn run_mail(args: MailArgs) -> Result<ExitCode, Fatal> {
 struct Planned {
     path: PathBuf,
     out_dir: PathBuf,
+    follow: Follow,
 }
 
 fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
@@ -820,7 +908,7 @@ fn run_sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
         let item = if is_dash(path) {
             read_item(io::stdin().lock(), None, "<stdin>".into(), runner.max_input)
         } else {
-            read_file(path, runner.max_input)
+            read_file(path, runner.max_input, Follow::Named)
         };
         match item {
             Ok(item) => {
@@ -856,7 +944,7 @@ fn run_batch(runner: &mut Runner, plan: Vec<Planned>, jobs: usize) {
     let window = jobs.saturating_mul(2);
     let transform = Arc::clone(&runner.transform);
     let max_input = runner.max_input;
-    let (job_tx, job_rx) = mpsc::channel::<(usize, PathBuf)>();
+    let (job_tx, job_rx) = mpsc::channel::<(usize, PathBuf, Follow)>();
     let job_rx = Mutex::new(job_rx);
     let (res_tx, res_rx) = mpsc::channel::<(usize, Result<Sanitized, String>)>();
     std::thread::scope(|scope| {
@@ -869,9 +957,9 @@ fn run_batch(runner: &mut Runner, plan: Vec<Planned>, jobs: usize) {
                         Ok(rx) => rx.recv(),
                         Err(_) => break,
                     };
-                    let Ok((i, path)) = next else { break };
+                    let Ok((i, path, follow)) = next else { break };
                     let result = catch_unwind(AssertUnwindSafe(|| {
-                        let item = read_file(&path, max_input)
+                        let item = read_file(&path, max_input, follow)
                             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                         let mode = Mode::detect(item.name.as_deref(), &item.bytes);
                         sanitize_item(transform.as_ref(), item, mode)
@@ -895,7 +983,7 @@ fn run_batch(runner: &mut Runner, plan: Vec<Planned>, jobs: usize) {
             while sent < n && sent < next.saturating_add(window) {
                 if let Some(p) = plan.get(sent) {
                     // Workers only stop when this sender is dropped, so this cannot fail.
-                    let _ = job_tx.send((sent, p.path.clone()));
+                    let _ = job_tx.send((sent, p.path.clone(), p.follow));
                 }
                 sent += 1;
             }
@@ -929,16 +1017,19 @@ fn run_batch(runner: &mut Runner, plan: Vec<Planned>, jobs: usize) {
 }
 
 /// Lists the files of a batch: file arguments go straight into OUTPUT; directories are walked
-/// (sorted, symlinked directories skipped, OUTPUT itself skipped) keeping relative paths.
+/// (sorted, OUTPUT itself skipped) keeping relative paths. Symbolic links found by the walk,
+/// to files or directories, are skipped with a message and never followed; so are FIFOs,
+/// sockets and devices. A symlink named as an argument is the user's choice and is followed.
 fn plan_batch(runner: &mut Runner, inputs: &[PathBuf], output: &Path) -> Vec<Planned> {
     let output_canon = std::fs::canonicalize(output).ok();
     let mut plan = Vec::new();
     for input in inputs {
         if !input.is_dir() {
-            // Missing or unreadable files are reported when they are read.
+            // Missing, unreadable or special files are reported when they are read.
             plan.push(Planned {
                 path: input.clone(),
                 out_dir: output.to_owned(),
+                follow: Follow::Named,
             });
             continue;
         }
@@ -958,27 +1049,40 @@ fn plan_batch(runner: &mut Runner, inputs: &[PathBuf], output: &Path) -> Vec<Pla
                     plan.push(Planned {
                         path,
                         out_dir: out_dir.clone(),
+                        follow: Follow::Walked,
                     });
                     continue;
                 };
                 let Some(fname) = path.file_name().map(|n| n.to_owned()) else {
                     continue;
                 };
-                if meta.is_dir() {
+                let t = meta.file_type();
+                if t.is_dir() {
                     if output_canon.is_some() && std::fs::canonicalize(&path).ok() == output_canon {
                         continue;
                     }
-                    subdirs.push((path, out_dir.join(fname)));
-                } else if meta.file_type().is_symlink() && path.is_dir() {
-                    tracing::warn!(path = %path.display(), "Symlinked directory skipped.");
-                } else if !path.is_file() {
-                    // FIFOs, sockets, devices: reading them could block or never end.
-                    tracing::warn!(path = %path.display(), "Not a regular file, skipped.");
-                } else {
+                    // Windows would open the device, not the folder (`aux` → `aux_`).
+                    let out_name = match fname.to_str() {
+                        Some(n) if sanitizer_core::naming::is_reserved(n) => {
+                            sanitizer_core::naming::avoid_reserved(n).into()
+                        }
+                        _ => fname,
+                    };
+                    subdirs.push((path, out_dir.join(out_name)));
+                } else if t.is_file() {
                     plan.push(Planned {
                         path,
                         out_dir: out_dir.clone(),
+                        follow: Follow::Walked,
                     });
+                } else {
+                    // Links could lead anywhere (`/etc/shadow`, a loop); FIFOs, sockets and
+                    // devices could block or never end.
+                    runner.note(&format!(
+                        "mugai: {}: {}, skipped",
+                        path.display(),
+                        describe_type(t)
+                    ));
                 }
             }
             // Reverse so the stack visits subdirectories in sorted order.

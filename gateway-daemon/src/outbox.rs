@@ -1,12 +1,17 @@
 //! The outbox: where sanitized outputs (and `NAME.blocked.txt` notes) are written.
 //!
 //! Naming rules (CONTRACT.md):
-//! - the output takes the name the core gave it: normalised, with the extension changed when
-//!   the type changed (`a.docm` → `a.docx`, `page.html` → `page.txt`, mail → `.eml`);
+//! - the output takes the name derived from the input's name and the re-checked kind:
+//!   normalised, with the extension changed when the type changed (`a.docm` → `a.docx`,
+//!   `page.html` → `page.txt`, mail → `.eml`), `.txt` appended to text without a text extension
+//!   (`query.iqy` → `query.iqy.txt`), Windows device names suffixed (`CON.txt` → `CON_.txt`);
 //! - an existing file is never overwritten: on a collision a numeric suffix is added before the
 //!   extension (`a.docx`, `a (2).docx`, `a (3).docx`, ...), decided atomically by the file
 //!   system (no-clobber link), so two writers can never pick the same name;
-//! - every write is atomic ([`crate::atomic`]): no half-written output under a real name.
+//! - every write is atomic ([`crate::atomic`]): no half-written output under a real name;
+//! - the name must be one plain component (the atomic writer refuses `/`, `\\`, `..`, control
+//!   characters and empty names whoever chose them); for worker results the parent derives it
+//!   itself (`pool::accept_file`), never from the worker's word.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,14 +41,19 @@ pub fn suffixed(name: &str, n: u32) -> String {
 /// Writes `bytes` as `dir/name`, or under the first free suffixed name; never overwrites.
 /// Returns the path written.
 pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-    write_first_free(dir, name, bytes, |n| suffixed(name, n))
+    write_new_with(dir, name, bytes, Access::Umask)
+}
+
+/// [`write_new`] with the given permissions (an output gets no wider ones than its input).
+pub fn write_new_with(dir: &Path, name: &str, bytes: &[u8], access: Access) -> io::Result<PathBuf> {
+    write_first_free(dir, name, bytes, access, |n| suffixed(name, n))
 }
 
 /// Writes the note for a blocked input named `input_name` as `dir/NAME.blocked.txt` (the
 /// drop-directory convention), suffixing NAME on a collision (`a (2).exe.blocked.txt`), so the
 /// note always ends in `.blocked.txt`. Never overwrites.
 pub fn write_blocked_note(dir: &Path, input_name: &str, note: &str) -> io::Result<PathBuf> {
-    write_first_free(dir, input_name, note.as_bytes(), |n| {
+    write_first_free(dir, input_name, note.as_bytes(), Access::Umask, |n| {
         format!("{}.blocked.txt", suffixed(input_name, n))
     })
 }
@@ -52,10 +62,11 @@ fn write_first_free(
     dir: &Path,
     name: &str,
     bytes: &[u8],
+    access: Access,
     candidate: impl Fn(u32) -> String,
 ) -> io::Result<PathBuf> {
     for n in 1..=MAX_SUFFIX {
-        match write_atomic(dir, &candidate(n), bytes, Existing::Keep, Access::Umask) {
+        match write_atomic(dir, &candidate(n), bytes, Existing::Keep, access) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             other => return other,
         }
