@@ -747,7 +747,10 @@ mod tests {
             body.clone_from(&png);
             h.kind = Some(Kind::Text);
         });
-        assert!(out.output.is_none(), "a claim that disagrees with the bytes blocks");
+        assert!(
+            out.output.is_none(),
+            "a claim that disagrees with the bytes blocks"
+        );
         // A real PNG, honestly claimed, but named .html with an HTML content type: delivered
         // as what the parent found, an image.
         let out = through_wire(HTML, "invoice.html", |h, body| {
