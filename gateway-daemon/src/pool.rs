@@ -538,7 +538,7 @@ pub fn accept_file(
     }
     report.output = Some(FileInfo::describe(Some(&out_name), bytes.as_slice(), kind));
     settle_verdict(&mut report, || {
-        recheck::confirms_clean_file(input, kind, policy)
+        recheck::confirms_clean_file(input, bytes.as_slice(), kind, policy)
             && csv_delim.is_none_or(|d| recheck::check_csv(input, d).is_ok())
     });
     let mime = naming::content_type(kind, &out_name, bytes.as_slice()).to_owned();

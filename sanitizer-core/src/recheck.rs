@@ -186,8 +186,56 @@ pub fn check_csv(bytes: &[u8], delim: u8) -> Result<(), SanitizeError> {
 /// Whether `input` itself already passes the re-check for `kind`: then nothing in it had to be
 /// removed or changed, and a `clean` verdict from whoever sanitized it can be believed. A
 /// caller that cannot confirm this downgrades a claimed `clean` to `sanitized`.
-pub fn confirms_clean_file(input: &[u8], kind: Kind, policy: &Policy) -> bool {
+///
+/// `output` is the re-checked output made from `input`: identical bytes confirm at once, and an
+/// OpenDocument package is confirmed when every member of the output (but the regenerated
+/// manifest) is byte-identical to the original's and the original's other members are only
+/// what every rebuild leaves out (directory entries, thumbnails, `settings.xml`,
+/// `manifest.rdf`): then nothing of the document's content was changed or removed.
+pub fn confirms_clean_file(input: &[u8], output: &[u8], kind: Kind, policy: &Policy) -> bool {
+    if input == output {
+        return true;
+    }
+    if kind == Kind::Odf && sniff::sniff(input) == Kind::Odf {
+        return odf_kept_unchanged(input, output, policy).unwrap_or(false);
+    }
     check_file(input, kind, policy, 0, Of::Original).is_ok()
+}
+
+/// Members of an ODF original that a rebuild drops without changing what the document says.
+fn odf_droppable(name: &str, data: &[u8]) -> bool {
+    (name.ends_with('/') && data.is_empty())
+        || name.starts_with("Thumbnails/")
+        || name == "settings.xml"
+        || name == "manifest.rdf"
+}
+
+/// See [`confirms_clean_file`]; `None` when either package does not read.
+fn odf_kept_unchanged(input: &[u8], output: &[u8], policy: &Policy) -> Option<bool> {
+    let members = |bytes: &[u8]| -> Option<Vec<(String, Vec<u8>)>> {
+        let mut ar = zip::ZipArchive::new(Cursor::new(bytes)).ok()?;
+        if ar.len() > policy.limits.max_parts as usize {
+            return None;
+        }
+        let mut out = Vec::new();
+        for i in 0..ar.len() {
+            let f = ar.by_index(i).ok()?;
+            let name = f.name().ok()?.into_owned();
+            out.push((name, read_limited(f, policy).ok()?));
+        }
+        Some(out)
+    };
+    let original = members(input)?;
+    let rebuilt = members(output)?;
+    let kept_same = rebuilt.iter().all(|(name, data)| {
+        name == "META-INF/manifest.xml" || original.iter().any(|(n, d)| n == name && d == data)
+    });
+    let dropped_harmless = original.iter().all(|(name, data)| {
+        name == "META-INF/manifest.xml"
+            || rebuilt.iter().any(|(n, _)| n == name)
+            || odf_droppable(name, data)
+    });
+    Some(kept_same && dropped_harmless)
 }
 
 /// [`confirms_clean_file`] for a mail: the original passes the mail re-check (without the
@@ -574,20 +622,81 @@ mod tests {
     #[test]
     fn clean_is_confirmed_only_for_inputs_that_pass_the_recheck() {
         let p = Policy::default();
-        assert!(confirms_clean_file(b"plain text\n", Kind::Text, &p));
-        assert!(confirms_clean_file(&png(2, 2), Kind::Image, &p));
+        assert!(confirms_clean_file(
+            b"plain text\n",
+            b"plain text\r\n",
+            Kind::Text,
+            &p
+        ));
+        assert!(confirms_clean_file(&png(2, 2), &png(2, 2), Kind::Image, &p));
         assert!(!confirms_clean_file(
             b"<html><script>x</script>",
+            b"x\r\n",
             Kind::Text,
             &p
         ));
         let mut with_tail = png(2, 2);
         with_tail.extend_from_slice(b"PK\x03\x04");
-        assert!(!confirms_clean_file(&with_tail, Kind::Image, &p));
+        assert!(!confirms_clean_file(
+            &with_tail,
+            &png(2, 2),
+            Kind::Image,
+            &p
+        ));
         let mail = b"From: a@example.jp\r\nSubject: x\r\n\r\nhello\r\n";
         assert!(confirms_clean_mail(mail, &p));
         let html = b"From: a@example.jp\r\nContent-Type: text/html\r\n\r\n<script>x</script>\r\n";
         assert!(!confirms_clean_mail(html, &p));
+    }
+
+    #[test]
+    fn an_odf_original_is_confirmed_only_when_its_content_was_kept_as_is() {
+        let p = Policy::default();
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../corpus/samples/office/budget_lo.ods"
+        );
+        let clean = std::fs::read(path).unwrap();
+        let out = crate::sanitize_file(&clean, Some("b.ods"), &p)
+            .output
+            .unwrap();
+        assert!(confirms_clean_file(
+            &clean,
+            out.bytes.as_slice(),
+            Kind::Odf,
+            &p
+        ));
+        // The same document with a Basic macro library: the rebuild drops it, so the original
+        // cannot be confirmed clean whatever the worker says.
+        let mut ar = zip::ZipArchive::new(Cursor::new(&clean[..])).unwrap();
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for i in 0..ar.len() {
+            let mut f = ar.by_index(i).unwrap();
+            let name = f.name().unwrap().into_owned();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            w.start_file(name, opts).unwrap();
+            std::io::Write::write_all(&mut w, &data).unwrap();
+        }
+        w.start_file(
+            "Basic/Standard/Module1.xml",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        std::io::Write::write_all(&mut w, b"<script:module>Shell(\"calc\")</script:module>")
+            .unwrap();
+        let with_macro = w.finish().unwrap().into_inner();
+        let out = crate::sanitize_file(&with_macro, Some("m.ods"), &p)
+            .output
+            .unwrap();
+        assert!(!confirms_clean_file(
+            &with_macro,
+            out.bytes.as_slice(),
+            Kind::Odf,
+            &p
+        ));
     }
 
     fn zip_of(members: &[(&str, &[u8])]) -> Vec<u8> {
