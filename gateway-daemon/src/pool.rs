@@ -490,7 +490,7 @@ fn settle_verdict(report: &mut Report, confirm: impl FnOnce() -> bool) {
 ///   kind allows, so `../../x`, absolute paths or `invoice.html` for a PNG never get through;
 /// - content type, size and SHA-256 of the output are computed here;
 /// - a claimed `blocked` (or no output) blocks; a claimed `clean` must be confirmed
-///   ([`settle_verdict`]); the threat lists are kept as the worker's claims;
+///   (see the README, "What a compromised worker can and cannot do"); the threat lists are kept as the worker's claims;
 /// - a malformed report id (it becomes a file name in the quarantine) fails the item.
 pub fn accept_file(
     input: &[u8],
@@ -556,7 +556,7 @@ pub fn accept_file(
 /// Turns a worker's untrusted result for a mail into the outcome the parent vouches for: the
 /// message is re-checked ([`recheck::verify_mail`]), the input and output facts are computed
 /// here, and a claimed `clean` must be confirmed by re-checking the original
-/// ([`settle_verdict`]). A mail is never blocked: whatever fails becomes a notice-only message.
+/// (see the README, "What a compromised worker can and cannot do"). A mail is never blocked: whatever fails becomes a notice-only message.
 pub fn accept_mail(
     input: &[u8],
     policy: &Policy,
