@@ -489,8 +489,8 @@ fn settle_verdict(report: &mut Report, confirm: impl FnOnce() -> bool) {
 ///   ([`naming::output_name`]); the worker's name can at most pick one of the extensions that
 ///   kind allows, so `../../x`, absolute paths or `invoice.html` for a PNG never get through;
 /// - content type, size and SHA-256 of the output are computed here;
-/// - a claimed `blocked` (or no output) blocks; a claimed `clean` must be confirmed
-///   (see the README, "What a compromised worker can and cannot do"); the threat lists are kept as the worker's claims;
+/// - a claimed `blocked` (or no output) blocks; a claimed `clean` must be confirmed (README,
+///   "What a compromised worker can and cannot do"); threat lists are kept as its claims;
 /// - a malformed report id (it becomes a file name in the quarantine) fails the item.
 pub fn accept_file(
     input: &[u8],
@@ -555,8 +555,9 @@ pub fn accept_file(
 
 /// Turns a worker's untrusted result for a mail into the outcome the parent vouches for: the
 /// message is re-checked ([`recheck::verify_mail`]), the input and output facts are computed
-/// here, and a claimed `clean` must be confirmed by re-checking the original
-/// (see the README, "What a compromised worker can and cannot do"). A mail is never blocked: whatever fails becomes a notice-only message.
+/// here, and a claimed `clean` must be confirmed by re-checking the original (README, "What a
+/// compromised worker can and cannot do"). A mail is never blocked: whatever fails becomes a
+/// notice-only message.
 pub fn accept_mail(
     input: &[u8],
     policy: &Policy,
