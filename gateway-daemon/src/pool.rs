@@ -573,6 +573,15 @@ pub fn accept_mail(
         );
     }
     match recheck::verify_mail(body, policy) {
+        Ok(message)
+            if recheck::mail_report_id(message.as_slice()).as_deref() != Some(&report.id) =>
+        {
+            failed_mail(
+                input,
+                &forged("the message names another report id than the report".into()),
+                policy,
+            )
+        }
         Ok(message) => {
             report.input = FileInfo::describe(None, input, Kind::Mail);
             report.output = Some(FileInfo::describe(None, message.as_slice(), Kind::Mail));
@@ -848,8 +857,19 @@ mod tests {
             kind: Some(Kind::Mail),
             has_output: true,
         };
-        let out = accept_mail(input, &policy, head, honest.message.into_vec());
+        let message = honest.message.into_vec();
+        let out = accept_mail(input, &policy, head.clone(), message.clone());
         assert_eq!(out.report.verdict, Verdict::Sanitized);
         assert_eq!(out.report.input.sha256, sha256_hex(input));
+        assert!(!out.report.threats().contains(&threats::WORKER_CRASHED));
+        // A report whose id is not the one in the delivered message is not believed.
+        let mut other = head;
+        other.report.id = "0123456789abcdef".into();
+        let out = accept_mail(input, &policy, other, message);
+        assert!(out.report.threats().contains(&threats::WORKER_CRASHED));
+        assert_eq!(
+            recheck::mail_report_id(out.message.as_slice()).as_deref(),
+            Some(out.report.id.as_str())
+        );
     }
 }

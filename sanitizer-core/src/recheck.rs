@@ -244,6 +244,14 @@ pub fn confirms_clean_mail(input: &[u8], policy: &Policy) -> bool {
     check_mail(input, policy, 0, Of::Original).is_ok()
 }
 
+/// The `X-Mugai-Report-Id` of a (re-checked) message, trimmed; `None` when it has none. The
+/// parent compares it with the report's id, so a delivered mail always points at its report.
+pub fn mail_report_id(bytes: &[u8]) -> Option<String> {
+    let msg = MessageParser::default().parse_headers(bytes)?;
+    msg.header_raw("X-Mugai-Report-Id")
+        .map(|v| v.trim().to_owned())
+}
+
 /// PNG chunks a re-encoded image may hold: pixels and how to show them, no text, metadata,
 /// profiles or animation.
 const PNG_CHUNKS: &[&[u8; 4]] = &[
@@ -505,6 +513,12 @@ mod tests {
     #[test]
     fn good_mail_passes() {
         assert!(verify_mail(GOOD.to_vec(), &Policy::default()).is_ok());
+    }
+
+    #[test]
+    fn report_id_is_read_from_the_header() {
+        assert_eq!(mail_report_id(GOOD).as_deref(), Some("1"));
+        assert_eq!(mail_report_id(b"From: a@example.jp\r\n\r\nx\r\n"), None);
     }
 
     #[test]
