@@ -154,11 +154,6 @@ impl FileInfo {
     }
 }
 
-/// A fresh report id (a random UUID), for callers that make a report of their own.
-pub fn new_report_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
 /// Whether `id` looks like a report id we make: 1 to 64 ASCII letters, digits, `-` or `_` (a
 /// UUID or ULID). Report ids become file names in the quarantine.
 pub fn is_valid_report_id(id: &str) -> bool {
