@@ -168,21 +168,25 @@ impl LibreOffice {
         // oosplash may leave soffice.bin behind in the group; nothing of it may outlive us.
         kill_group(&mut child);
         let result = out.join(format!("input.{to}"));
-        let meta = std::fs::metadata(&result).map_err(|_| {
+        if std::fs::symlink_metadata(&result).is_err() {
             let tail = std::fs::read_to_string(dir.path().join("soffice.log")).unwrap_or_default();
-            format!(
+            return Err(format!(
                 "LibreOffice wrote no output ({status}): {}",
                 tail.lines().last().unwrap_or("no message")
-            )
-        })?;
-        if meta.len() > self.max_output {
-            return Err(format!(
-                "converted output of {} bytes is over {}",
-                meta.len(),
-                self.max_output
             ));
         }
-        std::fs::read(&result).map_err(|e| format!("reading the output: {e}"))
+        read_output(&result, self.output_owner(), self.max_output)
+    }
+
+    /// The user a converted output must belong to: `nobody` when the converter ran confined
+    /// and we are root (the trampoline drops to it), else ourselves.
+    fn output_owner(&self) -> u32 {
+        let me = nix::unistd::geteuid();
+        if self.confine.is_some() && me.is_root() {
+            crate::isolate::confine::NOBODY
+        } else {
+            me.as_raw()
+        }
     }
 }
 
@@ -202,6 +206,50 @@ impl Converter for LibreOffice {
         }
         self.run(input, from_ext, to, deadline)
     }
+}
+
+/// Reads the converter's output at `path` without trusting the converter, which may have been
+/// taken over by the document it converted: the file is opened without following a symlink
+/// (`O_NOFOLLOW`) and without blocking on a FIFO (`O_NONBLOCK`), must be a regular file with a
+/// single link owned by `owner` (checked on the opened descriptor, so it cannot be swapped in
+/// between), and at most `cap` bytes are read (a file that grows past it, or `/dev/zero`, fails).
+fn read_output(path: &Path, owner: u32, cap: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("opening the output (not a plain file?): {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("inspecting the output: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err("converter output is not a regular file".into());
+    }
+    if meta.uid() != owner {
+        return Err(format!(
+            "converter output belongs to uid {}, not to the converter's user {owner}",
+            meta.uid()
+        ));
+    }
+    if meta.nlink() != 1 {
+        return Err("converter output has other hard links".into());
+    }
+    if meta.len() > cap {
+        return Err(format!(
+            "converted output of {} bytes is over {cap}",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading the output: {e}"))?;
+    if bytes.len() as u64 > cap {
+        return Err(format!("converted output grew over {cap} bytes"));
+    }
+    Ok(bytes)
 }
 
 /// Makes the conversion directory private (tempfile already creates it 0700 on Unix).
@@ -369,5 +417,58 @@ mod tests {
             }
             assert!(all.contains(text), "{name}: {text} lost");
         }
+    }
+
+    /// A hostile program in LibreOffice's place: `action` runs with `$out` (the output
+    /// directory) set, after it has been created.
+    fn fake_converter(dir: &Path, action: &str) -> LibreOffice {
+        use std::os::unix::fs::PermissionsExt;
+        let script = dir.join("soffice");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nout=\"\"\nwhile [ $# -gt 0 ]; do\n  if [ \"$1\" = --outdir ]; then out=\"$2\"; fi\n  shift\ndone\nmkdir -p \"$out\"\n{action}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        LibreOffice::new(script, Duration::from_secs(20))
+    }
+
+    #[test]
+    fn hostile_converter_output_is_never_followed_or_read_past_the_cap() {
+        let d = tempfile::tempdir().unwrap();
+        let secret = d.path().join("secret");
+        std::fs::write(&secret, b"TOP-SECRET-CONTENT").unwrap();
+        let deadline = || Instant::now() + Duration::from_secs(20);
+        let cases = [
+            format!("ln -s {} \"$out/input.docx\"", secret.display()),
+            "ln -s /dev/zero \"$out/input.docx\"".to_owned(),
+            format!("ln {} \"$out/input.docx\"", secret.display()),
+            "mkfifo \"$out/input.docx\"".to_owned(),
+            "mkdir \"$out/input.docx\"".to_owned(),
+        ];
+        for action in &cases {
+            let lo = fake_converter(d.path(), action);
+            let started = Instant::now();
+            let result = lo.convert(b"doc", "doc", "docx", deadline());
+            assert!(result.is_err(), "{action}: {result:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{action}: hung"
+            );
+        }
+        // A plain output is read, but never past the cap.
+        let lo = fake_converter(d.path(), "printf 'PK-docx' > \"$out/input.docx\"");
+        assert_eq!(
+            lo.convert(b"doc", "doc", "docx", deadline()).unwrap(),
+            b"PK-docx"
+        );
+        let lo = lo.with_max_output(3);
+        assert!(
+            lo.convert(b"doc", "doc", "docx", deadline())
+                .unwrap_err()
+                .contains("over")
+        );
     }
 }

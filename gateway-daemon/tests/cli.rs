@@ -769,8 +769,162 @@ fn special_files_in_a_directory_are_skipped_not_read() {
         .timeout(std::time::Duration::from_secs(20))
         .assert()
         .code(0)
-        .stderr(predicate::str::contains("not a regular file"));
+        .stderr(predicate::str::contains("a FIFO, skipped"));
     assert_eq!(files(&out), ["a.txt"]);
+}
+
+#[test]
+fn walks_skip_symlinks_to_files_and_directories() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = write(d.path(), "secret/shadow.txt", b"TOP-SECRET root:$6$hash\n");
+    write(d.path(), "elsewhere/b.html", HTML);
+    let inbox = d.path().join("in");
+    write(&inbox, "a.html", HTML);
+    std::os::unix::fs::symlink(&secret, inbox.join("copy.txt")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("elsewhere"), inbox.join("linked")).unwrap();
+    let out = d.path().join("out");
+    let assert = mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(0);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert_eq!(files(&out), ["a.txt"], "{stderr}");
+    assert_eq!(
+        stderr.matches("a symbolic link, skipped").count(),
+        2,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inputs_that_are_not_regular_files_are_refused_without_hanging() {
+    let d = tempfile::tempdir().unwrap();
+    let fifo = d.path().join("pipe.txt");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for input in [Path::new("/dev/zero"), fifo.as_path()] {
+        let out = d.path().join("o.txt");
+        mugai()
+            .arg("sanitize")
+            .arg(input)
+            .arg("-o")
+            .arg(&out)
+            .timeout(std::time::Duration::from_secs(20))
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("not a regular file"));
+        assert!(!out.exists());
+    }
+    // In a batch the others still go through.
+    let html = write(d.path(), "a.html", HTML);
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .args([fifo.as_path(), Path::new("/dev/zero"), html.as_path()])
+        .arg("-o")
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("a FIFO, not a regular file"))
+        .stderr(predicate::str::contains("a device, not a regular file"));
+    assert_eq!(files(&out), ["a.txt"]);
+}
+
+#[test]
+fn control_characters_in_names_are_escaped_on_the_terminal_and_in_notes() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    let evil = "x\u{1b}]0;pwned\u{7}\u{1b}[2J\nReason: harmless\u{202e}.exe";
+    write(&inbox, evil, EXE);
+    let out = d.path().join("out");
+    let assert = mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(3);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for raw in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(
+            !stderr.contains(raw),
+            "raw {raw:?} on the terminal: {stderr:?}"
+        );
+    }
+    assert!(!stderr.contains("\nReason: harmless"), "{stderr:?}");
+    assert!(stderr.contains("\\u{1b}"), "{stderr:?}");
+    let notes = files(&out);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let note = std::fs::read_to_string(out.join(&notes[0])).unwrap();
+    assert!(
+        !note.contains('\u{1b}') && !note.contains('\u{202e}'),
+        "{note:?}"
+    );
+    assert_eq!(
+        note.matches("\nReason: ").count(),
+        1,
+        "spoofed Reason line: {note}"
+    );
+}
+
+#[test]
+fn outputs_are_never_wider_than_their_input() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    let private = write(&inbox, "private.html", HTML);
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out.join("private.txt")) & !0o600, 0);
+    let single = d.path().join("single.txt");
+    mugai()
+        .arg("sanitize")
+        .arg(&private)
+        .arg("-o")
+        .arg(&single)
+        .assert()
+        .code(0);
+    assert_eq!(mode(&single) & !0o600, 0);
+}
+
+#[test]
+fn output_names_follow_the_text_and_device_name_rules() {
+    let d = tempfile::tempdir().unwrap();
+    let inbox = d.path().join("in");
+    write(&inbox, "readme.nfo", b"plain notes\r\n");
+    write(&inbox, "CON.html", HTML);
+    write(&inbox, "aux/notes.txt", b"plain\n");
+    write(&inbox, "data.csv", b"a,b\r\n1,2\r\n");
+    let out = d.path().join("out");
+    mugai()
+        .arg("sanitize")
+        .arg(&inbox)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0);
+    assert_eq!(
+        files(&out),
+        ["CON_.txt", "aux_/notes.txt", "data.csv", "readme.nfo.txt"]
+    );
 }
 
 #[test]
@@ -1130,8 +1284,12 @@ fn symlinks_inside_a_tree_are_skipped_with_a_message() {
         .env("LANG", "C")
         .assert()
         .code(0)
-        .stderr(predicate::str::contains("link.txt: symlink skipped"))
-        .stderr(predicate::str::contains("dirlink: symlink skipped"));
+        .stderr(predicate::str::contains(
+            "link.txt: a symbolic link, skipped",
+        ))
+        .stderr(predicate::str::contains(
+            "dirlink: a symbolic link, skipped",
+        ));
     assert_eq!(files(&out), ["a.txt"]);
 }
 

@@ -43,6 +43,7 @@ pub mod formats;
 pub mod limits;
 pub mod links;
 pub mod mail;
+pub mod naming;
 pub mod pipeline;
 pub mod policy;
 pub mod recheck;

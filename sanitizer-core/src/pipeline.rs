@@ -529,6 +529,11 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
         (Some(n), Some(ext)) => Some(with_extension(n, ext)),
         (n, _) => n.clone(),
     };
+    // Windows picks the program by extension: text keeps only a text extension.
+    let out_name = match rebuilt.kind {
+        Kind::Text => out_name.map(|n| crate::naming::text_name(&n)),
+        _ => out_name,
+    };
     let reason = if rebuilt.reason.is_empty() {
         format!(
             "{} by the {} sanitizer",

@@ -154,6 +154,16 @@ impl FileInfo {
     }
 }
 
+/// Whether `id` looks like a report id we make: 1 to 64 ASCII letters, digits, `-` or `_` (a
+/// UUID or ULID). Report ids become file names in the quarantine.
+pub fn is_valid_report_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

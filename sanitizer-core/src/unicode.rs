@@ -103,6 +103,8 @@ pub fn normalize_filename(raw: &str) -> NormalizedName {
     if name.is_empty() {
         name = "attachment".into();
     }
+    // Windows would open the device instead of the file (`CON.txt`, `nul`).
+    let name = crate::naming::avoid_reserved(&name);
     NormalizedName {
         name,
         threats: found,

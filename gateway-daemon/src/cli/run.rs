@@ -20,6 +20,12 @@
 //!   still where the user has it).
 //! - A quarantine failure is exit 1, the item's report then has `quarantine_id: null`; the
 //!   message says whether it was transient (disk full) or permanent.
+//! - A symlink given as an argument is followed, as `cp` would (the user named it); symlinks
+//!   found by a walk never are. An argument that is not a regular file (`/dev/zero`, a FIFO, a
+//!   socket, a device) is refused (exit 1) without being opened for reading.
+//! - An output never gets wider permissions than its input had: input mode & 0666 & !umask.
+//! - Control characters (C0, DEL, C1) and bidi/zero-width characters in names, paths and
+//!   reasons are shown escaped (`\u{1b}`) on the terminal and in `NAME.blocked.txt`.
 //! - Ctrl-C (or SIGTERM) stops taking new inputs; the inputs in flight are finished,
 //!   delivered and reported, the summary says the run was interrupted, and the exit code is
 //!   1. A second Ctrl-C exits at once.
@@ -40,12 +46,13 @@ use crate::config::Config;
 use crate::i18n::Lang;
 use crate::sanitize::{Job, JobOutcome, Mode};
 use crate::shutdown::Shutdown;
+use crate::sinks::atomic::Access;
 use crate::sinks::outbox::{Dest, Outbox, block_reason, escape_for_display};
 use crate::sinks::quarantine::{QuarantineId, QuarantineStore};
 use crate::sinks::report::{Context, ReportLog};
 use crate::sinks::{Delivered, Delivery};
 use crate::sources::files::{
-    Item, Planned, WalkNote, is_dash, output_inside_input, plan_batch, read_file, read_item,
+    Follow, Item, Planned, WalkNote, is_dash, output_inside_input, plan_batch, read_file, read_item,
 };
 
 /// An item after the transform, before delivery.
@@ -55,6 +62,8 @@ struct Sanitized {
     display: String,
     rel_path: Option<String>,
     truncated: bool,
+    /// The input's permission bits: the output gets no wider ones.
+    mode: Option<u32>,
 }
 
 /// Counts for the summary block.
@@ -155,6 +164,7 @@ fn sanitize_item(app: &App, item: Item, mode: Mode) -> Result<Sanitized, String>
         display: item.display,
         rel_path: item.rel_path,
         truncated: item.truncated,
+        mode: item.mode,
     })
 }
 
@@ -195,6 +205,7 @@ impl Runner {
             display,
             rel_path,
             truncated,
+            mode,
         } = done;
         if outcome.report.verdict != Verdict::Clean
             && let Some(store) = &app.quarantine
@@ -225,6 +236,7 @@ impl Runner {
         let mut outbox = Outbox {
             dest,
             quarantine: app.quarantine.is_some(),
+            access: mode.map_or(Access::Umask, Access::AtMost),
         };
         let delivered = match outbox.deliver(&job, &mut outcome) {
             Ok(d) => Some(d),
@@ -419,7 +431,7 @@ pub(super) fn mail(args: MailArgs) -> Result<ExitCode, Fatal> {
     let item = if is_dash(&args.input) {
         read_item(io::stdin().lock(), None, "<stdin>".into(), app.max_input)
     } else {
-        read_file(&args.input, app.max_input)
+        read_file(&args.input, app.max_input, Follow::Named)
     };
     let item = item.map_err(|e| Fatal::Io(format!("cannot read {}: {e}", args.input.display())))?;
     let dest = if to_stdout {
@@ -522,7 +534,7 @@ pub(super) fn sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
         let item = if is_dash(path) {
             read_item(io::stdin().lock(), None, "<stdin>".into(), app.max_input)
         } else {
-            read_file(path, app.max_input).map(|mut i| {
+            read_file(path, app.max_input, Follow::Named).map(|mut i| {
                 i.rel_path = i.name.clone();
                 i
             })
@@ -550,16 +562,18 @@ pub(super) fn sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
                 escape_for_display(&p.display().to_string()),
                 runner.lang.pick(
                     "：シンボリックリンクは辿らずにスキップしました",
-                    ": symlink skipped (symlinks are never followed)"
+                    ": a symbolic link, skipped (symlinks are never followed)"
                 )
             )),
-            WalkNote::NotRegular(p) => runner.note(&format!(
+            WalkNote::NotRegular(p, what) => runner.note(&format!(
                 "mugai: {}{}",
                 escape_for_display(&p.display().to_string()),
-                runner.lang.pick(
-                    "：通常のファイルではないためスキップしました",
-                    ": not a regular file (FIFO, socket or device), skipped"
-                )
+                match runner.lang {
+                    Lang::Ja =>
+                        "：通常のファイルではない（FIFO・ソケット・デバイス）ためスキップしました"
+                            .to_owned(),
+                    Lang::En => format!(": {what}, skipped (not a regular file)"),
+                }
             )),
             WalkNote::Unlistable(p, e) => {
                 let msg = format!("cannot list {}: {e}", p.display());
@@ -585,7 +599,7 @@ pub(super) fn sanitize(args: SanitizeArgs) -> Result<ExitCode, Fatal> {
     let max_input = app.max_input;
     let app = &app;
     let work = |p: &Planned| -> Result<Sanitized, String> {
-        let mut item = read_file(&p.path, max_input)
+        let mut item = read_file(&p.path, max_input, p.follow)
             .map_err(|e| format!("cannot read {}: {e}", p.path.display()))?;
         item.rel_path = Some(p.rel_path.clone());
         let mode = Mode::detect(item.name.as_deref(), &item.bytes);

@@ -22,14 +22,16 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sanitizer_core::report::is_valid_report_id;
+use sanitizer_core::unicode::extension;
 use sanitizer_core::{
-    Converter, FileOutcome, MailOutcome, Policy, SafeFile, SanitizeError, failed_file, failed_mail,
-    recheck, threats,
+    Converter, FileInfo, FileOutcome, Kind, MailOutcome, Policy, Report, SafeFile, SanitizeError,
+    Verdict, failed_file, failed_mail, naming, recheck, sniff, threats,
 };
 
 use crate::isolate::sandbox::SandboxConfig;
@@ -50,7 +52,8 @@ pub struct PoolConfig {
     pub sandbox: SandboxConfig,
     /// Extra wall-clock time past the policy deadline before the worker is killed.
     pub grace: Duration,
-    /// Largest frame a worker may send back.
+    /// Largest frame body a worker may send back. [`Isolated::new`] lowers it to the policy's
+    /// output cap (or input cap, for documents sent to the converter), whichever is larger.
     pub max_frame_bytes: u64,
     /// Host paths: the fonts workers read (their directories are added to the sandbox).
     pub host: crate::config::Host,
@@ -127,7 +130,9 @@ fn spawn_worker(cfg: &PoolConfig) -> std::io::Result<Worker> {
         .stderr
         .take()
         .ok_or_else(|| std::io::Error::other("no stderr"))?;
-    let (tx, events) = channel();
+    // Bounded: a worker that floods frames blocks in its own pipe instead of filling the
+    // parent's memory; each frame is at most `max_frame_bytes`.
+    let (tx, events) = sync_channel(1);
     let cap = cfg.max_frame_bytes;
     std::thread::spawn(move || {
         loop {
@@ -232,7 +237,7 @@ fn classify(status: Option<ExitStatus>, stderr: &[u8], timed_out: bool) -> Sanit
     SanitizeError::Worker { threat, detail }
 }
 
-/// The raw, untrusted result of one job.
+/// The raw, untrusted result of one job (see [`accept_file`] and [`accept_mail`]).
 struct Raw {
     head: ResultHeader,
     body: Vec<u8>,
@@ -298,22 +303,10 @@ impl Pool {
 
     /// Sanitizes a mail in a worker. `Err` only when no worker could be started.
     pub fn sanitize_mail(&self, input: &[u8], policy: &Policy) -> Result<MailOutcome, PoolError> {
-        let raw = match self.run(Mode::Mail, input, None, policy)? {
-            Ok(raw) => raw,
-            Err(e) => return Ok(failed_mail(input, &e, policy)),
-        };
-        match recheck::verify_mail(raw.body, policy) {
-            Ok(message) => {
-                let mut report = raw.head.report;
-                report.output = Some(sanitizer_core::FileInfo::describe(
-                    None,
-                    message.as_slice(),
-                    sanitizer_core::Kind::Mail,
-                ));
-                Ok(MailOutcome { message, report })
-            }
-            Err(e) => Ok(failed_mail(input, &e, policy)),
-        }
+        Ok(match self.run(Mode::Mail, input, None, policy)? {
+            Ok(raw) => accept_mail(input, policy, raw.head, raw.body),
+            Err(e) => failed_mail(input, &e, policy),
+        })
     }
 
     /// Sanitizes a file in a worker. `Err` only when no worker could be started.
@@ -323,40 +316,10 @@ impl Pool {
         name: Option<&str>,
         policy: &Policy,
     ) -> Result<FileOutcome, PoolError> {
-        let raw = match self.run(Mode::File, input, name, policy)? {
-            Ok(raw) => raw,
-            Err(e) => return Ok(failed_file(input, name, &e, policy)),
-        };
-        let mut report = raw.head.report;
-        if !raw.head.has_output {
-            report.verdict = sanitizer_core::Verdict::Blocked;
-            report.output = None;
-            return Ok(FileOutcome {
-                output: None,
-                report,
-            });
-        }
-        let kind = raw.head.kind.unwrap_or(sanitizer_core::Kind::Unknown);
-        match recheck::verify_file(raw.body, kind, policy) {
-            Ok(bytes) => {
-                let name = raw.head.name.unwrap_or_else(|| "output".into());
-                report.output = Some(sanitizer_core::FileInfo::describe(
-                    Some(&name),
-                    bytes.as_slice(),
-                    kind,
-                ));
-                Ok(FileOutcome {
-                    output: Some(SafeFile {
-                        name,
-                        bytes,
-                        mime: raw.head.mime.unwrap_or_default(),
-                        kind,
-                    }),
-                    report,
-                })
-            }
-            Err(e) => Ok(failed_file(input, name, &e, policy)),
-        }
+        Ok(match self.run(Mode::File, input, name, policy)? {
+            Ok(raw) => accept_file(input, name, policy, raw.head, raw.body),
+            Err(e) => failed_file(input, name, &e, policy),
+        })
     }
 
     /// Runs one job: the outer `Result` is infrastructure, the inner one the job's fate.
@@ -481,6 +444,7 @@ impl Isolated {
         mut cfg: PoolConfig,
         converter: Option<Arc<dyn Converter + Send + Sync>>,
     ) -> Result<Isolated, PoolError> {
+        cfg.max_frame_bytes = frame_cap(cfg.max_frame_bytes, &policy);
         for dir in cfg.host.font_dirs() {
             if !cfg.sandbox.read_paths.iter().any(|p| dir.starts_with(p)) {
                 cfg.sandbox.read_paths.push(dir);
@@ -512,6 +476,155 @@ impl Transform for Isolated {
     }
 }
 
+/// The largest frame body the parent accepts from a worker under `policy`: its output cap, or
+/// its input cap (documents the worker sends to the converter), whichever is larger, and never
+/// more than `configured`.
+fn frame_cap(configured: u64, policy: &Policy) -> u64 {
+    let limits = &policy.limits;
+    configured.min(limits.max_output_bytes.max(limits.max_input_bytes))
+}
+
+/// Warning added when a worker's `clean` could not be confirmed by the parent.
+pub const CLEAN_UNCONFIRMED: &str = "worker.clean_unconfirmed";
+
+fn forged(detail: String) -> SanitizeError {
+    SanitizeError::Worker {
+        threat: threats::WORKER_CRASHED,
+        detail,
+    }
+}
+
+/// The parent's verdict on a delivered output: the worker's claim may only be made worse.
+/// `clean` stands only when the worker's own items agree (no threat, nothing that changes
+/// meaning) and `confirm` (the parent's re-check of the *input*) finds nothing that would have
+/// had to change; otherwise it becomes `sanitized` with [`CLEAN_UNCONFIRMED`] in the warnings.
+fn settle_verdict(report: &mut Report, confirm: impl FnOnce() -> bool) {
+    let items_clean = Report::verdict_from_items(&report.items) == Verdict::Clean;
+    report.verdict = match report.verdict {
+        Verdict::Clean if items_clean && confirm() => Verdict::Clean,
+        Verdict::Clean => {
+            report.warnings.push(CLEAN_UNCONFIRMED.to_owned());
+            Verdict::Sanitized
+        }
+        // There is an output, so a claimed `blocked` cannot stand; the caller decides.
+        Verdict::Sanitized | Verdict::Blocked => Verdict::Sanitized,
+    };
+}
+
+/// Turns a worker's untrusted result for a file into the outcome the parent vouches for.
+///
+/// Nothing of the worker's header reaches the file system or the report's facts unchecked:
+/// - the input's name, size, SHA-256 and kind are computed here from the bytes sent;
+/// - the output is re-checked by its own structure ([`recheck::verify_file_kind`]), and its
+///   kind is the one the re-check found, not the claim;
+/// - the output name is derived from the job's own name and that kind
+///   ([`naming::output_name`]); the worker's name can at most pick one of the extensions that
+///   kind allows, so `../../x`, absolute paths or `invoice.html` for a PNG never get through;
+/// - content type, size and SHA-256 of the output are computed here;
+/// - a claimed `blocked` (or no output) blocks; a claimed `clean` must be confirmed (README,
+///   "What a compromised worker can and cannot do"); threat lists are kept as its claims;
+/// - a malformed report id (it becomes a file name in the quarantine) fails the item.
+pub fn accept_file(
+    input: &[u8],
+    name: Option<&str>,
+    policy: &Policy,
+    head: ResultHeader,
+    body: Vec<u8>,
+) -> FileOutcome {
+    let mut report = head.report;
+    if !is_valid_report_id(&report.id) {
+        return failed_file(
+            input,
+            name,
+            &forged("worker sent a malformed report id".into()),
+            policy,
+        );
+    }
+    let in_kind = sniff::sniff(input);
+    report.input = FileInfo::describe(name, input, in_kind);
+    report.quarantine_id = None;
+    if !head.has_output || report.verdict == Verdict::Blocked {
+        report.verdict = Verdict::Blocked;
+        report.output = None;
+        return FileOutcome {
+            output: None,
+            report,
+        };
+    }
+    let claimed = head.kind.unwrap_or(Kind::Unknown);
+    let (bytes, kind) = match recheck::verify_file_kind(body, claimed, policy) {
+        Ok(checked) => checked,
+        Err(e) => return failed_file(input, name, &e, policy),
+    };
+    let out_name = naming::output_name(name, kind, bytes.as_slice(), head.name.as_deref());
+    // A delivered `.csv`/`.tsv` opens in a spreadsheet: no formula cells, whatever was claimed.
+    let csv_delim = match extension(&out_name).as_deref() {
+        Some("csv") if policy.csv.neutralise_formulas => Some(b','),
+        Some("tsv") if policy.csv.neutralise_formulas => Some(b'\t'),
+        _ => None,
+    };
+    if let Some(delim) = csv_delim
+        && let Err(e) = recheck::check_csv(bytes.as_slice(), delim)
+    {
+        return failed_file(input, name, &e, policy);
+    }
+    report.output = Some(FileInfo::describe(Some(&out_name), bytes.as_slice(), kind));
+    settle_verdict(&mut report, || {
+        recheck::confirms_clean_file(input, bytes.as_slice(), kind, policy)
+            && csv_delim.is_none_or(|d| recheck::check_csv(input, d).is_ok())
+    });
+    let mime = naming::content_type(kind, &out_name, bytes.as_slice()).to_owned();
+    FileOutcome {
+        output: Some(SafeFile {
+            name: out_name,
+            bytes,
+            mime,
+            kind,
+        }),
+        report,
+    }
+}
+
+/// Turns a worker's untrusted result for a mail into the outcome the parent vouches for: the
+/// message is re-checked ([`recheck::verify_mail`]), the input and output facts are computed
+/// here, and a claimed `clean` must be confirmed by re-checking the original (README, "What a
+/// compromised worker can and cannot do"). A mail is never blocked: whatever fails becomes a
+/// notice-only message.
+pub fn accept_mail(
+    input: &[u8],
+    policy: &Policy,
+    head: ResultHeader,
+    body: Vec<u8>,
+) -> MailOutcome {
+    let mut report = head.report;
+    if !is_valid_report_id(&report.id) {
+        return failed_mail(
+            input,
+            &forged("worker sent a malformed report id".into()),
+            policy,
+        );
+    }
+    match recheck::verify_mail(body, policy) {
+        Ok(message)
+            if recheck::mail_report_id(message.as_slice()).as_deref() != Some(&report.id) =>
+        {
+            failed_mail(
+                input,
+                &forged("the message names another report id than the report".into()),
+                policy,
+            )
+        }
+        Ok(message) => {
+            report.input = FileInfo::describe(None, input, Kind::Mail);
+            report.output = Some(FileInfo::describe(None, message.as_slice(), Kind::Mail));
+            report.quarantine_id = None;
+            settle_verdict(&mut report, || recheck::confirms_clean_mail(input, policy));
+            MailOutcome { message, report }
+        }
+        Err(e) => failed_mail(input, &e, policy),
+    }
+}
+
 /// Waits for a worker that should be exiting; kills it after a second.
 fn wait_briefly(child: &mut Child) -> Option<ExitStatus> {
     let until = Instant::now() + Duration::from_secs(1);
@@ -535,5 +648,261 @@ impl Drop for Pool {
                 let _ = w.child.wait();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The parent fed forged worker results in-process: each forged field must be caught or
+    //! replaced by what the parent computed itself.
+    use super::*;
+    use sanitizer_core::report::sha256_hex;
+
+    const HTML: &[u8] = b"<html><script>alert(1)</script><p>Hello</p></html>";
+
+    /// What an honest worker would send for `input`, after `forge` has tampered with it, read
+    /// back through the wire format the parent really reads.
+    fn through_wire(
+        input: &[u8],
+        name: &str,
+        forge: impl FnOnce(&mut ResultHeader, &mut Vec<u8>),
+    ) -> FileOutcome {
+        let policy = Policy::default();
+        let out = sanitizer_core::sanitize_file(input, Some(name), &policy);
+        let (mut head, mut body) = match out.output {
+            Some(f) => (
+                ResultHeader {
+                    report: out.report,
+                    name: Some(f.name),
+                    mime: Some(f.mime),
+                    kind: Some(f.kind),
+                    has_output: true,
+                },
+                f.bytes.into_vec(),
+            ),
+            None => (
+                ResultHeader {
+                    report: out.report,
+                    name: None,
+                    mime: None,
+                    kind: None,
+                    has_output: false,
+                },
+                Vec::new(),
+            ),
+        };
+        forge(&mut head, &mut body);
+        let mut pipe = Vec::new();
+        wire::write_frame(&mut pipe, tag::RESULT, &head, &body).unwrap();
+        let frame = wire::read_frame(&mut &pipe[..], 1 << 24).unwrap().unwrap();
+        accept_file(
+            input,
+            Some(name),
+            &policy,
+            frame.header().unwrap(),
+            frame.body,
+        )
+    }
+
+    #[test]
+    fn frames_are_capped_by_the_policy() {
+        let mut policy = Policy::default();
+        policy.limits.max_output_bytes = 1000;
+        policy.limits.max_input_bytes = 500;
+        assert_eq!(frame_cap(1 << 30, &policy), 1000);
+        assert_eq!(frame_cap(10, &policy), 10);
+        // A worker announcing a bigger body is refused before anything is allocated.
+        let mut pipe = Vec::new();
+        wire::write_frame(&mut pipe, tag::RESULT, &"h", &[0u8; 1001]).unwrap();
+        assert!(wire::read_frame(&mut &pipe[..], frame_cap(1 << 30, &policy)).is_err());
+    }
+
+    #[test]
+    fn honest_results_pass_unchanged() {
+        let out = through_wire("見積書\n".as_bytes(), "notes.txt", |_, _| {});
+        assert_eq!(out.report.verdict, Verdict::Clean);
+        let f = out.output.unwrap();
+        assert_eq!(f.name, "notes.txt");
+        assert_eq!(f.mime, "text/plain; charset=utf-8");
+        let out = through_wire(HTML, "page.html", |_, _| {});
+        assert_eq!(out.report.verdict, Verdict::Sanitized);
+        assert_eq!(out.output.unwrap().name, "page.txt");
+        assert!(out.report.threats().contains(&"html.script"));
+    }
+
+    #[test]
+    fn forged_output_names_never_leave_the_output_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        let abs = dir.path().join("cron").display().to_string();
+        for forged in [
+            "../../x",
+            "../x.txt",
+            abs.as_str(),
+            "/etc/cron.d/mugai.txt",
+            "sub/notes.txt",
+            "..",
+            "notes\nReason: forged.txt",
+            "notes.exe",
+        ] {
+            let out = through_wire(b"plain text\n", "notes.txt", |h, _| {
+                h.name = Some(forged.to_owned());
+            });
+            let f = out.output.unwrap();
+            assert_eq!(f.name, "notes.txt", "{forged:?}");
+            assert_eq!(
+                out.report.output.as_ref().unwrap().name.as_deref(),
+                Some("notes.txt")
+            );
+            let written =
+                crate::sinks::outbox::write_new(&out_dir, &f.name, f.bytes.as_slice()).unwrap();
+            assert_eq!(written.parent(), Some(out_dir.as_path()), "{forged:?}");
+        }
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["out"], "nothing written beside the output directory");
+    }
+
+    #[test]
+    fn forged_kind_is_rechecked_and_names_follow_the_checked_kind() {
+        // "PNG" magic followed by HTML, claimed as an image and named invoice.html.
+        let out = through_wire(HTML, "invoice.html", |h, body| {
+            *body = b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>".to_vec();
+            h.kind = Some(Kind::Image);
+            h.mime = Some("text/html".into());
+            h.name = Some("invoice.html".into());
+        });
+        assert!(out.output.is_none(), "forged PNG delivered");
+        assert_eq!(out.report.verdict, Verdict::Blocked);
+
+        // A real PNG claimed as text and named .html: delivered as what it is, an image.
+        // A 1x1 RGBA PNG.
+        let png = hex::decode(
+            "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489\
+             0000000a49444154789c63000100000500010d0a2db40000000049454e44ae426082",
+        )
+        .unwrap();
+        let out = through_wire(HTML, "invoice.html", |h, body| {
+            body.clone_from(&png);
+            h.kind = Some(Kind::Text);
+        });
+        assert!(
+            out.output.is_none(),
+            "a claim that disagrees with the bytes blocks"
+        );
+        // A real PNG, honestly claimed, but named .html with an HTML content type: delivered
+        // as what the parent found, an image.
+        let out = through_wire(HTML, "invoice.html", |h, body| {
+            body.clone_from(&png);
+            h.kind = Some(Kind::Image);
+            h.mime = Some("text/html".into());
+            h.name = Some("invoice.html".into());
+        });
+        let f = out.output.unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.kind, f.mime.as_str()),
+            ("invoice.png", Kind::Image, "image/png")
+        );
+    }
+
+    #[test]
+    fn forged_clean_verdict_does_not_stand() {
+        // The worker drops every threat and says clean: the parent's own re-check of the input
+        // (HTML with a script) disagrees.
+        let out = through_wire(HTML, "page.html", |h, _| {
+            h.report.verdict = Verdict::Clean;
+            h.report.items.clear();
+        });
+        assert_eq!(out.report.verdict, Verdict::Sanitized);
+        assert!(out.report.warnings.iter().any(|w| w == CLEAN_UNCONFIRMED));
+        // A clean claim whose items say otherwise does not stand either.
+        let out = through_wire(HTML, "page.html", |h, _| {
+            h.report.verdict = Verdict::Clean;
+        });
+        assert_eq!(out.report.verdict, Verdict::Sanitized);
+        // A worker cannot turn a block into an output.
+        let out = through_wire(b"MZ\x90\0", "tool.exe", |h, body| {
+            *body = b"harmless\n".to_vec();
+            h.has_output = false;
+            h.kind = Some(Kind::Text);
+        });
+        assert!(out.output.is_none());
+        let out = through_wire(b"hello\n", "a.txt", |h, _| {
+            h.report.verdict = Verdict::Blocked;
+        });
+        assert!(out.output.is_none());
+        assert_eq!(out.report.verdict, Verdict::Blocked);
+    }
+
+    #[test]
+    fn sizes_and_hashes_are_the_parents() {
+        let input = b"plain text\n";
+        let out = through_wire(input, "a.txt", |h, _| {
+            h.report.input.sha256 = "0".repeat(64);
+            h.report.input.size = 1;
+            h.report.input.name = Some("../../other".into());
+            if let Some(o) = h.report.output.as_mut() {
+                o.sha256 = "0".repeat(64);
+                o.size = 7;
+            }
+            h.report.quarantine_id = Some("../../q".into());
+        });
+        assert_eq!(out.report.input.sha256, sha256_hex(input));
+        assert_eq!(out.report.input.size, input.len() as u64);
+        assert_eq!(out.report.input.name.as_deref(), Some("a.txt"));
+        let o = out.report.output.as_ref().unwrap();
+        let f = out.output.as_ref().unwrap();
+        assert_eq!(o.sha256, sha256_hex(f.bytes.as_slice()));
+        assert_eq!(o.size, f.bytes.as_slice().len() as u64);
+        assert_eq!(out.report.quarantine_id, None);
+    }
+
+    #[test]
+    fn forged_report_id_and_csv_formulas_fail_the_item() {
+        let out = through_wire(b"hello\n", "a.txt", |h, _| {
+            h.report.id = "../../../etc/x".into();
+        });
+        assert!(out.output.is_none());
+        assert!(out.report.threats().contains(&threats::WORKER_CRASHED));
+        let out = through_wire(b"a,=1+1\r\n", "sheet.csv", |_, body| {
+            *body = b"a,=cmd|' /C calc'!A0\r\n".to_vec();
+        });
+        assert!(out.output.is_none(), "formula cell delivered in a .csv");
+    }
+
+    #[test]
+    fn forged_clean_mail_does_not_stand() {
+        let policy = Policy::default();
+        let input = b"From: a@example.jp\r\nTo: b@example.jp\r\nSubject: x\r\nContent-Type: text/html\r\n\r\n<script>alert(1)</script><p>hi</p>\r\n";
+        let honest = sanitizer_core::sanitize_mail(input, &policy);
+        let mut report = honest.report;
+        report.verdict = Verdict::Clean;
+        report.items.clear();
+        report.input.sha256 = "0".repeat(64);
+        let head = ResultHeader {
+            report,
+            name: None,
+            mime: None,
+            kind: Some(Kind::Mail),
+            has_output: true,
+        };
+        let message = honest.message.into_vec();
+        let out = accept_mail(input, &policy, head.clone(), message.clone());
+        assert_eq!(out.report.verdict, Verdict::Sanitized);
+        assert_eq!(out.report.input.sha256, sha256_hex(input));
+        assert!(!out.report.threats().contains(&threats::WORKER_CRASHED));
+        // A report whose id is not the one in the delivered message is not believed.
+        let mut other = head;
+        other.report.id = "0123456789abcdef".into();
+        let out = accept_mail(input, &policy, other, message);
+        assert!(out.report.threats().contains(&threats::WORKER_CRASHED));
+        assert_eq!(
+            recheck::mail_report_id(out.message.as_slice()).as_deref(),
+            Some(out.report.id.as_str())
+        );
     }
 }

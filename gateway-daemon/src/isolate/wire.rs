@@ -139,8 +139,15 @@ pub fn read_frame<R: Read>(r: &mut R, max_body: u64) -> io::Result<Option<Frame>
             "frame header too large",
         ));
     }
-    let mut header = vec![0u8; hlen as usize];
-    r.read_exact(&mut header)?;
+    // Read through `take`, never a pre-sized buffer: memory grows only with bytes that arrive.
+    let mut header = Vec::new();
+    (&mut *r).take(u64::from(hlen)).read_to_end(&mut header)?;
+    if header.len() != hlen as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "truncated frame header",
+        ));
+    }
     let mut len8 = [0u8; 8];
     r.read_exact(&mut len8)?;
     let blen = u64::from_le_bytes(len8);
@@ -153,7 +160,7 @@ pub fn read_frame<R: Read>(r: &mut R, max_body: u64) -> io::Result<Option<Frame>
     let blen = usize::try_from(blen)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame body too large"))?;
     let mut body = Vec::new();
-    r.take(blen as u64).read_to_end(&mut body)?;
+    (&mut *r).take(blen as u64).read_to_end(&mut body)?;
     if body.len() != blen {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -184,5 +191,21 @@ mod tests {
         assert!(read_frame(&mut &buf[..], 2).is_err());
         assert!(read_frame(&mut &buf[..buf.len() - 1], 10).is_err());
         assert!(read_frame(&mut &b""[..], 10).unwrap().is_none());
+    }
+
+    /// A frame that announces more than it carries allocates only what arrived.
+    #[test]
+    fn announced_lengths_allocate_nothing_until_bytes_arrive() {
+        let mut lying = vec![tag::RESULT];
+        lying.extend_from_slice(&MAX_HEADER.to_le_bytes());
+        lying.extend_from_slice(b"{}");
+        let err = read_frame(&mut &lying[..], 10).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut big_body = vec![tag::RESULT];
+        big_body.extend_from_slice(&2u32.to_le_bytes());
+        big_body.extend_from_slice(b"{}");
+        big_body.extend_from_slice(&u64::MAX.to_le_bytes());
+        let err = read_frame(&mut &big_body[..], 1 << 20).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 }

@@ -30,6 +30,9 @@ pub enum Access {
     Private,
     /// What the user's umask allows (0666 & !umask): outputs meant for people.
     Umask,
+    /// What the umask allows and never more than these permission bits (0666 & bits & !umask):
+    /// an output gets no wider permissions than the input it was made from.
+    AtMost(u32),
 }
 
 /// Writes `bytes` to `dir/name` atomically and durably (see the module docs).
@@ -43,12 +46,21 @@ pub fn write_atomic(
     existing: Existing,
     access: Access,
 ) -> io::Result<PathBuf> {
+    check_name(name)?;
     let mut builder = tempfile::Builder::new();
     builder.prefix(TEMP_PREFIX);
     #[cfg(unix)]
-    if access == Access::Umask {
+    {
         use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
+        match access {
+            Access::Umask => {
+                builder.permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            Access::AtMost(bits) => {
+                builder.permissions(std::fs::Permissions::from_mode(0o666 & bits));
+            }
+            Access::Private => {}
+        }
     }
     #[cfg(not(unix))]
     let _ = access;
@@ -64,6 +76,28 @@ pub fn write_atomic(
     persisted.map_err(|e| e.error)?;
     sync_dir(dir)?;
     Ok(target)
+}
+
+/// Refuses a `name` that is not one plain component of `dir`: empty, `.` or `..`, containing
+/// `/` or `\\` (so no absolute path either), or any control character (C0, DEL, C1). Every write
+/// checks this, whoever chose the name: a name that reaches here from a worker process or an
+/// archive must never leave the directory (defence in depth; callers derive names themselves).
+pub fn check_name(name: &str) -> io::Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\\'])
+        || name.chars().any(char::is_control);
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "refusing to write a file named {:?}",
+                name.escape_debug().to_string()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Fsyncs a directory so that entries created or renamed in it survive a crash.
@@ -162,6 +196,51 @@ mod tests {
         std::fs::write(d.path().join("plain"), b"x").unwrap();
         let mode = |p: &Path| p.metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&p), mode(&d.path().join("plain")));
+    }
+
+    #[test]
+    fn names_that_leave_the_directory_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("out");
+        std::fs::create_dir(&sub).unwrap();
+        let abs = d.path().join("abs.txt");
+        for name in [
+            "../x",
+            "..",
+            ".",
+            "",
+            "a/b",
+            "a\\b",
+            abs.to_str().unwrap(),
+            "a\nReason: forged",
+            "a\u{1b}[31m",
+            "a\u{7f}",
+            "a\u{9b}",
+            "a\0b",
+        ] {
+            for existing in [Existing::Keep, Existing::Replace] {
+                let err = write_atomic(&sub, name, b"x", existing, Access::Umask).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name:?}");
+            }
+        }
+        assert!(names(&sub).is_empty());
+        assert_eq!(names(d.path()), vec!["out"]);
+        // Ordinary names, dots inside included, still work.
+        assert!(write_atomic(&sub, "a..b 見積書.txt", b"x", Existing::Keep, Access::Umask).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_are_never_wider_than_their_input() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| p.metadata().unwrap().permissions().mode() & 0o777;
+        let p = write_atomic(d.path(), "a", b"x", Existing::Keep, Access::AtMost(0o600)).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        let p = write_atomic(d.path(), "b", b"x", Existing::Keep, Access::AtMost(0o4755)).unwrap();
+        assert_eq!(mode(&p) & 0o7111, 0, "no execute or setuid bits");
+        let p = write_atomic(d.path(), "c", b"x", Existing::Replace, Access::AtMost(0)).unwrap();
+        assert_eq!(mode(&p), 0);
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! The outbox: where sanitized outputs (and `NAME.blocked.txt` notes) are written.
 //!
 //! Naming rules (CONTRACT.md):
-//! - the output takes the name the core gave it: normalised, with the extension changed when
-//!   the type changed (`a.docm` → `a.docx`, `page.html` → `page.txt`, mail → `.eml`);
+//! - the output takes the name derived from the input's name and the re-checked kind:
+//!   normalised, with the extension changed when the type changed (`a.docm` → `a.docx`,
+//!   `page.html` → `page.txt`, mail → `.eml`), `.txt` appended to text without a text extension
+//!   (`query.iqy` → `query.iqy.txt`), Windows device names suffixed (`CON.txt` → `CON_.txt`);
 //! - an existing file is never overwritten: on a collision a numeric suffix is added before the
 //!   extension (`a.docx`, `a (2).docx`, `a (3).docx`, ...), decided atomically by the file
 //!   system (no-clobber link), so two writers can never pick the same name;
-//! - every write is atomic ([`super::atomic`]): no half-written output under a real name.
+//! - every write is atomic ([`super::atomic`]): no half-written output under a real name;
+//! - the name must be one plain component (the atomic writer refuses `/`, `\\`, `..`, control
+//!   characters and empty names whoever chose them); for worker results the parent derives it
+//!   itself (`isolate::pool::accept_file`), never from the worker's word.
 //!
 //! [`Outbox`] is the [`Delivery`] for files: standard output, exactly one named file, or a
 //! directory (where a blocked input leaves `NAME.blocked.txt`, bilingual, saying why).
@@ -43,14 +48,19 @@ pub fn suffixed(name: &str, n: u32) -> String {
 /// Writes `bytes` as `dir/name`, or under the first free suffixed name; never overwrites.
 /// Returns the path written.
 pub fn write_new(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-    write_first_free(dir, name, bytes, |n| suffixed(name, n))
+    write_new_with(dir, name, bytes, Access::Umask)
+}
+
+/// [`write_new`] with the given permissions (an output gets no wider ones than its input).
+pub fn write_new_with(dir: &Path, name: &str, bytes: &[u8], access: Access) -> io::Result<PathBuf> {
+    write_first_free(dir, name, bytes, access, |n| suffixed(name, n))
 }
 
 /// Writes the note for a blocked input named `input_name` as `dir/NAME.blocked.txt` (the
 /// drop-directory convention), suffixing NAME on a collision (`a (2).exe.blocked.txt`), so the
 /// note always ends in `.blocked.txt`. Never overwrites.
 pub fn write_blocked_note(dir: &Path, input_name: &str, note: &str) -> io::Result<PathBuf> {
-    write_first_free(dir, input_name, note.as_bytes(), |n| {
+    write_first_free(dir, input_name, note.as_bytes(), Access::Umask, |n| {
         format!("{}.blocked.txt", suffixed(input_name, n))
     })
 }
@@ -59,10 +69,11 @@ fn write_first_free(
     dir: &Path,
     name: &str,
     bytes: &[u8],
+    access: Access,
     candidate: impl Fn(u32) -> String,
 ) -> io::Result<PathBuf> {
     for n in 1..=MAX_SUFFIX {
-        match write_atomic(dir, &candidate(n), bytes, Existing::Keep, Access::Umask) {
+        match write_atomic(dir, &candidate(n), bytes, Existing::Keep, access) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             other => return other,
         }
@@ -92,6 +103,8 @@ pub struct Outbox {
     pub dest: Dest,
     /// A quarantine keeps originals: only then does a note promise the original on request.
     pub quarantine: bool,
+    /// Permissions of the output: never wider than the input's ([`Access::AtMost`]).
+    pub access: Access,
 }
 
 impl Delivery for Outbox {
@@ -106,12 +119,12 @@ impl Delivery for Outbox {
                 Ok(Delivered::Stdout)
             }
             // The report keeps the sanitized name (`a.docx`): the user chose the path.
-            (Some(out), Dest::File(path)) => write_exact(path, out.bytes())
+            (Some(out), Dest::File(path)) => write_exact(path, out.bytes(), self.access)
                 .map(Delivered::File)
                 .map_err(|e| DeliverError::io(path.display(), &e)),
             (Some(out), Dest::Dir(dir)) => {
                 let written = std::fs::create_dir_all(dir)
-                    .and_then(|()| write_new(dir, &out.name, out.bytes()))
+                    .and_then(|()| write_new_with(dir, &out.name, out.bytes(), self.access))
                     .map_err(|e| DeliverError::io(dir.join(&out.name).display(), &e))?;
                 // In a directory the report names the file actually written (it may carry a
                 // collision suffix).
@@ -138,7 +151,7 @@ impl Delivery for Outbox {
 }
 
 /// Writes exactly `path`, atomically, replacing what is there.
-pub fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+pub fn write_exact(path: &Path, bytes: &[u8], access: Access) -> io::Result<PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -151,7 +164,7 @@ pub fn write_exact(path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         &name.to_string_lossy(),
         bytes,
         Existing::Replace,
-        Access::Umask,
+        access,
     )?;
     Ok(path.to_owned())
 }
@@ -184,9 +197,8 @@ pub fn block_threat(report: &Report) -> Option<&str> {
 pub fn escape_for_display(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        let bidi = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}');
-        if c.is_control() || bidi {
-            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        if c.is_control() || sanitizer_core::unicode::is_invisible_control(c) {
+            out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }

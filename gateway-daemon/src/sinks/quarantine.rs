@@ -169,14 +169,8 @@ fn private_dir_all(dir: &Path) -> io::Result<()> {
     b.create(dir)
 }
 
-/// Report ids become file names: allow only what a UUID or ULID contains.
-fn valid_report_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
+/// Report ids become file names: only what a UUID or ULID contains (the core's rule).
+use sanitizer_core::report::is_valid_report_id as valid_report_id;
 
 impl DirStore {
     /// Opens (creating if needed) a store rooted at `root`.

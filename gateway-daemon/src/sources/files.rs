@@ -12,7 +12,6 @@
 //! block or never end); the output directory is skipped if it lies inside an input (the CLI
 //! refuses that case up front anyway).
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +31,18 @@ pub struct Item {
     pub truncated: bool,
     /// Size and SHA-256 of the whole input when only a prefix was read.
     pub real: Option<(u64, String)>,
+    /// Permission bits of the input file (`None` for standard input): the output gets no
+    /// wider ones.
+    pub mode: Option<u32>,
+}
+
+/// How an input path may be opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    /// Named on the command line: a symlink to a regular file is read (the user named it).
+    Named,
+    /// Found by a directory walk: a symlink is never followed.
+    Walked,
 }
 
 /// Whether a path argument is `-` (standard input or output).
@@ -39,15 +50,59 @@ pub fn is_dash(p: &Path) -> bool {
     p.as_os_str() == "-"
 }
 
-/// Reads an input file; see [`read_item`].
-pub fn read_file(path: &Path, max_input: u64) -> io::Result<Item> {
+/// Reads an input file; see [`read_item`]. Only regular files are read: the type is checked
+/// before opening (a FIFO is never opened, `/dev/zero` never read) and again on the opened
+/// descriptor; the open itself never blocks (`O_NONBLOCK`) and, for walked files, never
+/// follows a symlink swapped in after the walk (`O_NOFOLLOW`).
+pub fn read_file(path: &Path, max_input: u64, follow: Follow) -> io::Result<Item> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let meta = match follow {
+        Follow::Named => std::fs::metadata(path)?,
+        Follow::Walked => std::fs::symlink_metadata(path)?,
+    };
+    let not_regular = |t: std::fs::FileType| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}, not a regular file; refused", describe_type(t)),
+        )
+    };
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+    if follow == Follow::Walked {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    read_item(
-        File::open(path)?,
-        name,
-        path.display().to_string(),
-        max_input,
-    )
+    let mut item = read_item(file, name, path.display().to_string(), max_input)?;
+    item.mode = Some(meta.permissions().mode() & 0o777);
+    Ok(item)
+}
+
+/// A file type in words, for messages.
+pub fn describe_type(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "a special file"
+    }
 }
 
 /// Reads an input, at most one byte over the input limit: the core blocks it, and the report
@@ -75,6 +130,7 @@ pub fn read_item(
         rel_path: None,
         truncated,
         real,
+        mode: None,
     })
 }
 
@@ -107,6 +163,8 @@ pub struct Planned {
     pub out_dir: PathBuf,
     /// Its path relative to the argument it came from (`sub/a.pdf`; a file argument: its name).
     pub rel_path: String,
+    /// Named on the command line (a symlink is followed) or found by a walk (never followed).
+    pub follow: Follow,
 }
 
 /// Something the walk skipped or could not list, for the user.
@@ -114,8 +172,8 @@ pub struct Planned {
 pub enum WalkNote {
     /// A symlink (to a file or a directory) inside an input tree: never followed.
     Symlink(PathBuf),
-    /// A FIFO, socket or device: reading it could block or never end.
-    NotRegular(PathBuf),
+    /// A FIFO, socket or device (what it is, in words): reading it could block or never end.
+    NotRegular(PathBuf, &'static str),
     /// A directory that could not be listed.
     Unlistable(PathBuf, String),
 }
@@ -138,6 +196,7 @@ pub fn plan_batch(inputs: &[PathBuf], output: &Path) -> (Vec<Planned>, Vec<WalkN
                 path: input.clone(),
                 out_dir: output.to_owned(),
                 rel_path,
+                follow: Follow::Named,
             });
             continue;
         }
@@ -167,6 +226,7 @@ pub fn plan_batch(inputs: &[PathBuf], output: &Path) -> (Vec<Planned>, Vec<WalkN
                         path,
                         out_dir: out_dir.clone(),
                         rel_path,
+                        follow: Follow::Walked,
                     });
                     continue;
                 };
@@ -177,14 +237,22 @@ pub fn plan_batch(inputs: &[PathBuf], output: &Path) -> (Vec<Planned>, Vec<WalkN
                     if output_canon.is_some() && std::fs::canonicalize(&path).ok() == output_canon {
                         continue;
                     }
-                    subdirs.push((path, out_dir.join(&fname), rel_path));
+                    // Windows would open the device, not the folder (`aux` → `aux_`).
+                    let out_name = match fname.to_str() {
+                        Some(n) if sanitizer_core::naming::is_reserved(n) => {
+                            sanitizer_core::naming::avoid_reserved(n).into()
+                        }
+                        _ => fname.clone(),
+                    };
+                    subdirs.push((path, out_dir.join(out_name), rel_path));
                 } else if !ft.is_file() {
-                    notes.push(WalkNote::NotRegular(path));
+                    notes.push(WalkNote::NotRegular(path, describe_type(ft)));
                 } else {
                     plan.push(Planned {
                         path,
                         out_dir: out_dir.clone(),
                         rel_path,
+                        follow: Follow::Walked,
                     });
                 }
             }

@@ -281,6 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn device_names_and_non_text_extensions_are_renamed() {
+        let mut b = Builder::new(Vec::new());
+        for (name, data) in [
+            ("Nul.txt", &b"a"[..]),
+            ("com3/prn", b"b"),
+            ("readme.nfo", b"plain notes"),
+        ] {
+            let mut h = header(EntryType::Regular, 0o644, data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tar = b.into_inner().unwrap();
+        let out = sanitize_file(&tar, Some("r.tar"), &Policy::default());
+        let names: Vec<String> = list(out.output.expect("kept").bytes.as_slice())
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(names, ["Nul_.txt", "com3_/prn_.txt", "readme.nfo.txt"]);
+    }
+
+    #[test]
     fn member_limit_trips() {
         let mut b = Builder::new(Vec::new());
         for i in 0..5 {

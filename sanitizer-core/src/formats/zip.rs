@@ -22,7 +22,7 @@ use std::io::{Cursor, Read, Write};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use super::archive::{KeptMember, MemberPath, Members, decode_name, is_normalized_path};
+use super::archive::{KeptMember, MemberPath, Members, decode_zip_name, is_normalized_path};
 use crate::error::SanitizeError;
 use crate::limits::{LimitKind, read_capped};
 use crate::pipeline::{Context, FormatSanitizer, Rebuilt};
@@ -114,7 +114,7 @@ fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeE
             });
         }
         metas.push(EntryMeta {
-            name: decode_name(f.name_raw()),
+            name: decode_zip_name(f.name_raw(), f.flags().as_u16() & 0x0800 != 0),
             is_dir: f.is_dir(),
             // The zip crate clears setuid/setgid bits in `unix_mode`; we want to see them.
             mode: match f.external_attributes() >> 16 {
@@ -482,6 +482,48 @@ pub(crate) mod tests {
         assert_eq!(f.name_raw(), "資料/見積書①.txt".as_bytes());
         // The UTF-8 flag (bit 11) is set, so every unzip tool reads the name right.
         assert_eq!(f.name().unwrap(), "資料/見積書①.txt");
+    }
+
+    #[test]
+    fn cp932_names_that_look_like_utf8_are_cp932() {
+        let (name, _, _) = encoding_rs::SHIFT_JIS.encode("ﾃｽﾄｱ.txt");
+        let zip = raw_zip(&[RawEntry {
+            name: name.into_owned(),
+            data: b"hello".to_vec(),
+            ..RawEntry::default()
+        }]);
+        let out = sanitize_file(&zip, Some("j.zip"), &Policy::default());
+        let file = out.output.expect("kept");
+        let mut a = ZipArchive::new(Cursor::new(file.bytes.as_slice())).unwrap();
+        assert_eq!(a.by_index_raw(0).unwrap().name_raw(), "ﾃｽﾄｱ.txt".as_bytes());
+    }
+
+    #[test]
+    fn windows_device_names_are_renamed() {
+        let zip = raw_zip(&[
+            RawEntry {
+                name: b"CON.txt".to_vec(),
+                data: b"a".to_vec(),
+                ..RawEntry::default()
+            },
+            RawEntry {
+                name: b"dir/aux/nul".to_vec(),
+                data: b"b".to_vec(),
+                ..RawEntry::default()
+            },
+            RawEntry {
+                name: b"lpt1 .txt".to_vec(),
+                data: b"c".to_vec(),
+                ..RawEntry::default()
+            },
+        ]);
+        let out = sanitize_file(&zip, Some("r.zip"), &Policy::default());
+        let file = out.output.expect("kept");
+        let mut a = ZipArchive::new(Cursor::new(file.bytes.as_slice())).unwrap();
+        let names: Vec<String> = (0..a.len())
+            .map(|i| String::from_utf8(a.by_index_raw(i).unwrap().name_raw().to_vec()).unwrap())
+            .collect();
+        assert_eq!(names, ["CON_.txt", "dir/aux_/nul_.txt", "lpt1 _.txt"]);
     }
 
     #[test]

@@ -35,6 +35,31 @@ pub(crate) fn decode_name(raw: &[u8]) -> String {
     }
 }
 
+/// Decodes a ZIP member name. With the UTF-8 flag (general-purpose bit 11, also set by the zip
+/// reader when an Info-ZIP Unicode Path field applies) it is UTF-8. Without it, the name is in
+/// the writer's legacy code page, which for the archives we see is CP932 (Japanese Windows):
+/// a name that decodes as CP932 without error is taken as CP932, even when its bytes happen
+/// to be valid UTF-8 too (half-width katakana `ﾃｽﾄｱ` is the bytes of `ýı` in UTF-8). Two
+/// exceptions keep UTF-8 written without the flag readable: pure ASCII, and valid UTF-8 made
+/// only of 3- and 4-byte sequences (every kana and kanji), which CP932 text almost never is.
+/// Anything else is [`decode_name`].
+pub(crate) fn decode_zip_name(raw: &[u8], utf8_flag: bool) -> String {
+    if utf8_flag || raw.is_ascii() {
+        return decode_name(raw);
+    }
+    if let Ok(s) = std::str::from_utf8(raw)
+        && s.chars().all(|c| c.is_ascii() || c.len_utf8() >= 3)
+    {
+        return s.to_owned();
+    }
+    let (text, had_errors) = encoding_rs::SHIFT_JIS.decode_without_bom_handling(raw);
+    if had_errors {
+        decode_name(raw)
+    } else {
+        text.into_owned()
+    }
+}
+
 /// A member path split into safe directory components and the untrusted last component.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct MemberPath {
@@ -296,6 +321,25 @@ mod tests {
         let p = MemberPath::parse("docs/./sub/a.txt");
         assert_eq!(p.join("a.txt"), "docs/sub/a.txt");
         assert!(p.threats.is_empty());
+    }
+
+    #[test]
+    fn zip_names_without_the_utf8_flag_are_cp932() {
+        // Half-width katakana in CP932 that is also valid UTF-8 ("ýı.txt").
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("ﾃｽﾄｱ.txt");
+        assert!(std::str::from_utf8(&sjis).is_ok());
+        assert_eq!(decode_zip_name(&sjis, false), "ﾃｽﾄｱ.txt");
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("見積書/請求書①.txt");
+        assert_eq!(decode_zip_name(&sjis, false), "見積書/請求書①.txt");
+        // With the flag, or UTF-8 kana/kanji without it, the name is UTF-8.
+        assert_eq!(decode_zip_name("ýı.txt".as_bytes(), true), "ýı.txt");
+        assert_eq!(
+            decode_zip_name("見積書.txt".as_bytes(), false),
+            "見積書.txt"
+        );
+        assert_eq!(decode_zip_name(b"plain.txt", false), "plain.txt");
+        // Neither: replacement characters, never raw bytes.
+        assert!(decode_zip_name(b"\x81 .txt", false).contains('\u{FFFD}'));
     }
 
     #[test]
