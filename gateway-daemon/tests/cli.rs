@@ -1500,3 +1500,24 @@ fn help_describes_only_what_is_built() {
         assert!(!out.to_lowercase().contains("daemon"), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn deploy_files_check_out() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    mugai()
+        .arg("check-config")
+        .arg(root.join("mugai.toml"))
+        .assert()
+        .code(0);
+    mugai()
+        .arg("check-policy")
+        .arg(root.join("policy.toml"))
+        .assert()
+        .code(0);
+    // The shipped configuration is the printed default, so the two cannot drift apart.
+    let printed = mugai().arg("config").assert().code(0);
+    assert_eq!(
+        std::fs::read(root.join("mugai.toml")).unwrap(),
+        printed.get_output().stdout
+    );
+}
