@@ -389,7 +389,10 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
     {
         push_unique(&mut found, threats::MIME_EXECUTABLE);
     }
-    if let Some(n) = &name
+    let macro_enabled = name.as_deref().and_then(sniff::macro_enabled_name);
+    if macro_enabled.is_some() {
+        push_unique(&mut found, threats::FILENAME_MACRO_ENABLED);
+    } else if let Some(n) = &name
         && sniff::dangerous_name(n)
     {
         push_unique(&mut found, threats::FILENAME_EXECUTABLE);
@@ -409,10 +412,40 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
     {
         push_unique(&mut found, threats::MIME_TYPE_MISMATCH);
     }
-    match sniffed {
-        Kind::Executable => push_unique(&mut found, threats::EXECUTABLE),
-        Kind::Script => push_unique(&mut found, threats::SCRIPT),
+    // Text that Office, a browser or the Windows shell opens as a document or a command: never
+    // delivered as text. The Office XML dialects go to the OOXML sanitizer (sniffed as OOXML);
+    // the rest are removed with their own threat id.
+    let disguise = matches!(sniffed, Kind::Script | Kind::Unsupported)
+        .then(|| sniff::disguise(part.bytes))
+        .flatten()
+        .filter(|d| d.office_xml.is_none());
+    match (sniffed, disguise) {
+        (_, Some(d)) => push_unique(&mut found, d.threat),
+        (Kind::Executable, None) => push_unique(&mut found, threats::EXECUTABLE),
+        (Kind::Script, None) => push_unique(&mut found, threats::SCRIPT),
         _ => {}
+    }
+    let named_bad = found.iter().any(|t| {
+        matches!(
+            *t,
+            threats::MIME_EXECUTABLE | threats::FILENAME_EXECUTABLE | threats::EXECUTABLE
+        )
+    });
+    if let Some(d) = disguise
+        && !named_bad
+    {
+        let reason = format!(
+            "{}: text that Windows or Office opens as something other than text is never \
+             delivered",
+            d.what
+        );
+        return cx.removed(sniffed, name, found, reason);
+    }
+    if let Some(what) = macro_enabled
+        && !named_bad
+    {
+        let reason = format!("{what} is never delivered (its macros would run when opened)");
+        return cx.removed(sniffed, name, found, reason);
     }
     if found.iter().any(|t| {
         matches!(
@@ -436,6 +469,7 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
         let reason = match sniffed {
             Kind::ArchiveUnsupported => "archive format that is not rebuilt (7z, RAR, LZH, ...)",
             Kind::Unknown => "content type not recognised",
+            Kind::Unsupported => sniff::unsupported_reason(part.bytes),
             _ => "unsupported format",
         };
         return cx.removed(sniffed, name, found, reason.into());

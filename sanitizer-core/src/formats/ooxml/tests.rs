@@ -617,8 +617,9 @@ fn helpers_behave() {
         rels_name("word/document.xml"),
         "word/_rels/document.xml.rels"
     );
-    assert!(is_dde_formula("MSEXCEL|'\\..\\cmd.exe /c calc'!''"));
-    assert!(!is_dde_formula("CONCAT(\"a|b\",A1)"));
+    assert!(auto_run_name("_xlnm.Auto_Open") && auto_run_name("Excel_BuiltIn_Auto_Open"));
+    assert!(auto_run_name("auto_open_x1") && auto_run_name("Auto_Close"));
+    assert!(!auto_run_name("Print_Area") && !auto_run_name("AutoOpenReport"));
     assert_eq!(field_kind(" DDEAUTO c:\\x"), FieldKind::Dde);
     assert_eq!(
         field_kind("INCLUDEPICTURE \"http://x/y.png\""),

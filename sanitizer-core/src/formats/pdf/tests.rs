@@ -250,15 +250,29 @@ fn every_limit_trips_as_a_verdict() {
 #[test]
 fn encrypted_pdfs_are_blocked_unless_the_password_is_empty() {
     for p in [Policy::default(), clean_policy()] {
-        blocked_by(sample!("encrypted_rc4.pdf"), &p, t::ENCRYPTED);
-        blocked_by(sample!("encrypted_aes.pdf"), &p, t::ENCRYPTED);
+        blocked_by(sample!("encrypted_rc4.pdf"), &p, t::PDF_ENCRYPTED);
+        blocked_by(sample!("encrypted_aes.pdf"), &p, t::PDF_ENCRYPTED);
+        let out = sanitize_file(sample!("encrypted_aes.pdf"), Some("a.pdf"), &p);
+        // The reason is English, without a Rust enum name.
+        let reason = &out.report.items[0].reason;
+        assert!(
+            !reason.contains('(') && reason.starts_with("encrypted: "),
+            "{reason}"
+        );
     }
-    let out = sanitize_file(
-        sample!("encrypted_empty_password.pdf"),
-        Some("a.pdf"),
-        &Policy::default(),
-    );
-    assert_eq!(page_sizes(out.output.unwrap().bytes.as_slice()).len(), 3);
+    // Both modes decrypt a file that opens with the empty user password, and say so.
+    for p in [Policy::default(), clean_policy()] {
+        let out = sanitize_file(sample!("encrypted_empty_password.pdf"), Some("a.pdf"), &p);
+        assert_eq!(
+            out.report.warnings,
+            vec![super::clean::WARN_ENCRYPTED_EMPTY_PASSWORD.to_owned()],
+            "{:?}",
+            out.report
+        );
+        let bytes = out.output.unwrap().bytes.into_vec();
+        assert_eq!(page_sizes(&bytes).len(), 3);
+        assert!(!String::from_utf8_lossy(&bytes).contains("/Encrypt"));
+    }
 }
 
 #[test]
