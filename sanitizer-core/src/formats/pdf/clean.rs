@@ -227,15 +227,17 @@ pub fn clean(input: &[u8], budget: &mut Budget) -> Result<Cleaned, SanitizeError
     })
 }
 
-/// A decrypted copy of a PDF that opens with the empty user password, for the rasterizer
-/// (which does not decrypt every security handler itself); `None` when the file is not
-/// encrypted or needs a password.
-pub fn decrypted_copy(input: &[u8], budget: &Budget) -> Option<Vec<u8>> {
+/// A copy of a PDF for the rasterizer, when it needs one: decrypted if it opens with the empty
+/// user password (the rasterizer does not decrypt every security handler itself), with its
+/// page tree rebuilt if it had none. `None` when the input can be rendered as it is.
+pub fn repaired_copy(input: &[u8], budget: &Budget) -> Option<Vec<u8>> {
     let mut doc = load(input, budget).ok()?;
-    if !doc.was_encrypted() {
+    let rebuilt = recover_page_tree(&mut doc);
+    if !doc.was_encrypted() && !rebuilt {
         return None;
     }
     doc.trailer.remove(b"Encrypt");
+    doc.max_id = doc.objects.keys().map(|(id, _)| *id).max().unwrap_or(0);
     let mut out = Vec::with_capacity(input.len());
     doc.save_to(&mut out).ok()?;
     Some(out)

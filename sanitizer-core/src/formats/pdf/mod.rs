@@ -102,16 +102,17 @@ impl FormatSanitizer for PdfSanitizer {
                 let fonts = fonts::FontResolver::new(&policy.cjk_font, &policy.cjk_serif_font);
                 // A PDF that opens with the empty user password is decrypted first, as clean
                 // mode does, so that both modes agree (README: encrypted inputs).
-                let decrypted = if scanned.decrypted {
+                // A missing page tree is rebuilt the same way as in clean mode.
+                if scanned.decrypted {
                     cx.warn(clean::WARN_ENCRYPTED_EMPTY_PASSWORD);
-                    clean::decrypted_copy(input, cx.budget())
-                } else {
-                    None
-                };
+                }
                 if scanned.tree_rebuilt {
                     cx.warn(clean::WARN_PAGE_TREE_REBUILT);
                 }
-                let source = decrypted.as_deref().unwrap_or(input);
+                let repaired = (scanned.decrypted || scanned.tree_rebuilt)
+                    .then(|| clean::repaired_copy(input, cx.budget()))
+                    .flatten();
+                let source = repaired.as_deref().unwrap_or(input);
                 let (bytes, stats) = rasterize::rasterize(source, policy.dpi, &fonts, cx.budget())?;
                 recheck(&bytes, PdfMode::Rasterize)?;
                 if stats.font_missing {
