@@ -104,8 +104,7 @@ pub(crate) fn formula_risk(formula: &str) -> Option<FormulaRisk> {
                     .take_while(|d| d.is_ascii_digit())
                     .collect();
                 let closes = chars.get(i + 1 + digits.len()) == Some(&']');
-                if !attached && closes && !digits.is_empty() && digits.trim_start_matches('0') != ""
-                {
+                if !attached && closes && !digits.trim_start_matches('0').is_empty() {
                     external = true;
                 }
             }
