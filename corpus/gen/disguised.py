@@ -101,6 +101,17 @@ SHELL_TEXTS = {
                     '</libraryDescription>\r\n'),
     "setup.txt": '[Version]\r\nSignature="$Windows NT$"\r\n[DefaultInstall]\r\nRunPreSetupCommands=x\r\n',
 }
+# A MIME single-file web page (what Word saves as "Single File Web Page" and what attackers
+# name .doc): no mail header fields, only MIME-Version and a multipart/related type.
+MHT = ('MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="----=_NextPart_01"; type="text/html"\r\n'
+       '\r\n------=_NextPart_01\r\nContent-Location: file:///C:/page.htm\r\n'
+       'Content-Type: text/html; charset="utf-8"\r\n\r\n'
+       '<html xmlns:o="urn:schemas-microsoft-com:office:office"><body>'
+       '<script>document.location="http://evil.example/"</script><p>単一ファイルWebページ</p></body></html>\r\n'
+       '------=_NextPart_01\r\nContent-Location: file:///C:/page_files/editdata.mso\r\n'
+       'Content-Transfer-Encoding: base64\r\nContent-Type: application/x-mso\r\n\r\n'
+       + base64.b64encode(b"ActiveMime\0\0inert stand-in").decode() + '\r\n------=_NextPart_01--\r\n')
+
 REGISTRY = ("Windows Registry Editor Version 5.00\r\n\r\n"
             "[HKEY_CURRENT_USER\\Software\\Microsoft\\Windows\\CurrentVersion\\Run]\r\n"
             "\"x\"=\"calc.exe\"\r\n")
@@ -351,6 +362,7 @@ def main() -> None:
     xls = xls_with_embedded_doc()
     if xls is not None:
         write(OUT / "embedded_word.xls", xls)
+    write(OUT / "single_file_page.mht", MHT.encode())
     for name, text in SHELL_TEXTS.items():
         data = (b"\xff\xfe" + REGISTRY.encode("utf-16-le")) if text is None else text.encode()
         write(OUT / name, data)
