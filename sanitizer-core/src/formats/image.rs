@@ -397,8 +397,10 @@ pub(crate) fn decode_checked(
             ..Scan::default()
         },
         other => {
+            // Named by its file extension, not by the decoder library's enum variant.
+            let ext = other.extensions_str().first().copied().unwrap_or("unknown");
             return Err(SanitizeError::Unsupported(format!(
-                "image format {other:?} is not decoded"
+                "image format .{ext} is not decoded"
             )));
         }
     };
