@@ -12,7 +12,8 @@
 //! [`read_capped`]) and what it holds is reported whatever the converter then does:
 //! - the type comes from the **root storage only** (`WordDocument` → doc, `Workbook`/`Book` →
 //!   xls, `PowerPoint Document` → ppt): an embedded object's storage (`MBD…`, `ObjectPool/_…`)
-//!   never decides it;
+//!   never decides it (a directory the `cfb` crate refuses is judged by its entry names
+//!   instead, the first application stream deciding: LibreOffice regenerates it anyway);
 //! - VBA projects (`Macros`, `_VBA_PROJECT_CUR`, `VBA` storages; PowerPoint's VBA info record),
 //!   Excel 4 macro sheets (BOUNDSHEET records of macro type in the `Workbook` stream), embedded
 //!   object storages, Equation Editor objects (`Equation Native`) and OLE1 packages
@@ -150,9 +151,46 @@ fn inspect_workbook(wb: &[u8], found: &mut Inspection) {
     }
 }
 
+fn utf16_entry(name: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = name.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    v.extend_from_slice(&[0, 0]);
+    v
+}
+
+/// For a compound file whose directory the `cfb` crate refuses (LibreOffice may still read it,
+/// and converting regenerates the document anyway): the directory entry names anywhere in the
+/// bytes. The application is the one whose stream name comes first (the main stream is created
+/// before any embedded storage); macros and encryption are judged by name alone.
+fn inspect_names(b: &[u8]) -> Inspection {
+    let at = |n: &str| memchr::memmem::find(b, &utf16_entry(n));
+    let has = |n: &str| at(n).is_some();
+    let app = [
+        ("WordDocument", App::Word),
+        ("Workbook", App::Excel),
+        ("Book", App::Excel),
+        ("PowerPoint Document", App::PowerPoint),
+    ]
+    .iter()
+    .filter_map(|(n, app)| at(n).map(|pos| (pos, *app)))
+    .min_by_key(|(pos, _)| *pos)
+    .map(|(_, app)| app);
+    Inspection {
+        app,
+        vba: ["_VBA_PROJECT_CUR", "Macros", "VBA", "_VBA_PROJECT"]
+            .iter()
+            .any(|n| has(n)),
+        encrypted: has("EncryptedPackage") || has("EncryptionInfo") || has("EncryptedSummary"),
+        equation: has("Equation Native"),
+        ole10_native: has("\u{1}Ole10Native"),
+        ..Inspection::default()
+    }
+}
+
 /// Reads the compound file's directory and the few stream headers that matter.
 fn inspect(b: &[u8], budget: &mut Budget) -> Result<Inspection, SanitizeError> {
-    let mut cf = CompoundFile::open(Cursor::new(b)).map_err(malformed)?;
+    let Ok(mut cf) = CompoundFile::open(Cursor::new(b)) else {
+        return Ok(inspect_names(b));
+    };
     let mut found = Inspection::default();
     let root: Vec<(String, bool)> = cf
         .read_root_storage()
@@ -710,10 +748,14 @@ mod tests {
             ("/Workbook", &workbook(&[], &[("Sheet1", 0)])),
             ("/MBD0001A2B3/WordDocument", &word_fib(0)),
             ("/MBD0001A2B3/\u{1}Ole10Native", b"x"),
+            // An embedded Outlook message does not make the workbook a .msg either.
+            ("/MBD0004/__substg1.0_0037001F", b"s\0"),
         ]);
         let i = inspected(&xls);
         assert_eq!(i.app, Some(App::Excel));
-        assert_eq!(i.embedded, vec!["/MBD0001A2B3".to_owned()]);
+        let mut embedded = i.embedded.clone();
+        embedded.sort();
+        assert_eq!(embedded, ["/MBD0001A2B3", "/MBD0004"]);
         assert!(i.ole10_native && !i.vba && !i.encrypted);
         assert_eq!(crate::sniff::sniff(&xls), crate::Kind::Ole2);
 
@@ -726,6 +768,33 @@ mod tests {
         assert_eq!(i.app, Some(App::Word));
         assert!(i.vba && i.equation);
         assert_eq!(i.embedded, vec!["/ObjectPool/_1234".to_owned()]);
+    }
+
+    #[test]
+    fn an_unreadable_directory_falls_back_to_entry_names() {
+        // Not a valid compound file (cfb refuses it), but the names are there: the first
+        // application stream decides, macros and encryption are still seen.
+        let mut b = bytes::header();
+        for n in ["Workbook", "MBD0001", "WordDocument", "_VBA_PROJECT_CUR"] {
+            b.extend(utf16_entry(n));
+            b.resize(b.len() + 64, 0);
+        }
+        let i = inspected(&b);
+        assert_eq!(i.app, Some(App::Excel));
+        assert!(i.vba && !i.encrypted);
+        b.extend(utf16_entry("EncryptionInfo"));
+        assert!(inspected(&b).encrypted);
+    }
+
+    mod bytes {
+        /// A compound-file signature and a header the `cfb` crate refuses (bad sector shift).
+        pub fn header() -> Vec<u8> {
+            let mut b = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+            b.resize(30, 0);
+            b.extend([0x0F, 0x00]);
+            b.resize(512, 0);
+            b
+        }
     }
 
     #[test]
