@@ -1310,7 +1310,8 @@ fn filter_part(
                         _ => {}
                     }
                 }
-                if flavor == Flavor::Sheet && (ln == b"f" || ln == b"definedName") && is_start {
+                // Cell formulas, and chart series formulas (`c:f`) in every kind of document.
+                if is_start && (ln == b"f" || (flavor == Flavor::Sheet && ln == b"definedName")) {
                     formula = Some((e.clone().into_owned(), String::new()));
                     continue;
                 }
@@ -1571,7 +1572,10 @@ pub fn recheck(output: &[u8], mode: LinkMode) -> Result<(), SanitizeError> {
             {
                 return fail(format!("live HYPERLINK field left in {}", m.name));
             }
-            if (memfind(&m.bytes, b"<f") || memfind(&m.bytes, b"definedName"))
+            if (lower.starts_with("xl/")
+                || memfind(&m.bytes, b"<f")
+                || memfind(&m.bytes, b":f>")
+                || memfind(&m.bytes, b"definedName"))
                 && let Some(problem) = formula_problem(&m.name, &m.bytes, deadline)?
             {
                 return fail(format!("{problem} left in {}", m.name));

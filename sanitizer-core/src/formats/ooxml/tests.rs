@@ -810,3 +810,34 @@ fn binary_workbooks_are_unsupported_not_malformed() {
         out.report
     );
 }
+
+#[test]
+fn chart_series_formulas_reaching_outside_go_in_any_document() {
+    let chart = r#"<c:chartSpace xmlns:c="c"><c:ser><c:val><c:numRef><c:f>'C:\x\[b.xlsx]Sheet1'!$A$1:$A$3</c:f><c:numCache><c:pt idx="0"><c:v>5</c:v></c:pt></c:numCache></c:numRef></c:val></c:ser><c:ser><c:val><c:numRef><c:f>Sheet1!$B$1:$B$3</c:f></c:numRef></c:val></c:ser></c:chartSpace>"#;
+    let f = filter_part(
+        "word/charts/chart1.xml",
+        chart.as_bytes(),
+        &HashSet::new(),
+        Flavor::Word,
+        LinkMode::Defang,
+        Instant::now() + std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let out = String::from_utf8(f.bytes).unwrap();
+    assert!(
+        !out.contains("b.xlsx") && out.contains("<c:v>5</c:v>"),
+        "{out}"
+    );
+    assert!(out.contains("Sheet1!$B$1:$B$3"), "{out}");
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    assert!(
+        formula_problem("c", chart.as_bytes(), deadline)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        formula_problem("c", out.as_bytes(), deadline)
+            .unwrap()
+            .is_none()
+    );
+}
