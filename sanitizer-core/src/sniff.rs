@@ -369,11 +369,13 @@ pub fn sniff(bytes: &[u8]) -> Kind {
 fn sniff_text(b: &[u8]) -> Kind {
     let head = window(b, 4096);
     let trimmed = trim_ascii_start(strip_bom(head));
-    if let Some(d) = disguise(b) {
-        return d.kind;
-    }
+    // A message first: its body may quote a shortcut or a registry script, and it is rebuilt
+    // as a new message whatever it holds.
     if looks_like_mail(trimmed) || looks_like_mhtml(trimmed) {
         return Kind::Mail;
+    }
+    if let Some(d) = disguise(b) {
+        return d.kind;
     }
     if find_ci(head, b"<svg") && !find_ci(window(b, 512), b"<html") {
         return Kind::Svg;
@@ -966,6 +968,11 @@ mod tests {
         ] {
             assert_eq!(disguise(t), None, "{}", String::from_utf8_lossy(t));
         }
+        // A message quoting a shortcut in its body is still a message.
+        assert_eq!(
+            sniff(b"From: a@example.jp\r\nSubject: x\r\n\r\n[InternetShortcut]\r\nURL=x\r\n"),
+            Kind::Mail
+        );
         // A MIME single-file web page is sanitized as a message, even without mail fields.
         assert_eq!(
             sniff(b"MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary=\"b\"\r\n\r\n--b\r\n"),
