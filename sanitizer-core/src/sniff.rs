@@ -492,7 +492,10 @@ pub fn disguise(b: &[u8]) -> Option<Disguise> {
             "SYLK spreadsheet (can carry Excel 4 macro cells)",
         );
     }
-    let mut lines = start.lines().map(str::trim).filter(|l| !l.is_empty());
+    // Lines end at CR, LF or both: Windows reads a bare CR as a line end, and the text
+    // sanitizer would turn it into CRLF, so the output must be judged like the input.
+    let all_lines = split_lines(&lower);
+    let mut lines = split_lines(start).into_iter().filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default();
     if first.starts_with("windows registry editor version") || first == "regedit4" {
         return d(
@@ -514,8 +517,8 @@ pub fn disguise(b: &[u8]) -> Option<Disguise> {
             );
         }
     }
-    let has_line = |want: &str| lower.lines().any(|l| l.trim() == want);
-    let has_key = |key: &str| lower.lines().any(|l| l.trim_start().starts_with(key));
+    let has_line = |want: &str| all_lines.iter().any(|l| *l == want);
+    let has_key = |key: &str| all_lines.iter().any(|l| l.starts_with(key));
     if has_line("[internetshortcut]") || has_line("[{000214a0-0000-0000-c000-000000000046}]") {
         return d(
             Kind::Script,
@@ -612,6 +615,11 @@ pub fn disguise(b: &[u8]) -> Option<Disguise> {
         );
     }
     None
+}
+
+/// Trimmed lines, ending at CR, LF or CRLF.
+fn split_lines(t: &str) -> Vec<&str> {
+    t.split(['\r', '\n']).map(str::trim).collect()
 }
 
 /// A MIME single-file web page (`.mht`/`.mhtml`, also Word's "single file web page" saved as
@@ -968,6 +976,17 @@ mod tests {
         ] {
             assert_eq!(disguise(t), None, "{}", String::from_utf8_lossy(t));
         }
+        // Bare CR line ends (found by the `text` fuzz target): judged like CRLF, since the
+        // text sanitizer's output would be.
+        assert_eq!(
+            disguise(b"[Shell]\r=2\r\nIconFile=\\\\h\\i.ico\r\n[Taskbar]\r\nCommand=x\r")
+                .map(|d| d.threat),
+            Some("text.shell_command")
+        );
+        assert_eq!(
+            disguise(b"REGEDIT4\r[HKEY_CURRENT_USER\\x]\r").map(|d| d.threat),
+            Some("text.registry_script")
+        );
         // A message quoting a shortcut in its body is still a message.
         assert_eq!(
             sniff(b"From: a@example.jp\r\nSubject: x\r\n\r\n[InternetShortcut]\r\nURL=x\r\n"),
