@@ -502,6 +502,19 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
         push_unique(&mut found, e.threat_id());
         return cx.removed(sniffed, name, found, e.to_string());
     }
+    // A text output is judged again as text: removing control characters or re-coding a
+    // charset can turn harmless-looking input into a shortcut, a registry script, ...
+    if matches!(rebuilt.kind, Kind::Text | Kind::Csv)
+        && let Some(d) = sniff::disguise(&rebuilt.bytes).filter(|d| d.office_xml.is_none())
+    {
+        push_unique(&mut found, d.threat);
+        let reason = format!(
+            "{} once cleaned as text: text that Windows or Office opens as something other \
+             than text is never delivered",
+            d.what
+        );
+        return cx.removed(sniffed, name, found, reason);
+    }
     for t in &rebuilt.threats {
         push_unique(&mut found, t);
     }

@@ -1017,6 +1017,22 @@ mod tests {
     }
 
     #[test]
+    fn text_that_becomes_a_shell_file_once_cleaned_is_removed() {
+        // Found by the `text` fuzz target: a control character hides the section header from
+        // the sniffer; the text sanitizer removes it, and the output would be an .inf.
+        let policy = crate::policy::Policy::default();
+        let input = b"[Version]\x11\nSignature=\"$Windows NT$\"\r\n[DefaultInstall]\r\n";
+        assert_eq!(sniff(input), Kind::Text);
+        let out = crate::sanitize_file(input, Some("a.txt"), &policy);
+        assert!(out.output.is_none(), "{:?}", out.report);
+        assert!(
+            out.report.threats().contains(&"text.setup_information"),
+            "{:?}",
+            out.report
+        );
+    }
+
+    #[test]
     fn macro_enabled_names_say_what_they_are() {
         let policy = crate::policy::Policy::default();
         for (name, what) in [

@@ -759,6 +759,11 @@ pub(crate) mod tests {
         let gif = include_bytes!("../../../fuzz/regressions/image-gif-zero-height.gif");
         let out = crate::sanitize_file(gif, Some("a.gif"), &crate::Policy::default());
         assert_eq!(out.report.verdict, crate::Verdict::Blocked);
-        assert_eq!(out.report.threats(), vec!["parse.failed"], "{:?}", out.report);
+        assert_eq!(
+            out.report.threats(),
+            vec!["parse.failed"],
+            "{:?}",
+            out.report
+        );
     }
 }
