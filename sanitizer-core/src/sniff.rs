@@ -517,7 +517,7 @@ pub fn disguise(b: &[u8]) -> Option<Disguise> {
             );
         }
     }
-    let has_line = |want: &str| all_lines.iter().any(|l| *l == want);
+    let has_line = |want: &str| all_lines.contains(&want);
     let has_key = |key: &str| all_lines.iter().any(|l| l.starts_with(key));
     if has_line("[internetshortcut]") || has_line("[{000214a0-0000-0000-c000-000000000046}]") {
         return d(
