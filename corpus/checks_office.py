@@ -77,10 +77,93 @@ def check_ooxml(zf: zipfile.ZipFile, errs: list[str]) -> None:
                 errs.append(f"DDE fldSimple in {n}")
             if re.search(r"<f>[^<]*\|", text):
                 errs.append(f"DDE formula in {n}")
+            errs.extend(formula_problems(n, text))
+            errs.extend(field_problems(n, text))
     if root_main := overrides.get("word/document.xml") or overrides.get("xl/workbook.xml") or \
             overrides.get("ppt/presentation.xml"):
         if "macroEnabled" in root_main:
             errs.append("main part is still macro-enabled")
+
+
+# Functions that reach outside the workbook, and an external workbook reference `[1]Sheet!A1`
+# (not a structured reference `Table1[Col]`), or a quoted name with a path in it.
+OUTSIDE_FUNCS = re.compile(r"(?<![A-Za-z0-9_.])(?:_xlfn\.|_xlws\.|of:)?(DDE|DDEAUTO|WEBSERVICE|FILTERXML|CALL|"
+                           r"REGISTER|REGISTER\.ID|EXEC|RTD)\s*\(", re.I)
+EXTERNAL_REF = re.compile(r"(?:^|[^A-Za-z0-9_.\]\[])\[[1-9][0-9]*\]|'[^']*[\\/:\[][^']*'!")
+AUTO_NAME = re.compile(r"^(?:_xlnm\.|excel_builtin_)?auto_(?:open|close|activate|deactivate)", re.I)
+
+
+def _strip_strings(formula: str) -> str:
+    return re.sub(r'"(?:[^"]|"")*"', '""', formula)
+
+
+def formula_problems(name: str, text: str) -> list[str]:
+    """Cell formulas and defined names in a delivered workbook part that reach outside it."""
+    import html
+    errs = []
+    for tag in ("f", "definedName"):
+        for m in re.finditer(rf"<{tag}(\s[^>]*)?>([^<]*)</{tag}>", text):
+            formula = _strip_strings(html.unescape(m.group(2)))
+            if OUTSIDE_FUNCS.search(formula) or EXTERNAL_REF.search(formula) or "|" in formula:
+                errs.append(f"formula {m.group(2)[:60]!r} reaching outside the workbook in {name}")
+            attrs = m.group(1) or ""
+            nm = re.search(r'\bname="([^"]*)"', attrs)
+            if tag == "definedName" and nm and AUTO_NAME.match(nm.group(1)):
+                errs.append(f"auto-run defined name {nm.group(1)!r} in {name}")
+    return errs
+
+
+LINK_FIELDS = ("HYPERLINK", "INCLUDEPICTURE", "INCLUDETEXT", "INCLUDE", "LINK", "IMPORT", "DDE", "DDEAUTO")
+
+
+def field_instructions(text: str) -> list[str]:
+    """Every Word field instruction: complex fields (instrText pieces between a begin and its
+    separate/end, joined) and simple fields (w:fldSimple/@w:instr)."""
+    import html
+    out, stack = [], []
+    token = re.compile(r'<w:fldChar\b[^>]*w:fldCharType="(begin|separate|end)"[^>]*/?>'
+                       r'|<w:instrText\b[^>]*>([^<]*)</w:instrText>')
+    for m in token.finditer(text):
+        kind, piece = m.group(1), m.group(2)
+        if kind == "begin":
+            stack.append([len(out), True])
+            out.append("")
+        elif kind == "separate" and stack:
+            stack[-1][1] = False
+        elif kind == "end" and stack:
+            stack.pop()
+        elif piece is not None and stack and stack[-1][1]:
+            out[stack[-1][0]] += html.unescape(piece)
+    out += [html.unescape(i) for i in re.findall(r'<w:fldSimple\b[^>]*w:instr="([^"]*)"', text)]
+    return out
+
+
+def field_problems(name: str, text: str) -> list[str]:
+    errs = []
+    for instr in field_instructions(text):
+        words = instr.split()
+        kind = words[0].upper() if words else ""
+        if kind not in LINK_FIELDS:
+            continue
+        if kind != "HYPERLINK":
+            errs.append(f"{kind} field {instr[:60]!r} in {name}")
+            continue
+        target = re.search(r'HYPERLINK\s+(?:"([^"]*)"|(\S+))', instr, re.I)
+        t = (target.group(1) or target.group(2) or "") if target else ""
+        if t and not t.startswith("\\l") and not t.lower().startswith(SAFE_LINK_PREFIXES + ("[link removed]",)):
+            errs.append(f"live HYPERLINK field target {t[:60]!r} in {name}")
+    return errs
+
+
+def check_text(sample: dict, output_path: Path, errs: list[str]) -> None:
+    """An Office XML document reduced to text: its text survives, no markup or data does."""
+    text = output_path.read_bytes().decode("utf-8-sig", "replace")
+    for bad in ("<w:", "<?xml", "binData", "ss:Formula", "mso-application", "<pkg:"):
+        if bad in text:
+            errs.append(f"{bad!r} left in the text output")
+    for want in sample.get("text_contains", []):
+        if want not in text:
+            errs.append(f"text {want!r} lost")
 
 
 def check_odf(zf: zipfile.ZipFile, errs: list[str]) -> None:
@@ -117,6 +200,9 @@ def check_odf(zf: zipfile.ZipFile, errs: list[str]) -> None:
 
 def check(sample: dict, output_path: Path, report: dict) -> list[str]:
     errs: list[str] = []
+    if (report.get("output") or {}).get("kind") == "text":
+        check_text(sample, output_path, errs)
+        return errs
     try:
         with zipfile.ZipFile(output_path) as zf:
             names = zf.namelist()

@@ -1,7 +1,8 @@
 """Independent checks of sanitized PDFs, for corpus/verify.py.
 
 check(sample, output_path, report) raises AssertionError with a reason when the output fails:
-- `qpdf --check` accepts it;
+- `qpdf --check` accepts it without a warning, and the trailer's /Size is one plus the highest
+  object number (read from the bytes);
 - `qpdf --qdf --object-streams=disable` expands it (streams decompressed where possible) and
   no active keyword appears as a PDF name in the expanded file;
 - it has as many pages as the input (`qpdf --show-npages`), when qpdf can count the input's
@@ -37,12 +38,26 @@ def _npages(path):
     return None
 
 
+def _size_and_highest(path):
+    """(trailer /Size, highest object number), read from the bytes without qpdf: the last
+    `/Size` (trailer or cross-reference stream) and every `N G obj` header."""
+    with open(path, "rb") as f:
+        data = f.read()
+    highest = max((int(m.group(1)) for m in re.finditer(rb"(?<![0-9])(\d+)\s+\d+\s+obj\b", data)), default=0)
+    sizes = re.findall(rb"/Size\s+(\d+)", data)
+    return (int(sizes[-1]) if sizes else None), highest
+
+
 def check(sample, output_path, report):
     checks = sample.get("checks", [])
     assert report is None or report.get("verdict") != "blocked", "blocked output cannot be checked"
     if "qpdf" in checks:
         r = _run(["qpdf", "--check", output_path])
-        assert r.returncode == 0, "qpdf --check: %s" % (r.stdout + r.stderr).decode(errors="replace")[-400:]
+        said = (r.stdout + r.stderr).decode(errors="replace")
+        assert r.returncode == 0, "qpdf --check: %s" % said[-400:]
+        assert "WARNING" not in said.upper(), "qpdf --check warns: %s" % said[-400:]
+        size, highest = _size_and_highest(output_path)
+        assert size == highest + 1, "trailer /Size %s, highest object %s" % (size, highest)
         with tempfile.TemporaryDirectory() as tmp:
             qdf = os.path.join(tmp, "out.qdf")
             r = _run(["qpdf", "--qdf", "--object-streams=disable", output_path, qdf])

@@ -56,7 +56,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 SAMPLE_KEYS = {
     "file", "mode", "expect", "threats", "output_kind", "output_name", "must_not_contain",
-    "must_contain", "subject_contains", "attachments", "checks", "note", "quarantine",
+    "must_contain", "subject_contains", "attachments", "checks", "note", "quarantine", "policy",
 }
 BUILTIN_CHECKS = {"pymail", "zipfile", "qpdf", "pdftoppm", "soffice"}
 
@@ -540,6 +540,11 @@ def invoke(mugai: str, sample: dict, src: Path, work: Path, quarantine: Path | N
            "--report", str(rep)]
     if quarantine is not None:
         cmd += ["--quarantine", str(quarantine)]
+    if sample.get("policy"):
+        # A sanitizing policy (TOML) for this sample only, e.g. `[pdf]\nmode = "clean"`.
+        pol = work / "policy.toml"
+        pol.write_text(sample["policy"], encoding="utf-8")
+        cmd += ["--policy", str(pol)]
     proc = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT, cwd=work)
     return proc, out, rep
 

@@ -198,6 +198,16 @@ def main():
     bad_xref = broken[0] + b"xref\n" + broken[1].replace(b"00000000", b"00000099")
     write("broken_xref.pdf", bad_xref)
 
+    # No page tree: the catalog has no /Pages, the three page objects are orphans. Viewers
+    # still show them; both modes rebuild the tree from the page objects, with a warning.
+    objs = [b"<< /Type /Catalog >>", HELV]
+    for i in range(3):
+        objs.append(stream(text_content([b"orphan page %d" % (i + 1)])))
+    for i in range(3):
+        objs.append(b"<< /Type /Page /MediaBox [0 0 612 792] /Resources << /Font << /F1 2 0 R >> >> "
+                    b"/Contents %d 0 R >>" % (3 + i))
+    write("no_page_tree.pdf", build(objs))
+
     # A Flate bomb: 520 MiB of zeros, compressed twice, as a page content stream.
     bomb = zlib.compress(zlib.compress(b"\0" * (520 * 1024 * 1024), 9), 9)
     objs, _ = simple_doc()

@@ -25,9 +25,15 @@ pub enum SanitizeError {
     /// The format is recognised but not supported (一太郎, HEIC, 7z, ...).
     #[error("unsupported: {0}")]
     Unsupported(String),
-    /// The content is encrypted and cannot be inspected.
-    #[error("encrypted: {0}")]
-    Encrypted(String),
+    /// The content is encrypted and cannot be inspected; `threat` is the format's id
+    /// (`pdf.encrypted`, `office.encrypted`, `archive.encrypted`).
+    #[error("encrypted: {reason}")]
+    Encrypted {
+        /// Threat id, from [`crate::threats`].
+        threat: &'static str,
+        /// Human-readable reason.
+        reason: String,
+    },
     /// The content is of a forbidden kind (executable, script); `threat` names it.
     #[error("forbidden: {reason}")]
     Forbidden {
@@ -62,16 +68,23 @@ impl SanitizeError {
         }
     }
 
+    /// Shorthand for an encrypted input of the format whose threat id is `threat`.
+    pub fn encrypted(threat: &'static str, reason: impl Into<String>) -> SanitizeError {
+        SanitizeError::Encrypted {
+            threat,
+            reason: reason.into(),
+        }
+    }
+
     /// The threat id this error is reported under.
     pub fn threat_id(&self) -> &'static str {
         match self {
             SanitizeError::Malformed(_) => threats::PARSE_FAILED,
             SanitizeError::Limit { kind, .. } => kind.threat_id(),
             SanitizeError::Unsupported(_) => threats::UNSUPPORTED_FORMAT,
-            SanitizeError::Encrypted(_) => threats::ENCRYPTED,
-            SanitizeError::Forbidden { threat, .. } | SanitizeError::Worker { threat, .. } => {
-                threat
-            }
+            SanitizeError::Encrypted { threat, .. }
+            | SanitizeError::Forbidden { threat, .. }
+            | SanitizeError::Worker { threat, .. } => threat,
             SanitizeError::Recheck(_) => threats::RESIDUAL_RECHECK,
             SanitizeError::Internal(_) => threats::INTERNAL_ERROR,
         }

@@ -440,7 +440,10 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
     {
         push_unique(&mut found, threats::MIME_EXECUTABLE);
     }
-    if let Some(n) = &name
+    let macro_enabled = name.as_deref().and_then(sniff::macro_enabled_name);
+    if macro_enabled.is_some() {
+        push_unique(&mut found, threats::FILENAME_MACRO_ENABLED);
+    } else if let Some(n) = &name
         && sniff::dangerous_name(n)
     {
         push_unique(&mut found, threats::FILENAME_EXECUTABLE);
@@ -460,10 +463,40 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
     {
         push_unique(&mut found, threats::MIME_TYPE_MISMATCH);
     }
-    match sniffed {
-        Kind::Executable => push_unique(&mut found, threats::EXECUTABLE),
-        Kind::Script => push_unique(&mut found, threats::SCRIPT),
+    // Text that Office, a browser or the Windows shell opens as a document or a command: never
+    // delivered as text. The Office XML dialects go to the OOXML sanitizer (sniffed as OOXML);
+    // the rest are removed with their own threat id.
+    let disguise = matches!(sniffed, Kind::Script | Kind::Unsupported)
+        .then(|| sniff::disguise(part.bytes))
+        .flatten()
+        .filter(|d| d.office_xml.is_none());
+    match (sniffed, disguise) {
+        (_, Some(d)) => push_unique(&mut found, d.threat),
+        (Kind::Executable, None) => push_unique(&mut found, threats::EXECUTABLE),
+        (Kind::Script, None) => push_unique(&mut found, threats::SCRIPT),
         _ => {}
+    }
+    let named_bad = found.iter().any(|t| {
+        matches!(
+            *t,
+            threats::MIME_EXECUTABLE | threats::FILENAME_EXECUTABLE | threats::EXECUTABLE
+        )
+    });
+    if let Some(d) = disguise
+        && !named_bad
+    {
+        let reason = format!(
+            "{}: text that Windows or Office opens as something other than text is never \
+             delivered",
+            d.what
+        );
+        return cx.removed(sniffed, name, found, reason);
+    }
+    if let Some(what) = macro_enabled
+        && !named_bad
+    {
+        let reason = format!("{what} is never delivered (its macros would run when opened)");
+        return cx.removed(sniffed, name, found, reason);
     }
     if found.iter().any(|t| {
         matches!(
@@ -490,6 +523,7 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
                 "archive format that is not rebuilt (7z, RAR, LZH, ...)"
             }
             (None, Kind::Unknown) => "content type not recognised",
+            (None, Kind::Unsupported) => sniff::unsupported_reason(part.bytes),
             (None, _) => "unsupported format",
         };
         return cx.removed(sniffed, name, found, reason.into());
@@ -521,6 +555,19 @@ fn process(cx: &mut Context<'_>, part: PartInput<'_>) -> PartOutcome {
     if let Err(e) = finished {
         push_unique(&mut found, e.threat_id());
         return cx.removed(sniffed, name, found, e.to_string());
+    }
+    // A text output is judged again as text: removing control characters or re-coding a
+    // charset can turn harmless-looking input into a shortcut, a registry script, ...
+    if matches!(rebuilt.kind, Kind::Text | Kind::Csv)
+        && let Some(d) = sniff::disguise(&rebuilt.bytes).filter(|d| d.office_xml.is_none())
+    {
+        push_unique(&mut found, d.threat);
+        let reason = format!(
+            "{} once cleaned as text: text that Windows or Office opens as something other \
+             than text is never delivered",
+            d.what
+        );
+        return cx.removed(sniffed, name, found, reason);
     }
     for t in &rebuilt.threats {
         push_unique(&mut found, t);

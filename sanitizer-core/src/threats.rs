@@ -42,7 +42,8 @@ threat_ids! {
     PARSE_FAILED = "parse.failed";
     /// A recognised but unsupported format (not a threat as such; listed as unsupported).
     UNSUPPORTED_FORMAT = "format.unsupported";
-    /// Encrypted content that cannot be inspected.
+    /// Encrypted content that cannot be inspected (formats without an id of their own; PDF,
+    /// Office and archives use [`PDF_ENCRYPTED`], [`OFFICE_ENCRYPTED`], [`ARCHIVE_ENCRYPTED`]).
     ENCRYPTED = "content.encrypted";
     /// Our own output failed the residual re-check.
     RESIDUAL_RECHECK = "recheck.failed";
@@ -76,6 +77,29 @@ threat_ids! {
     FILENAME_PATH = "filename.path";
     /// A filename with a double extension (`invoice.pdf.exe`).
     FILENAME_DOUBLE_EXTENSION = "filename.double_extension";
+    /// A filename whose extension is a macro-enabled Office template, add-in or slideshow
+    /// (`.dotm`, `.xltm`, `.potm`, `.xlam`, `.ppam`, `.ppsm`, `.sldm`).
+    FILENAME_MACRO_ENABLED = "filename.macro_enabled";
+
+    // --- text that Office, a browser or the Windows shell opens as something else ---
+    /// Excel web query (`.iqy`) or ODBC query (`.dqy`): `WEB` / `XLODBC` first line.
+    TEXT_WEB_QUERY = "text.web_query";
+    /// Internet shortcut (`.url`, `.website`): an `[InternetShortcut]` section.
+    TEXT_INTERNET_SHORTCUT = "text.internet_shortcut";
+    /// Windows Explorer command file (`.scf`): a `[Shell]` section with `Command=`.
+    TEXT_SHELL_COMMAND = "text.shell_command";
+    /// Windows shell XML (`.library-ms`, `.searchConnector-ms`, `.settingcontent-ms`).
+    TEXT_SHELL_XML = "text.shell_xml";
+    /// ClickOnce deployment or application manifest (`.application`, `.xbap`, `.manifest`).
+    TEXT_CLICKONCE = "text.clickonce";
+    /// Java Web Start launch file (`.jnlp`).
+    TEXT_JNLP = "text.jnlp";
+    /// Registry script (`.reg`): `Windows Registry Editor` / `REGEDIT4` first line.
+    TEXT_REGISTRY_SCRIPT = "text.registry_script";
+    /// Setup information file (`.inf`): a `[Version]` section with a `Signature=`.
+    TEXT_SETUP_INFORMATION = "text.setup_information";
+    /// Desktop entry (`.desktop`): a `[Desktop Entry]` section (runs its `Exec=` line).
+    TEXT_DESKTOP_ENTRY = "text.desktop_entry";
 
     // --- mail ---
     /// The HTML body was converted to text.
@@ -206,8 +230,38 @@ threat_ids! {
     ODF_EXTERNAL_LINK = "odf.external_link";
     /// An ODF package member outside the allow-list.
     ODF_UNKNOWN_PART = "odf.unknown_part";
+    /// Formula that reaches outside the workbook (WEBSERVICE, FILTERXML, CALL, REGISTER, EXEC,
+    /// RTD, external workbook references): the formula is dropped, its cached value kept.
+    OOXML_EXTERNAL_FORMULA = "ooxml.external_formula";
+    /// Excel 4 (XLM) macro sheet.
+    OOXML_XLM_MACRO = "ooxml.xlm_macro";
+    /// A defined name that runs a macro when the workbook opens or closes (`Auto_Open`,
+    /// `_xlnm.Auto_Open`, `Excel_BuiltIn_Auto_Open`, ...).
+    OOXML_AUTO_RUN_NAME = "ooxml.auto_run_name";
+    /// Encrypted (password-protected) Office document, legacy or OOXML.
+    OFFICE_ENCRYPTED = "office.encrypted";
+    /// Flat OPC XML (an OOXML package in one XML file): rebuilt as OOXML.
+    OFFICE_FLAT_XML = "office.flat_xml";
+    /// Word 2003 XML (WordprocessingML) or Excel 2003 XML (SpreadsheetML): reduced to its text.
+    OFFICE_XML_2003 = "office.xml_2003";
+    /// Another Office XML document (`<?mso-application` naming another program, InfoPath).
+    OFFICE_XML_DOCUMENT = "office.xml_document";
+    /// SYLK spreadsheet (`ID;P`), which can carry Excel 4 macro cells.
+    OFFICE_SYLK = "office.sylk";
+    /// ODF DDE formula.
+    ODF_DDE = "odf.dde";
+    /// ODF formula that reaches outside the document (WEBSERVICE, external references).
+    ODF_EXTERNAL_FORMULA = "odf.external_formula";
     /// OLE2 VBA storage.
     OLE2_VBA_MACRO = "ole2.vba_macro";
+    /// Excel 4 (XLM) macro sheet in a legacy workbook.
+    OLE2_XLM_MACRO = "ole2.xlm_macro";
+    /// Embedded object storage (`MBD…`, `ObjectPool`, `_…` object storages).
+    OLE2_EMBEDDED_OBJECT = "ole2.embedded_object";
+    /// Equation Editor 3.0 object (`Equation Native`, CVE-2017-11882).
+    OLE2_EQUATION_EDITOR = "ole2.equation_editor";
+    /// OLE1 packaged object (`\x01Ole10Native`).
+    OLE2_OLE10_NATIVE = "ole2.ole10_native";
     /// RTF embedded object.
     RTF_OBJECT = "rtf.object";
 

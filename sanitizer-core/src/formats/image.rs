@@ -322,6 +322,7 @@ fn ext_of(format: ImageFormat) -> &'static str {
 /// Re-encodes `img` as PNG with no ancillary chunks.
 pub(crate) fn encode_png(img: &DynamicImage) -> Result<Vec<u8>, SanitizeError> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    no_empty_canvas(img)?;
     let img: std::borrow::Cow<'_, DynamicImage> = match img {
         DynamicImage::ImageLuma8(_)
         | DynamicImage::ImageLumaA8(_)
@@ -341,7 +342,21 @@ pub(crate) fn encode_png(img: &DynamicImage) -> Result<Vec<u8>, SanitizeError> {
     Ok(out)
 }
 
+/// A decoded image without pixels (a GIF whose screen is 0 high): nothing to re-encode, and
+/// the encoders refuse it. A malformed input, not an internal error.
+fn no_empty_canvas(img: &DynamicImage) -> Result<(), SanitizeError> {
+    if img.width() == 0 || img.height() == 0 {
+        return Err(SanitizeError::Malformed(format!(
+            "image of {} x {} pixels has nothing to show",
+            img.width(),
+            img.height()
+        )));
+    }
+    Ok(())
+}
+
 fn encode_jpeg(img: &DynamicImage, quality: u8) -> Result<Vec<u8>, SanitizeError> {
+    no_empty_canvas(img)?;
     let (w, h) = (img.width(), img.height());
     let (Ok(w16), Ok(h16)) = (u16::try_from(w), u16::try_from(h)) else {
         return Err(SanitizeError::limit(
@@ -397,8 +412,10 @@ pub(crate) fn decode_checked(
             ..Scan::default()
         },
         other => {
+            // Named by its file extension, not by the decoder library's enum variant.
+            let ext = other.extensions_str().first().copied().unwrap_or("unknown");
             return Err(SanitizeError::Unsupported(format!(
-                "image format {other:?} is not decoded"
+                "image format .{ext} is not decoded"
             )));
         }
     };
@@ -734,5 +751,19 @@ pub(crate) mod tests {
         let png = encode_png(&small_rgb(5, 5)).unwrap();
         let out = sanitize_file(&png[..40], Some("t.png"), &Policy::default());
         assert!(out.output.is_none());
+    }
+
+    #[test]
+    fn zero_height_gif_is_malformed_not_an_internal_error() {
+        // Found by the `image` fuzz target (fuzz/regressions/image-gif-zero-height.gif).
+        let gif = include_bytes!("../../../fuzz/regressions/image-gif-zero-height.gif");
+        let out = crate::sanitize_file(gif, Some("a.gif"), &crate::Policy::default());
+        assert_eq!(out.report.verdict, crate::Verdict::Blocked);
+        assert_eq!(
+            out.report.threats(),
+            vec!["parse.failed"],
+            "{:?}",
+            out.report
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod image;
 pub mod msg;
 pub mod odf;
 pub(crate) mod office;
+mod office_xml;
 pub mod ole2;
 pub mod ooxml;
 pub mod pdf;

@@ -19,6 +19,8 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use quick_xml::Writer;
+
+use crate::formats::office::formula::{FormulaRisk, formula_risk};
 use quick_xml::events::{BytesEnd, Event};
 
 use crate::error::SanitizeError;
@@ -247,8 +249,9 @@ fn parse_manifest(
                     }
                 }
                 b"encryption-data" => {
-                    return Err(SanitizeError::Encrypted(
-                        "password-protected OpenDocument".into(),
+                    return Err(SanitizeError::encrypted(
+                        threats::OFFICE_ENCRYPTED,
+                        "password-protected OpenDocument",
                     ));
                 }
                 _ => {}
@@ -411,13 +414,16 @@ fn filter(
                             drop = Some(threats::ODF_EMBEDDED_OBJECT);
                         }
                     } else if lk == b"formula" {
-                        let up = v.to_ascii_uppercase();
-                        if up.contains("DDE(") || up.contains("WEBSERVICE(") {
-                            bump(
-                                &mut counts,
-                                threats::ODF_EXTERNAL_LINK,
-                                "DDE/WEBSERVICE formula(s)",
-                            );
+                        // The formula goes, the cached value (office:value, the text) stays.
+                        if let Some(risk) = formula_risk(v) {
+                            let (t, what) = match risk {
+                                FormulaRisk::Dde => (threats::ODF_DDE, "DDE formula(s)"),
+                                FormulaRisk::External => (
+                                    threats::ODF_EXTERNAL_FORMULA,
+                                    "formula(s) reaching outside the document",
+                                ),
+                            };
+                            bump(&mut counts, t, what);
                             changed = true;
                             continue;
                         }
@@ -530,6 +536,9 @@ pub fn recheck(output: &[u8], mode: LinkMode) -> Result<(), SanitizeError> {
                     for (k, v) in xml::attrs(e)? {
                         if is_macro_url(&v) && !k.starts_with("xmlns") {
                             return fail(format!("macro reference in {}", m.name));
+                        }
+                        if xml::local(k.as_bytes()) == b"formula" && formula_risk(&v).is_some() {
+                            return fail(format!("DDE or external formula in {}", m.name));
                         }
                         if xml::local(k.as_bytes()) == b"href" && is_external(&v) {
                             let ok = is_hyperlink(&q) && link_ok(&v, mode);
@@ -668,12 +677,42 @@ mod tests {
     fn dde_formula_loses_its_formula() {
         let body = r#"<office:body><office:text><table:table><table:table-row><table:table-cell table:formula="of:=DDE(&quot;cmd&quot;;&quot;/c calc&quot;;&quot;x&quot;)" office:value-type="float" office:value="1"/></table:table-row></table:table></office:text></office:body>"#;
         let out = sanitize_file(&odt(body, &[]), Some("d.odt"), &Policy::default());
-        assert!(out.report.threats().contains(&"odf.external_link"));
+        assert!(out.report.threats().contains(&"odf.dde"));
         let c = member(out.output.unwrap().bytes.as_slice(), "content.xml");
         assert!(
             !c.contains("DDE") && c.contains("office:value=\"1\""),
             "{c}"
         );
+    }
+
+    #[test]
+    fn external_formulas_lose_their_formula_and_recheck_fires() {
+        let cell = |f: &str| {
+            format!(
+                r#"<table:table-cell table:formula="{f}" office:value-type="float" office:value="7"/>"#
+            )
+        };
+        let body = format!(
+            r#"<office:body><office:spreadsheet><table:table><table:table-row>{}{}{}</table:table-row></table:table></office:spreadsheet></office:body>"#,
+            cell("of:=WEBSERVICE(&quot;http://evil.example/&quot;)"),
+            cell("of:=[&apos;file:///etc/passwd&apos;#$Sheet1.A1]"),
+            cell("of:=SUM([.A1:.B2])"),
+        );
+        let input = odt(&body, &[]);
+        let out = sanitize_file(&input, Some("s.odt"), &Policy::default());
+        assert!(
+            out.report.threats().contains(&"odf.external_formula"),
+            "{:?}",
+            out.report
+        );
+        let c = member(out.output.unwrap().bytes.as_slice(), "content.xml");
+        assert!(!c.contains("WEBSERVICE") && !c.contains("file:"), "{c}");
+        assert!(c.contains("SUM([.A1:.B2])"), "{c}");
+        // The re-check catches a formula left behind (here: the unsanitized input).
+        assert!(matches!(
+            recheck(&input, LinkMode::Defang),
+            Err(SanitizeError::Recheck(_))
+        ));
     }
 
     fn image_png() -> Vec<u8> {

@@ -26,6 +26,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesEnd, BytesStart, BytesText, Event};
 
 use crate::error::SanitizeError;
+use crate::formats::office::formula::{FormulaRisk, formula_risk};
 use crate::formats::office::xml::{self, Guard};
 use crate::formats::office::{Package, PackageWriter};
 use crate::links::rewrite_url;
@@ -45,7 +46,17 @@ impl FormatSanitizer for OoxmlSanitizer {
     }
 
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
-        let rebuilt = rebuild(input, cx)?;
+        // Office XML that arrived as one XML file (Flat OPC, Word/Excel 2003 XML).
+        let flat = (!input.starts_with(b"PK"))
+            .then(|| sniff::disguise(input).and_then(|d| d.office_xml))
+            .flatten();
+        let rebuilt = match flat {
+            Some(dialect) => super::office_xml::sanitize(input, dialect, cx)?,
+            None => rebuild(input, cx)?,
+        };
+        if rebuilt.kind != Kind::Ooxml {
+            return Ok(rebuilt);
+        }
         if cx.policy().office.rasterize {
             let ext = match rebuilt.mime.as_str() {
                 m if m.contains("spreadsheetml") => "xlsx",
@@ -185,7 +196,6 @@ const ALLOWED_TYPES: &[&str] = &[
     "glossaryDocument",
     "worksheet",
     "sharedStrings",
-    "calcChain",
     "chartsheet",
     "drawing",
     "chart",
@@ -221,6 +231,8 @@ const ALLOWED_TYPES: &[&str] = &[
 
 /// Relationship types that are dropped without a threat: not needed to read the document.
 const QUIET_DROP_TYPES: &[&str] = &[
+    // A cache Excel rebuilds; it would name cells whose dropped formulas are gone.
+    "calcChain",
     "printerSettings",
     "metadata/thumbnail",
     "customXml",
@@ -237,11 +249,10 @@ fn denied_threat(short: &str) -> &'static str {
         | "vbaProjectSignature"
         | "vbaProjectSignatureAgile"
         | "vbaProjectSignatureV3"
-        | "keyMapCustomizations"
-        | "xlMacrosheet"
-        | "xlIntlMacrosheet"
-        | "macrosheet"
-        | "dialogsheet" => threats::OOXML_VBA_MACRO,
+        | "keyMapCustomizations" => threats::OOXML_VBA_MACRO,
+        "xlMacrosheet" | "xlIntlMacrosheet" | "macrosheet" | "dialogsheet" => {
+            threats::OOXML_XLM_MACRO
+        }
         "control" | "activeXControl" | "activeXControlBinary" => threats::OOXML_ACTIVEX,
         "oleObject" | "package" | "oleObjectEmbedding" => threats::OOXML_OLE_OBJECT,
         "ui/extensibility" | "ui/customUI" => threats::OOXML_CUSTOM_UI,
@@ -598,6 +609,12 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
             }
             let image = short == "image" || short == "hdphoto";
             let ct = types.of(&part).unwrap_or_default().to_owned();
+            if short == "officeDocument" && source.is_empty() && ct.contains(".binary.") {
+                return Err(SanitizeError::Unsupported(
+                    "binary Excel workbook (.xlsb): not supported (no sanitizer rebuilds it)"
+                        .into(),
+                ));
+            }
             if !image && !ct.ends_with("xml") {
                 found.add(
                     part.clone(),
@@ -660,15 +677,15 @@ pub(crate) fn rebuild(input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, San
         {
             continue;
         }
-        let named = name_threat(&lower);
-        if let Some(t) = named {
-            if !found
-                .removals
-                .iter()
-                .any(|(w, ..)| w.eq_ignore_ascii_case(&m.name))
-            {
-                found.add(m.name.clone(), t, "part removed".into());
-            }
+        if found
+            .removals
+            .iter()
+            .any(|(w, ..)| w.eq_ignore_ascii_case(&m.name))
+        {
+            continue; // already reported with its relationship
+        }
+        if let Some(t) = name_threat(&lower) {
+            found.add(m.name.clone(), t, "part removed".into());
         } else if !quiet_unreached(&lower) {
             found.add(
                 m.name.clone(),
@@ -920,19 +937,81 @@ fn field_kind(instr: &str) -> FieldKind {
     }
 }
 
-/// Whether a spreadsheet formula is a DDE call (`cmd|'/c calc'!A0`): a `|` outside string
-/// literals, which no other Excel formula syntax uses.
-fn is_dde_formula(f: &str) -> bool {
-    let mut in_string = false;
-    for c in f.chars() {
-        match c {
-            '"' => in_string = !in_string,
-            '|' if !in_string => return true,
-            _ => {}
-        }
+/// The target argument of a HYPERLINK (or INCLUDE*) instruction: its byte range in `instr`
+/// (without quotes) and its text. `None` when the first argument is a switch (`\l "bookmark"`:
+/// a place in the document itself).
+fn field_target(instr: &str) -> Option<(std::ops::Range<usize>, &str)> {
+    let lead = instr.len() - instr.trim_start().len();
+    let after_kw = lead
+        + instr
+            .get(lead..)?
+            .find(|c: char| c.is_whitespace() || c == '"')
+            .unwrap_or(instr.len() - lead);
+    let rest = instr.get(after_kw..)?;
+    let skip = rest.len() - rest.trim_start().len();
+    let start = after_kw + skip;
+    let arg = instr.get(start..)?;
+    if arg.starts_with('\\') && !arg.starts_with("\\\\") {
+        return None;
     }
-    false
+    let range = if let Some(q) = arg.strip_prefix('"') {
+        let end = q.find('"').unwrap_or(q.len());
+        start + 1..start + 1 + end
+    } else {
+        let end = arg.find(char::is_whitespace).unwrap_or(arg.len());
+        start..start + end
+    };
+    let text = instr.get(range.clone())?;
+    Some((range, text))
 }
+
+/// A HYPERLINK instruction with its target made inert by the link policy: web targets are
+/// defanged (or removed, or kept by policy); anything else (a local file, a UNC path, a
+/// protocol handler) goes nowhere (`about:blank`), as for hyperlink relationships. `None` when
+/// nothing changes.
+fn rewrite_field(instr: &str, mode: LinkMode) -> Option<String> {
+    let (range, target) = field_target(instr)?;
+    let t = target.trim();
+    if t.is_empty() || already_defanged(t) || t == "about:blank" || t == "[link removed]" {
+        return None;
+    }
+    let lower = t.to_ascii_lowercase();
+    let new = if web_scheme(t) || lower.starts_with("www.") {
+        rewrite_url(t, mode)
+    } else {
+        "about:blank".to_owned()
+    };
+    if new == target {
+        return None;
+    }
+    let mut out = String::with_capacity(instr.len() + 8);
+    out.push_str(instr.get(..range.start)?);
+    out.push_str(&new);
+    out.push_str(instr.get(range.end..)?);
+    Some(out)
+}
+
+/// Whether a defined name runs a macro when the workbook opens, closes or (de)activates: Excel
+/// runs every name that *starts* with `Auto_Open` (and the others), with or without the
+/// `_xlnm.` or LibreOffice's `Excel_BuiltIn_` prefix.
+pub(crate) fn auto_run_name(name: &str) -> bool {
+    let lower = name.trim().to_ascii_lowercase();
+    let bare = lower
+        .strip_prefix("_xlnm.")
+        .or_else(|| lower.strip_prefix("excel_builtin_"))
+        .unwrap_or(&lower);
+    [
+        "auto_open",
+        "auto_close",
+        "auto_activate",
+        "auto_deactivate",
+    ]
+    .iter()
+    .any(|p| bare.starts_with(p))
+}
+
+/// Stands for a nested field inside an instruction (its value is computed when Word opens it).
+const NESTED_FIELD: char = '\u{1}';
 
 /// First pass over a Word part: the instruction text of each complex field, in the order the
 /// fields begin.
@@ -964,6 +1043,12 @@ fn word_fields(name: &str, bytes: &[u8], deadline: Instant) -> Result<Vec<String
                                      (DDE obfuscation) cannot be judged"
                                 ),
                             });
+                        }
+                        if let Some(parent) = stack.last()
+                            && !in_result.get(*parent).copied().unwrap_or(true)
+                            && let Some(f) = fields.get_mut(*parent)
+                        {
+                            f.push(NESTED_FIELD);
                         }
                         stack.push(fields.len());
                         fields.push(String::new());
@@ -1077,7 +1162,15 @@ fn filter_part(
     } else {
         Vec::new()
     };
-    let field_kinds: Vec<FieldKind> = fields.iter().map(|f| field_kind(f)).collect();
+    // A HYPERLINK whose instruction holds a nested field has a computed target: it cannot be
+    // judged, so it loses its instruction like an include field.
+    let field_kinds: Vec<FieldKind> = fields
+        .iter()
+        .map(|f| match field_kind(f) {
+            FieldKind::Hyperlink if f.contains(NESTED_FIELD) => FieldKind::Include,
+            k => k,
+        })
+        .collect();
     let mut counter = Counter::default();
     let mut w = Writer::new(Vec::with_capacity(bytes.len()));
     let mut r = xml::reader(bytes);
@@ -1087,6 +1180,8 @@ fn filter_part(
     let mut next_field = 0usize;
     let mut in_instr = false;
     let mut formula: Option<(BytesStart<'static>, String)> = None;
+    let mut dropped_shared: HashSet<String> = HashSet::new();
+    let mut rewritten_fields: HashSet<usize> = HashSet::new();
     let write_err = |e: std::io::Error| SanitizeError::Internal(format!("writing XML: {e}"));
     loop {
         let ev = r.read_event().map_err(|e| g.err(e))?;
@@ -1163,10 +1258,8 @@ fn filter_part(
                                     }
                                     continue;
                                 }
-                                FieldKind::Hyperlink if mode != LinkMode::Keep => {
-                                    let (text, n) =
-                                        crate::links::rewrite_links_in_text(&instr, mode);
-                                    if n > 0 {
+                                FieldKind::Hyperlink => {
+                                    if let Some(text) = rewrite_field(&instr, mode) {
                                         counter.bump(threats::LINK_REWRITTEN, "hyperlink field(s)");
                                         let base = new_attrs.take().unwrap_or(attrs.clone());
                                         new_attrs = Some(
@@ -1188,8 +1281,17 @@ fn filter_part(
                         _ => {}
                     }
                 }
-                if flavor == Flavor::Sheet && (ln == b"f" || ln == b"definedName") && is_start {
+                // Cell formulas, and chart series formulas (`c:f`) in every kind of document.
+                if is_start && (ln == b"f" || (flavor == Flavor::Sheet && ln == b"definedName")) {
                     formula = Some((e.clone().into_owned(), String::new()));
+                    continue;
+                }
+                // A cell sharing a dropped formula (`<f t="shared" si="0"/>`) loses it too.
+                if flavor == Flavor::Sheet
+                    && ln == b"f"
+                    && !is_start
+                    && xml::attr(e, b"si")?.is_some_and(|si| dropped_shared.contains(&si))
+                {
                     continue;
                 }
                 // Link-like attributes (VML src/href, o:href) that reach outside.
@@ -1241,8 +1343,27 @@ fn filter_part(
                     .take()
                     .filter(|_| ln == b"f" || ln == b"definedName")
                 {
-                    if is_dde_formula(&text) {
-                        counter.bump(threats::OOXML_DDE, "DDE formula(s)");
+                    if ln == b"definedName"
+                        && xml::attr(&start, b"name")?.is_some_and(|n| auto_run_name(&n))
+                    {
+                        counter.bump(threats::OOXML_AUTO_RUN_NAME, "auto-run defined name(s)");
+                        continue;
+                    }
+                    if let Some(risk) = formula_risk(&text) {
+                        let (t, what) = match risk {
+                            FormulaRisk::Dde => (threats::OOXML_DDE, "DDE formula(s)"),
+                            FormulaRisk::External => (
+                                threats::OOXML_EXTERNAL_FORMULA,
+                                "formula(s) reaching outside the workbook",
+                            ),
+                        };
+                        counter.bump(t, what);
+                        if ln == b"f"
+                            && xml::attr(&start, b"t")?.as_deref() == Some("shared")
+                            && let Some(si) = xml::attr(&start, b"si")?
+                        {
+                            dropped_shared.insert(si);
+                        }
                         continue;
                     }
                     let mut text = text;
@@ -1287,16 +1408,19 @@ fn filter_part(
                                 .bump(threats::OOXML_EXTERNAL_LINK, "include field code piece(s)");
                             continue;
                         }
-                        FieldKind::Hyperlink if mode != LinkMode::Keep => {
-                            if let Event::Text(_) = ev {
-                                let text = xml::event_text(&ev)?;
-                                let (t, n) = crate::links::rewrite_links_in_text(&text, mode);
-                                if n > 0 {
+                        FieldKind::Hyperlink => {
+                            // The instruction may be split over many runs (`HYPERLINK "http://`
+                            // + `evil.example"`): the whole rewritten instruction goes in its
+                            // first piece, the other pieces are emptied.
+                            let idx = stack.last().copied().unwrap_or(usize::MAX);
+                            let rewritten = fields.get(idx).and_then(|f| rewrite_field(f, mode));
+                            if let Some(t) = rewritten {
+                                if rewritten_fields.insert(idx) {
                                     counter.bump(threats::LINK_REWRITTEN, "hyperlink field(s)");
                                     w.write_event(Event::Text(BytesText::new(&t)))
                                         .map_err(|e| write_err(std::io::Error::other(e)))?;
-                                    continue;
                                 }
+                                continue;
                             }
                         }
                         _ => {}
@@ -1412,9 +1536,82 @@ pub fn recheck(output: &[u8], mode: LinkMode) -> Result<(), SanitizeError> {
             {
                 return fail(format!("DDE or include field left in {}", m.name));
             }
+            if mode != LinkMode::Keep
+                && fields
+                    .iter()
+                    .any(|f| field_kind(f) == FieldKind::Hyperlink && !field_link_ok(f))
+            {
+                return fail(format!("live HYPERLINK field left in {}", m.name));
+            }
+            if (lower.starts_with("xl/")
+                || memfind(&m.bytes, b"<f")
+                || memfind(&m.bytes, b":f>")
+                || memfind(&m.bytes, b"definedName"))
+                && let Some(problem) = formula_problem(&m.name, &m.bytes, deadline)?
+            {
+                return fail(format!("{problem} left in {}", m.name));
+            }
         }
     }
     Ok(())
+}
+
+/// The first formula (`<f>`) or defined name in a spreadsheet part that reaches outside the
+/// workbook or runs on open, for the re-check.
+fn formula_problem(
+    name: &str,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<Option<String>, SanitizeError> {
+    let mut r = xml::reader(bytes);
+    let mut g = Guard::new(name, deadline);
+    let mut current: Option<String> = None;
+    loop {
+        let ev = r.read_event().map_err(|e| g.err(e))?;
+        g.check(&ev)?;
+        match &ev {
+            Event::Start(e) => match xml::local(e.name().as_ref()) {
+                b"f" => current = Some(String::new()),
+                b"definedName" => {
+                    if xml::attr(e, b"name")?.is_some_and(|n| auto_run_name(&n)) {
+                        return Ok(Some("auto-run defined name".into()));
+                    }
+                    current = Some(String::new());
+                }
+                _ => {}
+            },
+            Event::Text(_) | Event::GeneralRef(_) | Event::CData(_) => {
+                if let Some(f) = current.as_mut() {
+                    f.push_str(&xml::event_text(&ev)?);
+                }
+            }
+            Event::End(_) => {
+                if let Some(f) = current.take()
+                    && formula_risk(&f).is_some()
+                {
+                    return Ok(Some("DDE or external formula".into()));
+                }
+            }
+            Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
+}
+
+/// Whether a HYPERLINK field instruction's target is inert (defanged, removed, a bookmark).
+fn field_link_ok(instr: &str) -> bool {
+    match field_target(instr) {
+        Some((_, target)) => {
+            let t = target.trim();
+            t.is_empty()
+                || already_defanged(t)
+                || t == "[link removed]"
+                || t == "about:blank"
+                || t.to_ascii_lowercase().starts_with("mailto:")
+                || t.to_ascii_lowercase().starts_with("tel:")
+        }
+        None => true,
+    }
 }
 
 fn hyperlink_target_ok(target: &str, mode: LinkMode) -> bool {

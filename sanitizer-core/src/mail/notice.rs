@@ -169,6 +169,7 @@ pub(crate) fn removal_reason(threat_ids: &[&str]) -> (&'static str, &'static str
         || is(threats::ENCRYPTED)
         || is(threats::ARCHIVE_ENCRYPTED)
         || is(threats::PDF_ENCRYPTED)
+        || is(threats::OFFICE_ENCRYPTED)
     {
         (
             "暗号化されていて検査できないため削除",

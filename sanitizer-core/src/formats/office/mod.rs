@@ -10,6 +10,7 @@
 //!   and character references is an error, so no entity expansion can happen. Nesting is capped
 //!   at [`MAX_XML_DEPTH`](xml::MAX_XML_DEPTH) and long loops check the deadline.
 
+pub(crate) mod formula;
 pub mod package;
 pub mod xml;
 

@@ -43,12 +43,18 @@ impl Package {
             budget.check_deadline()?;
             let file = archive.by_index(i).map_err(|e| match e {
                 zip::result::ZipError::UnsupportedArchive(m) if m.contains("assword") => {
-                    SanitizeError::Encrypted("encrypted package member".into())
+                    SanitizeError::encrypted(
+                        crate::threats::OFFICE_ENCRYPTED,
+                        "encrypted package member",
+                    )
                 }
                 other => SanitizeError::Malformed(format!("package member {i}: {other}")),
             })?;
             if file.encrypted() {
-                return Err(SanitizeError::Encrypted("encrypted package member".into()));
+                return Err(SanitizeError::encrypted(
+                    crate::threats::OFFICE_ENCRYPTED,
+                    "encrypted package member",
+                ));
             }
             let name = file
                 .name()

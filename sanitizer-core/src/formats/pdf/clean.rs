@@ -30,13 +30,17 @@ pub fn load(input: &[u8], budget: &Budget) -> Result<Document, SanitizeError> {
     };
     match Document::load_mem_with_options(input, options) {
         Ok(doc) => Ok(doc),
-        Err(lopdf::Error::Decryption(e)) => Err(SanitizeError::Encrypted(format!(
-            "encrypted PDF that cannot be opened without a password ({e})"
-        ))),
+        Err(lopdf::Error::Decryption(e)) => Err(SanitizeError::encrypted(
+            t::PDF_ENCRYPTED,
+            format!("encrypted PDF that cannot be opened without a password ({e})"),
+        )),
         Err(e) => {
             let msg = e.to_string();
             if msg.to_ascii_lowercase().contains("password") || msg.contains("ecrypt") {
-                Err(SanitizeError::Encrypted(format!("encrypted PDF: {msg}")))
+                Err(SanitizeError::encrypted(
+                    t::PDF_ENCRYPTED,
+                    format!("encrypted PDF: {msg}"),
+                ))
             } else {
                 Err(SanitizeError::Malformed(format!(
                     "PDF could not be parsed: {msg}"
@@ -83,14 +87,99 @@ pub fn charge_streams(doc: &Document, budget: &mut Budget) -> Result<(), Sanitiz
     Ok(())
 }
 
-/// Cleans `input`; returns the new file and the threats removed.
-pub fn clean(
-    input: &[u8],
-    budget: &mut Budget,
-) -> Result<(Vec<u8>, Vec<&'static str>), SanitizeError> {
+/// Warning id: the PDF was encrypted with an empty user password (it opens without one); it was
+/// decrypted and processed like any other.
+pub const WARN_ENCRYPTED_EMPTY_PASSWORD: &str = "pdf.encrypted_empty_password";
+/// Warning id: the PDF had no usable page tree; one was rebuilt from its page objects.
+pub const WARN_PAGE_TREE_REBUILT: &str = "pdf.page_tree_rebuilt";
+
+/// What cleaning produced: the new file, the threats removed, the warnings.
+#[derive(Debug)]
+pub struct Cleaned {
+    /// The new PDF.
+    pub bytes: Vec<u8>,
+    /// Threat ids removed.
+    pub threats: Vec<&'static str>,
+    /// Warning ids ([`WARN_ENCRYPTED_EMPTY_PASSWORD`], [`WARN_PAGE_TREE_REBUILT`]).
+    pub warnings: Vec<&'static str>,
+}
+
+/// The page objects (`/Type /Page`) of a document, in object number order, for a document
+/// whose page tree is missing or empty.
+fn page_objects(doc: &Document) -> Vec<lopdf::ObjectId> {
+    doc.objects
+        .iter()
+        .filter(|(_, o)| {
+            o.as_dict()
+                .ok()
+                .and_then(|d| d.get(b"Type").ok())
+                .and_then(|t| t.as_name().ok())
+                == Some(b"Page".as_slice())
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// Rebuilds the page tree of a document that has none (or an empty one) from its page
+/// objects, as viewers do; returns whether it did. A document with neither stays as it is.
+pub fn recover_page_tree(doc: &mut Document) -> bool {
+    if !doc.get_pages().is_empty() {
+        return false;
+    }
+    let pages = page_objects(doc);
+    if pages.is_empty() {
+        return false;
+    }
+    let Some(root) = doc
+        .trailer
+        .get(b"Root")
+        .ok()
+        .and_then(|r| r.as_reference().ok())
+    else {
+        return false;
+    };
+    let Ok(tree_id) = doc.try_new_object_id() else {
+        return false;
+    };
+    let mut tree = lopdf::Dictionary::new();
+    tree.set("Type", Object::Name(b"Pages".to_vec()));
+    tree.set(
+        "Kids",
+        Object::Array(pages.iter().map(|p| Object::Reference(*p)).collect()),
+    );
+    tree.set("Count", Object::Integer(pages.len() as i64));
+    for p in &pages {
+        if let Some(Object::Dictionary(d)) = doc.objects.get_mut(p) {
+            d.set("Parent", Object::Reference(tree_id));
+        }
+    }
+    doc.objects.insert(tree_id, Object::Dictionary(tree));
+    match doc.objects.get_mut(&root) {
+        Some(Object::Dictionary(catalog)) => {
+            catalog.set("Pages", Object::Reference(tree_id));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Cleans `input`: the new file, the threats removed and the warnings.
+pub fn clean(input: &[u8], budget: &mut Budget) -> Result<Cleaned, SanitizeError> {
     let mut doc = load(input, budget)?;
-    if doc.is_encrypted() {
-        return Err(SanitizeError::Encrypted("encrypted PDF".into()));
+    let mut warnings = Vec::new();
+    // lopdf decrypts on load when the empty user password opens the file (owner-password
+    // "restrictions" only, or an encrypted attachment): processed like any PDF, with a
+    // warning. Anything else needs a password we do not have.
+    if doc.was_encrypted() {
+        warnings.push(WARN_ENCRYPTED_EMPTY_PASSWORD);
+    } else if doc.is_encrypted() {
+        return Err(SanitizeError::encrypted(
+            t::PDF_ENCRYPTED,
+            "encrypted PDF that cannot be opened without a password",
+        ));
+    }
+    if recover_page_tree(&mut doc) {
+        warnings.push(WARN_PAGE_TREE_REBUILT);
     }
     let pages = doc.get_pages().len() as u64;
     budget.check_pages(pages)?;
@@ -123,10 +212,33 @@ pub fn clean(
         catalog.remove(b"PieceInfo");
     }
     doc.prune_objects();
+    // The trailer's /Size is written from `max_id`, which still counts the pruned objects (or
+    // misses ones loaded from object streams): make it one plus the highest object number.
+    doc.max_id = doc.objects.keys().map(|(id, _)| *id).max().unwrap_or(0);
     budget.check_deadline()?;
 
     let mut out = Vec::with_capacity(input.len());
     doc.save_to(&mut out)
         .map_err(|e| SanitizeError::Internal(format!("writing the cleaned PDF failed: {e}")))?;
-    Ok((out, found.into_iter().collect()))
+    Ok(Cleaned {
+        bytes: out,
+        threats: found.into_iter().collect(),
+        warnings,
+    })
+}
+
+/// A copy of a PDF for the rasterizer, when it needs one: decrypted if it opens with the empty
+/// user password (the rasterizer does not decrypt every security handler itself), with its
+/// page tree rebuilt if it had none. `None` when the input can be rendered as it is.
+pub fn repaired_copy(input: &[u8], budget: &Budget) -> Option<Vec<u8>> {
+    let mut doc = load(input, budget).ok()?;
+    let rebuilt = recover_page_tree(&mut doc);
+    if !doc.was_encrypted() && !rebuilt {
+        return None;
+    }
+    doc.trailer.remove(b"Encrypt");
+    doc.max_id = doc.objects.keys().map(|(id, _)| *id).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(input.len());
+    doc.save_to(&mut out).ok()?;
+    Some(out)
 }

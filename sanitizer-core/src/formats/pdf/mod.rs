@@ -44,7 +44,10 @@ pub struct PdfSanitizer;
 /// them all), and the decoded size of its Flate streams charged to the budget before hayro
 /// (which has no decompression limit of its own) sees them. A file lopdf cannot parse is still
 /// rasterized if hayro can read it; only a tripped limit stops it here.
-fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<BTreeSet<&'static str>, SanitizeError> {
+///
+/// Also says whether the file was encrypted with the empty user password (lopdf decrypted it)
+/// and whether its page tree had to be rebuilt from its page objects.
+fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<Scanned, SanitizeError> {
     // lopdf runs on a scratch copy of the budget (a panic inside it must not leave a
     // half-charged budget); what it decoded is then charged to the item.
     let mut scratch = cx.budget().clone();
@@ -52,12 +55,15 @@ fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<BTreeSet<&'static st
     let scanned = catch_unwind(AssertUnwindSafe(|| {
         let mut doc = clean::load(input, &scratch)?;
         clean::charge_streams(&doc, &mut scratch)?;
-        Ok::<_, SanitizeError>(active::remove_active(&mut doc))
+        let decrypted = doc.was_encrypted();
+        let tree_rebuilt = clean::recover_page_tree(&mut doc);
+        let found = active::remove_active(&mut doc);
+        Ok::<_, SanitizeError>((found, decrypted, tree_rebuilt))
     }));
-    let mut found = match scanned {
-        Ok(Ok(found)) => found,
+    let (mut found, decrypted, tree_rebuilt) = match scanned {
+        Ok(Ok(r)) => r,
         Ok(Err(e @ SanitizeError::Limit { .. })) => return Err(e),
-        _ => BTreeSet::new(),
+        _ => (BTreeSet::new(), false, false),
     };
     cx.budget()
         .charge_decoded(before.saturating_sub(scratch.decoded_remaining()))?;
@@ -67,7 +73,18 @@ fn scan_input(input: &[u8], cx: &mut Context<'_>) -> Result<BTreeSet<&'static st
     if active::has_incremental_update(input) {
         found.insert(t::PDF_INCREMENTAL_UPDATE);
     }
-    Ok(found)
+    Ok(Scanned {
+        found,
+        decrypted,
+        tree_rebuilt,
+    })
+}
+
+/// What [`scan_input`] learnt about the input.
+struct Scanned {
+    found: BTreeSet<&'static str>,
+    decrypted: bool,
+    tree_rebuilt: bool,
 }
 
 impl FormatSanitizer for PdfSanitizer {
@@ -80,9 +97,23 @@ impl FormatSanitizer for PdfSanitizer {
         cx.budget().check_deadline()?;
         match policy.mode {
             PdfMode::Rasterize => {
-                let found = scan_input(input, cx)?;
+                let scanned = scan_input(input, cx)?;
+                let found = scanned.found;
                 let fonts = fonts::FontResolver::new(cx.fonts());
-                let (bytes, stats) = rasterize::rasterize(input, policy.dpi, &fonts, cx.budget())?;
+                // A PDF that opens with the empty user password is decrypted first, as clean
+                // mode does, so that both modes agree (README: encrypted inputs).
+                // A missing page tree is rebuilt the same way as in clean mode.
+                if scanned.decrypted {
+                    cx.warn(clean::WARN_ENCRYPTED_EMPTY_PASSWORD);
+                }
+                if scanned.tree_rebuilt {
+                    cx.warn(clean::WARN_PAGE_TREE_REBUILT);
+                }
+                let repaired = (scanned.decrypted || scanned.tree_rebuilt)
+                    .then(|| clean::repaired_copy(input, cx.budget()))
+                    .flatten();
+                let source = repaired.as_deref().unwrap_or(input);
+                let (bytes, stats) = rasterize::rasterize(source, policy.dpi, &fonts, cx.budget())?;
                 recheck(&bytes, PdfMode::Rasterize)?;
                 if stats.font_missing {
                     cx.warn(WARN_FONT_MISSING);
@@ -103,7 +134,11 @@ impl FormatSanitizer for PdfSanitizer {
                     .with_detail(detail))
             }
             PdfMode::Clean => {
-                let (bytes, found) = clean::clean(input, cx.budget())?;
+                let cleaned = clean::clean(input, cx.budget())?;
+                for w in &cleaned.warnings {
+                    cx.warn(w);
+                }
+                let (bytes, found) = (cleaned.bytes, cleaned.threats);
                 recheck(&bytes, PdfMode::Clean)?;
                 let reason = if found.is_empty() {
                     "rebuilt from its reachable objects; nothing active found".to_owned()

@@ -77,9 +77,10 @@ fn interpreter_settings(fonts: &FontResolver) -> InterpreterSettings {
 
 fn open(data: &PdfData) -> Result<HayroPdf, SanitizeError> {
     HayroPdf::new(data.clone()).map_err(|e| match e {
-        LoadPdfError::Decryption(d) => SanitizeError::Encrypted(format!(
-            "encrypted PDF that cannot be opened without a password ({d:?})"
-        )),
+        LoadPdfError::Decryption(_) => SanitizeError::encrypted(
+            crate::threats::PDF_ENCRYPTED,
+            "encrypted PDF that cannot be opened without a password",
+        ),
         _ => SanitizeError::Malformed("PDF could not be parsed".into()),
     })
 }

@@ -249,15 +249,29 @@ fn every_limit_trips_as_a_verdict() {
 #[test]
 fn encrypted_pdfs_are_blocked_unless_the_password_is_empty() {
     for p in [Policy::default(), clean_policy()] {
-        blocked_by(sample!("encrypted_rc4.pdf"), &p, t::ENCRYPTED);
-        blocked_by(sample!("encrypted_aes.pdf"), &p, t::ENCRYPTED);
+        blocked_by(sample!("encrypted_rc4.pdf"), &p, t::PDF_ENCRYPTED);
+        blocked_by(sample!("encrypted_aes.pdf"), &p, t::PDF_ENCRYPTED);
+        let out = sanitize_file(sample!("encrypted_aes.pdf"), Some("a.pdf"), &p);
+        // The reason is English, without a Rust enum name.
+        let reason = &out.report.items[0].reason;
+        assert!(
+            !reason.contains('(') && reason.starts_with("encrypted: "),
+            "{reason}"
+        );
     }
-    let out = sanitize_file(
-        sample!("encrypted_empty_password.pdf"),
-        Some("a.pdf"),
-        &Policy::default(),
-    );
-    assert_eq!(page_sizes(out.output.unwrap().bytes.as_slice()).len(), 3);
+    // Both modes decrypt a file that opens with the empty user password, and say so.
+    for p in [Policy::default(), clean_policy()] {
+        let out = sanitize_file(sample!("encrypted_empty_password.pdf"), Some("a.pdf"), &p);
+        assert_eq!(
+            out.report.warnings,
+            vec![super::clean::WARN_ENCRYPTED_EMPTY_PASSWORD.to_owned()],
+            "{:?}",
+            out.report
+        );
+        let bytes = out.output.unwrap().bytes.into_vec();
+        assert_eq!(page_sizes(&bytes).len(), 3);
+        assert!(!String::from_utf8_lossy(&bytes).contains("/Encrypt"));
+    }
 }
 
 #[test]
@@ -327,4 +341,97 @@ fn recheck_rejects_active_or_unexpected_structure() {
     let err = recheck(sample!("uri_annot.pdf"), PdfMode::Rasterize).unwrap_err();
     assert!(matches!(err, SanitizeError::Recheck(_)));
     assert!(recheck(b"not a pdf", PdfMode::Rasterize).is_err());
+}
+
+/// (trailer /Size, highest object number) of a written PDF, read from its bytes, independent
+/// of lopdf: `N G obj` headers and the last `/Size` (trailer dictionary or xref stream).
+fn size_and_highest(bytes: &[u8]) -> (u64, u64) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut highest = 0u64;
+    let tokens: Vec<&str> = text.split_ascii_whitespace().collect();
+    for w in tokens.windows(3) {
+        if w[2].starts_with("obj")
+            && let (Ok(n), Ok(_)) = (w[0].parse::<u64>(), w[1].parse::<u64>())
+        {
+            highest = highest.max(n);
+        }
+    }
+    let at = text.rfind("/Size").unwrap();
+    let size: String = text[at + 5..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (size.parse().unwrap(), highest)
+}
+
+#[test]
+fn clean_mode_writes_size_one_past_the_highest_object() {
+    // Pruned objects (active content removed), object streams, incremental updates.
+    for input in [
+        sample!("js_openaction.pdf"),
+        sample!("objstm_js.pdf"),
+        sample!("incremental_js.pdf"),
+        sample!("embedded_file.pdf"),
+        sample!("multipage_text.pdf"),
+        sample!("uri_annot.pdf"),
+    ] {
+        let out = sanitize_file(input, Some("a.pdf"), &clean_policy());
+        let bytes = out.output.unwrap().bytes.into_vec();
+        let (size, highest) = size_and_highest(&bytes);
+        assert_eq!(size, highest + 1, "{:?}", out.report);
+    }
+}
+
+/// A three-page PDF whose catalog has no /Pages (a broken page tree viewers still show).
+fn without_page_tree() -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    let mut objs = vec!["<< /Type /Catalog >>".to_owned()];
+    for i in 0..3 {
+        objs.push(format!(
+            "<< /Type /Page /MediaBox [0 0 200 100] /Contents {} 0 R >>",
+            5 + i
+        ));
+    }
+    objs.push("<< >>".to_owned());
+    for _ in 0..3 {
+        let s = "0 0 0 rg 10 10 50 50 re f";
+        objs.push(format!("<< /Length {} >>\nstream\n{s}\nendstream", s.len()));
+    }
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn a_missing_page_tree_is_rebuilt_in_both_modes_with_a_warning() {
+    let input = without_page_tree();
+    for p in [Policy::default(), clean_policy()] {
+        let out = sanitize_file(&input, Some("a.pdf"), &p);
+        assert!(out.output.is_some(), "{:?}", out.report);
+        assert!(
+            out.report
+                .warnings
+                .contains(&super::clean::WARN_PAGE_TREE_REBUILT.to_owned()),
+            "{:?}",
+            out.report
+        );
+        let bytes = out.output.unwrap().bytes.into_vec();
+        assert_eq!(page_sizes(&bytes).len(), 3, "{:?}", p.pdf.mode);
+    }
 }

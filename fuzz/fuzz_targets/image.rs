@@ -1,0 +1,14 @@
+//! Fuzz target `image`: Raster images and SVG (header checks, decoders, re-encoding, resvg).
+//! Invariants: see `common.rs` (no panic, blocked iff no output, every output re-checked).
+#![no_main]
+
+#[path = "common.rs"]
+mod common;
+
+use common::check_file;
+use libfuzzer_sys::fuzz_target;
+use sanitizer_core::Policy;
+
+fuzz_target!(|data: &[u8]| {
+    check_file(data, "input.png", &Policy::default());
+});
