@@ -165,7 +165,11 @@ fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeE
         if let Some(method) = meta.unsupported {
             // Stored and Deflate cover what mail clients and Windows write; Deflate64, bzip2,
             // LZMA, zstd and the legacy methods are not built in.
-            let reason = format!("compression method {method:?} is not supported");
+            let id = method.to_u16();
+            let reason = format!(
+                "compression method {} ({id}) is not supported",
+                CompressionMethod::name_from_u16(id)
+            );
             members.drop_member(cx, &path, threats::UNSUPPORTED_FORMAT, &reason);
             continue;
         }
@@ -723,7 +727,9 @@ pub(crate) mod tests {
         assert_eq!(names, ["a.txt"]);
         assert!(out.report.items.iter().any(|i| i.path == "m.zip/b.html"
             && i.action == Action::Removed
-            && i.threats.iter().any(|t| t == threats::UNSUPPORTED_FORMAT)));
+            && i.threats.iter().any(|t| t == threats::UNSUPPORTED_FORMAT)
+            // Named for people, not as a Rust value.
+            && i.reason == "compression method Bzip2 (12) is not supported"));
     }
 
     #[test]
