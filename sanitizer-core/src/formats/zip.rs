@@ -165,10 +165,9 @@ fn read_members(input: &[u8], cx: &mut Context<'_>) -> Result<Members, SanitizeE
         if let Some(method) = meta.unsupported {
             // Stored and Deflate cover what mail clients and Windows write; Deflate64, bzip2,
             // LZMA, zstd and the legacy methods are not built in.
-            let id = method.to_u16();
             let reason = format!(
-                "compression method {} ({id}) is not supported",
-                CompressionMethod::name_from_u16(id)
+                "compression method {} is not supported",
+                method_name(method)
             );
             members.drop_member(cx, &path, threats::UNSUPPORTED_FORMAT, &reason);
             continue;
@@ -313,6 +312,16 @@ pub(crate) fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// A compression method for people: `Bzip2 (12)`.
+#[allow(
+    deprecated,
+    reason = "the zip crate has no other way to give the method's number for a message"
+)]
+fn method_name(method: CompressionMethod) -> String {
+    let id = method.to_u16();
+    format!("{} ({id})", CompressionMethod::name_from_u16(id))
 }
 
 #[cfg(test)]
