@@ -1521,3 +1521,49 @@ fn deploy_files_check_out() {
         printed.get_output().stdout
     );
 }
+
+#[test]
+fn notices_promise_the_original_only_when_a_quarantine_keeps_it() {
+    let d = tempfile::tempdir().unwrap();
+    let mail = b"From: sender@example.jp\r\nTo: staff@city.example.lg.jp\r\nSubject: invoice\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nsee attached\r\n--b\r\n\
+Content-Type: application/octet-stream; name=\"a.exe\"\r\n\
+Content-Disposition: attachment; filename=\"a.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\r\n--b--\r\n";
+    let input = write(d.path(), "m.eml", mail);
+    let read = |out: &Path| {
+        mail_parser::MessageParser::default()
+            .parse(&std::fs::read(out).unwrap())
+            .map(|m| m.body_text(0).unwrap_or_default().into_owned())
+            .unwrap()
+    };
+    let without = d.path().join("without.eml");
+    mugai()
+        .arg("mail")
+        .arg(&input)
+        .arg("-o")
+        .arg(&without)
+        .assert()
+        .code(0);
+    let text = read(&without);
+    assert!(
+        text.contains("このメールは無害化システム（Mugai）により無害化されました。"),
+        "{text}"
+    );
+    assert!(!text.contains("元のファイルが必要な場合"), "{text}");
+    assert!(!text.contains("To obtain the original"), "{text}");
+    let with = d.path().join("with.eml");
+    mugai()
+        .arg("mail")
+        .arg("--quarantine")
+        .arg(d.path().join("q"))
+        .arg(&input)
+        .arg("-o")
+        .arg(&with)
+        .assert()
+        .code(0);
+    let text = read(&with);
+    assert!(text.contains("元のファイルが必要な場合"), "{text}");
+    assert!(text.contains("To obtain the original"), "{text}");
+}

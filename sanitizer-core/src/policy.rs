@@ -151,14 +151,15 @@ pub struct NoticeTemplates {
     pub ja: String,
     /// English notice (second).
     pub en: String,
-    /// Text that tells the recipient how to ask for the original (both languages).
+    /// Text that tells the recipient how to ask for the original (both languages); empty = say
+    /// nothing (the daemon empties it when no quarantine keeps originals).
     pub release: String,
 }
 
 impl Default for NoticeTemplates {
     fn default() -> Self {
         NoticeTemplates {
-            ja: "このメールは無害化されました（Mugai）。以下の処理を行いました:\n{items}".into(),
+            ja: "このメールは無害化システム（Mugai）により無害化されました。以下の処理を行いました：\n{items}".into(),
             en: "This message was sanitized by Mugai. The following was done:\n{items}".into(),
             release: "元のファイルが必要な場合は、レポートID {report_id} を添えて情報システム担当へ依頼してください。\nTo obtain the original, ask your IT administrator quoting report ID {report_id}.".into(),
         }

@@ -114,6 +114,11 @@ fn setup(
     let quarantine = common.quarantine.clone().or_else(|| {
         (!config.quarantine.dir.as_os_str().is_empty()).then(|| config.quarantine.dir.clone())
     });
+    // Only promise the original when something keeps it.
+    let mut policy = policy;
+    if quarantine.is_none() {
+        policy.notice.release.clear();
+    }
     let reports = match &common.report {
         None => None,
         Some(p) if is_dash(p) => Some(ReportLog::Stdout),

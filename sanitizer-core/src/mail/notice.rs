@@ -140,7 +140,10 @@ impl Notice {
         s.push_str("\n\n");
         s.push_str(fill(&templates.en, &en_items).trim_end());
         s.push('\n');
-        if self.entries.iter().any(|e| e.removed) || self.any_removed_hidden {
+        // An empty release template says nothing (no quarantine keeps the original).
+        if (self.entries.iter().any(|e| e.removed) || self.any_removed_hidden)
+            && !templates.release.trim().is_empty()
+        {
             s.push('\n');
             s.push_str(fill(&templates.release, "").trim_end());
             s.push('\n');
