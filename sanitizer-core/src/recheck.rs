@@ -429,6 +429,27 @@ fn check_member_name(name: &str) -> Result<(), SanitizeError> {
     Ok(())
 }
 
+/// One archive member of an output: read within the limits, then re-checked as a file of its
+/// own (one level deeper).
+fn check_member<R: Read>(
+    member: R,
+    name: &str,
+    archive: &str,
+    policy: &Policy,
+    depth: u32,
+    of: Of,
+) -> Result<(), SanitizeError> {
+    let data = read_limited(member, policy)?;
+    check_file(
+        &data,
+        sniff::sniff(&data),
+        policy,
+        depth.saturating_add(1),
+        of,
+    )
+    .map_err(|e| fail(format!("{archive} member {name}: {e}")))
+}
+
 /// Every member of a ZIP output: plain files with normalised names, not encrypted, each one a
 /// sanitized output itself.
 fn check_zip(bytes: &[u8], policy: &Policy, depth: u32, of: Of) -> Result<(), SanitizeError> {
@@ -455,15 +476,7 @@ fn check_zip(bytes: &[u8], policy: &Policy, depth: u32, of: Of) -> Result<(), Sa
         if f.unix_mode().is_some_and(|m| m & 0o7000 != 0) {
             return Err(fail("zip output member with setuid/setgid/sticky bits"));
         }
-        let data = read_limited(f, policy)?;
-        check_file(
-            &data,
-            sniff::sniff(&data),
-            policy,
-            depth.saturating_add(1),
-            of,
-        )
-        .map_err(|e| fail(format!("zip member {name}: {e}")))?;
+        check_member(f, &name, "zip", policy, depth, of)?;
     }
     Ok(())
 }
@@ -491,15 +504,7 @@ fn check_tar(bytes: &[u8], policy: &Policy, depth: u32, of: Of) -> Result<(), Sa
         }
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         check_member_name(&name)?;
-        let data = read_limited(entry, policy)?;
-        check_file(
-            &data,
-            sniff::sniff(&data),
-            policy,
-            depth.saturating_add(1),
-            of,
-        )
-        .map_err(|e| fail(format!("tar member {name}: {e}")))?;
+        check_member(entry, &name, "tar", policy, depth, of)?;
     }
     Ok(())
 }
