@@ -82,7 +82,9 @@ pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The command line that runs `program args` confined to `rw_dir`. The program must be given
-/// by absolute path (it is never looked up in `PATH`).
+/// by absolute path (it is never looked up in `PATH`). It starts in `rw_dir`: the caller's
+/// working directory may be one the confined user cannot enter (a 0700 home), and is none of
+/// the helper's business anyway.
 pub fn command(
     exe: &Path,
     rw_dir: &Path,
@@ -91,6 +93,7 @@ pub fn command(
     allow_without_landlock: bool,
 ) -> Command {
     let mut c = Command::new(exe);
+    c.current_dir(rw_dir);
     c.arg(CONFINE_ARG)
         .arg("--rw")
         .arg(rw_dir)
