@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use sanitizer_core::Policy;
+
+use crate::sources::smtp::session::BareLineEnds;
 use serde::{Deserialize, Serialize};
 
 /// The defaults, commented (what `mugai config` prints).
@@ -76,11 +78,215 @@ pub struct PoolSettings {
 }
 
 /// The quarantine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuarantineSettings {
-    /// Directory of the store; empty = none.
+    /// Directory of the store; empty = none (`mugai serve` requires one).
     pub dir: PathBuf,
+    /// File holding the 32-byte key originals are encrypted with at rest (XChaCha20-Poly1305);
+    /// empty = originals stored in clear. `mugai serve` creates it (0600) when missing.
+    pub key_file: PathBuf,
+    /// Days an entry is kept; older entries are purged by a background task. 0 = forever.
+    pub retention_days: u32,
+}
+
+impl Default for QuarantineSettings {
+    fn default() -> QuarantineSettings {
+        QuarantineSettings {
+            dir: PathBuf::new(),
+            key_file: PathBuf::new(),
+            retention_days: 90,
+        }
+    }
+}
+
+/// TLS for a listener or a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Never.
+    None,
+    /// When the peer offers it; plaintext otherwise.
+    #[default]
+    Opportunistic,
+    /// Always; a peer without it is a transient failure (451).
+    Required,
+}
+
+/// The SMTP relay's listener (`mugai serve`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    /// Run the relay.
+    pub enabled: bool,
+    /// Addresses to listen on (`IP:PORT`).
+    pub listen: Vec<String>,
+    /// Our host name in the greeting, EHLO reply and `Received:`; "" = the system's.
+    pub hostname: String,
+    /// Client networks allowed to connect (CIDR); others get 554 at the greeting.
+    pub client_networks: Vec<String>,
+    /// Recipient domains accepted (others 550 5.7.1). Subdomains must be listed themselves.
+    pub accepted_domains: Vec<String>,
+    /// Largest message in bytes (advertised with SIZE; 552 over it).
+    pub max_message_bytes: u64,
+    /// Most recipients per message (452 over it).
+    pub max_recipients: usize,
+    /// Longest text line in a message, CRLF included.
+    pub max_line: usize,
+    /// Concurrent SMTP sessions; more wait in the kernel's accept queue.
+    pub max_sessions: usize,
+    /// Messages sanitized at once (CPU-heavy work in the pool); 0 = the pool's worker count.
+    pub max_sanitizing: usize,
+    /// `Received:` headers a message may already carry; more is a mail loop (554 5.4.6).
+    pub max_received: usize,
+    /// Bare CR or LF inside a message: "normalize" (LF → CRLF, CR → space) or "reject" (550).
+    pub bare_line_ends: BareLineEnds,
+    /// Seconds to wait for a command (RFC 5321 4.5.3.2.7: 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds to wait for each chunk of message data (RFC 5321: 3 minutes).
+    pub data_timeout_secs: u64,
+    /// Seconds a message may take from its end of data to our reply (sanitizing plus
+    /// delivery); kept well inside the sender's 600 s. Sanitizing over it is a verdict
+    /// (notice-only), delivery over it a 451.
+    pub reply_deadline_secs: u64,
+    /// PEM certificate chain for STARTTLS; "" = STARTTLS not offered.
+    pub tls_cert: PathBuf,
+    /// PEM private key for STARTTLS.
+    pub tls_key: PathBuf,
+    /// Seconds in-flight transactions may take to finish after SIGTERM; then 421.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> SmtpSettings {
+        SmtpSettings {
+            enabled: true,
+            listen: vec!["127.0.0.1:2525".into()],
+            hostname: String::new(),
+            client_networks: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            accepted_domains: vec!["example.lg.jp".into()],
+            max_message_bytes: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_line: 1000,
+            max_sessions: 100,
+            max_sanitizing: 0,
+            max_received: 30,
+            bare_line_ends: BareLineEnds::Normalize,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            reply_deadline_secs: 480,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// The kind of downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownstreamKind {
+    /// A directory: one file per delivered message, durable before 250.
+    Dir,
+    /// An SMTP server (the LGWAN-side MTA).
+    Smtp,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where sanitized messages go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownstreamSettings {
+    /// "dir": each message written as a file in `dir` (first runs, demos); "smtp": relayed to
+    /// the LGWAN-side MTA at `address`.
+    pub kind: DownstreamKind,
+    /// Directory for `kind = "dir"`.
+    pub dir: PathBuf,
+    /// `HOST:PORT` of the downstream MTA for `kind = "smtp"`.
+    pub address: String,
+    /// Our EHLO name downstream; "" = `smtp.hostname`.
+    pub helo: String,
+    /// TLS to the downstream MTA: "none", "opportunistic" or "required".
+    pub tls: TlsMode,
+    /// PEM CA certificates to verify the downstream with; "" = the system's roots.
+    pub tls_ca: PathBuf,
+    /// Seconds to connect and read the greeting.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for each downstream reply (after the message itself: up to
+    /// `smtp.reply_deadline_secs`).
+    pub reply_timeout_secs: u64,
+    /// While a message is sanitized, a NOOP is sent downstream every this many seconds so an
+    /// MTA with a short idle timeout keeps the session; a dropped session is re-opened and
+    /// MAIL/RCPT replayed before DATA.
+    pub keepalive_secs: u64,
+}
+
+impl Default for DownstreamSettings {
+    fn default() -> DownstreamSettings {
+        DownstreamSettings {
+            kind: DownstreamKind::Dir,
+            dir: "mugai-data/delivered".into(),
+            address: "127.0.0.1:10026".into(),
+            helo: String::new(),
+            tls: TlsMode::Opportunistic,
+            tls_ca: PathBuf::new(),
+            connect_timeout_secs: 30,
+            reply_timeout_secs: 300,
+            keepalive_secs: 5,
+        }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The hash-chained JSON Lines file, one line per message; "" = none.
+    pub file: PathBuf,
+    /// File holding a key: envelope addresses are then logged as HMAC-SHA256 under it instead
+    /// of in clear. "" = in clear.
+    pub address_hmac_key_file: PathBuf,
+}
+
+impl Default for AuditSettings {
+    fn default() -> AuditSettings {
+        AuditSettings {
+            file: "mugai-data/audit.jsonl".into(),
+            address_hmac_key_file: PathBuf::new(),
+        }
+    }
+}
+
+/// Operational logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// "human" or "json".
+    pub format: LogFormat,
+    /// Log file (reopened on SIGHUP); "" = standard error.
+    pub file: PathBuf,
+    /// tracing filter, e.g. "info" or "mugai=debug".
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> LogSettings {
+        LogSettings {
+            format: LogFormat::Human,
+            file: PathBuf::new(),
+            level: "info".into(),
+        }
+    }
 }
 
 /// Everything but the policy, as it appears in the file.
@@ -90,6 +296,10 @@ struct Machine {
     host: Host,
     pool: PoolSettings,
     quarantine: QuarantineSettings,
+    smtp: SmtpSettings,
+    downstream: DownstreamSettings,
+    audit: AuditSettings,
+    log: LogSettings,
 }
 
 /// The whole configuration.
@@ -101,6 +311,14 @@ pub struct Config {
     pub pool: PoolSettings,
     /// The quarantine.
     pub quarantine: QuarantineSettings,
+    /// The SMTP relay's listener.
+    pub smtp: SmtpSettings,
+    /// Where sanitized messages go.
+    pub downstream: DownstreamSettings,
+    /// The audit log.
+    pub audit: AuditSettings,
+    /// Operational logs.
+    pub log: LogSettings,
     /// The sanitizing policy (`[policy]`).
     pub policy: Policy,
 }
@@ -119,6 +337,10 @@ impl Config {
             host: machine.host,
             pool: machine.pool,
             quarantine: machine.quarantine,
+            smtp: machine.smtp,
+            downstream: machine.downstream,
+            audit: machine.audit,
+            log: machine.log,
             policy,
         })
     }

@@ -1501,6 +1501,9 @@ fn help_describes_only_what_is_built() {
     }
 }
 
+const DEPLOY_QUARANTINE_DIR: &str = "dir = \"mugai-data/quarantine\"";
+const DEPLOY_KEY_FILE: &str = "key_file = \"mugai-data/quarantine.key\"";
+
 #[test]
 fn deploy_files_check_out() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
@@ -1514,11 +1517,17 @@ fn deploy_files_check_out() {
         .arg(root.join("policy.toml"))
         .assert()
         .code(0);
-    // The shipped configuration is the printed default, so the two cannot drift apart.
+    // The shipped configuration is the printed default with a quarantine (which `mugai serve`
+    // needs) filled in, so the two cannot drift apart.
     let printed = mugai().arg("config").assert().code(0);
+    let printed = String::from_utf8(printed.get_output().stdout.clone()).unwrap();
+    let expected = printed
+        .replacen("\ndir = \"\"\n", &format!("\n{DEPLOY_QUARANTINE_DIR}\n"), 1)
+        .replacen("\nkey_file = \"\"\n", &format!("\n{DEPLOY_KEY_FILE}\n"), 1);
+    assert_ne!(expected, printed);
     assert_eq!(
-        std::fs::read(root.join("mugai.toml")).unwrap(),
-        printed.get_output().stdout
+        std::fs::read_to_string(root.join("mugai.toml")).unwrap(),
+        expected
     );
 }
 

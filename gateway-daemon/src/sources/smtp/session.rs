@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use smtp_proto::{MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 
 /// What to do with bare CR or LF inside a message (after its end was found on the raw bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BareLineEnds {
     /// Bare LF becomes CRLF, bare CR a space (default: what senders mean).
