@@ -386,22 +386,21 @@ fn postfix_relay_survives_kill_9_without_losing_mail() {
 
     let message = dir.join("message.eml");
     fs::write(&message, MESSAGE).unwrap();
-    let source = Command::new(&t.smtp_source)
-        .arg("-N")
-        .args(["-s", &SOURCE_SESSIONS.to_string()])
-        .args(["-m", &MESSAGES.to_string()])
-        .arg("-F")
-        .arg(&message)
-        .args(["-f", "sender@internet.test", "-t", "rcpt@example.lg.jp"])
-        .arg(format!("127.0.0.1:{in_port}"))
-        .output()
-        .unwrap();
-    assert!(
-        source.status.success(),
-        "Postfix did not take all {MESSAGES} messages: {source:?}\n{}",
-        tail(&postfix_log, 30)
-    );
-    let queued_after = began.elapsed();
+    // In the background: Postfix relays while smtp-source is still sending, so the kill
+    // below lands in the middle of the stream, not after it.
+    let source_log = dir.join("smtp-source.log");
+    let source = guard.children.len();
+    guard.children.push(spawn_logged(
+        Command::new(&t.smtp_source)
+            .arg("-N")
+            .args(["-s", &SOURCE_SESSIONS.to_string()])
+            .args(["-m", &MESSAGES.to_string()])
+            .arg("-F")
+            .arg(&message)
+            .args(["-f", "sender@internet.test", "-t", "rcpt@example.lg.jp"])
+            .arg(format!("127.0.0.1:{in_port}")),
+        &source_log,
+    ));
 
     // Kill when about a third has arrived.
     let kill_at = (MESSAGES / 3) as usize;
@@ -430,6 +429,10 @@ fn postfix_relay_survives_kill_9_without_losing_mail() {
     guard.children[first].wait().unwrap();
     let killed_after = began.elapsed();
     let at_kill = fs::read_dir(&sink).unwrap().count();
+    assert!(
+        at_kill < MESSAGES as usize,
+        "everything had arrived before the kill: the test proved nothing"
+    );
 
     // Restart on the same port with the same configuration.
     let mugai_log2 = dir.join("mugai-restarted.log");
@@ -437,6 +440,15 @@ fn postfix_relay_survives_kill_9_without_losing_mail() {
     wait_for_serve(&mut restarted_mugai, mugai_port, &mugai_log2);
     guard.children.push(restarted_mugai);
     let restarted = Instant::now();
+
+    let status = guard.children[source].wait().unwrap();
+    assert!(
+        status.success(),
+        "Postfix did not take all {MESSAGES} messages ({status}):\n{}\n{}",
+        tail(&source_log, 10),
+        tail(&postfix_log, 30)
+    );
+    let queued_after = began.elapsed();
 
     let result = loop {
         let now = arrived(&sink);
@@ -489,8 +501,8 @@ fn postfix_relay_survives_kill_9_without_losing_mail() {
         .collect();
     let extra: u32 = duplicates.iter().map(|(_, n)| n - 1).sum();
     eprintln!(
-        "postfix kill test: {MESSAGES} queued in {queued_after:.1?}; mugai killed at \
-         {killed_after:.1?} with {at_kill} at the sink; all through at {drained_after:.1?} \
+        "postfix kill test: mugai killed at {killed_after:.1?} with {at_kill} of {MESSAGES} \
+         at the sink; all {MESSAGES} in Postfix at {queued_after:.1?}; all through at {drained_after:.1?} \
          ({:.1?} after the restart); duplicates: {extra} {duplicates:?}",
         restarted.elapsed()
     );
