@@ -8,6 +8,7 @@
 //! the source decides what that means for it (an exit code, an SMTP reply, a retry).
 
 pub mod atomic;
+pub mod downstream;
 pub mod outbox;
 pub mod quarantine;
 pub mod report;
