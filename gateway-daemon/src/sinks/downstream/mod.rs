@@ -227,3 +227,44 @@ impl Transaction {
 pub(crate) fn transient(status: &str, reason: impl std::fmt::Display) -> Reply {
     Reply::new(451, format!("{status} {reason}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_and_futures_can_move_between_threads() {
+        // The relay runs each session in its own task: the shared handle, the transaction
+        // and every future it awaits must be able to move between worker threads.
+        fn send<T: Send>(_: T) {}
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Downstream>();
+        let d = tempfile::tempdir().unwrap();
+        let settings = DownstreamSettings {
+            kind: DownstreamKind::Dir,
+            dir: d.path().to_path_buf(),
+            ..DownstreamSettings::default()
+        };
+        let ds = Downstream::new(&settings, "mugai.test").unwrap();
+        send(ds.begin("", &MailParams::default()));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (_, tx) = rt.block_on(ds.begin("", &MailParams::default()));
+        let mut tx = tx.unwrap();
+        send(tx.rcpt("a@example.lg.jp"));
+        send(tx.keepalive());
+        send(tx.data(b"x\r\n"));
+        let (_, tx) = rt.block_on(ds.begin("", &MailParams::default()));
+        send(tx.unwrap().abort());
+
+        let smtp = DownstreamSettings {
+            kind: DownstreamKind::Smtp,
+            ..DownstreamSettings::default()
+        };
+        let ds = Downstream::new(&smtp, "mugai.test")
+            .unwrap()
+            .with_data_timeout(Duration::from_secs(1));
+        send(ds.begin("", &MailParams::default()));
+    }
+}
