@@ -8,9 +8,11 @@
 //! the source decides what that means for it (an exit code, an SMTP reply, a retry).
 
 pub mod atomic;
+pub mod index;
 pub mod outbox;
 pub mod quarantine;
 pub mod report;
+pub mod vault;
 
 use std::path::PathBuf;
 
