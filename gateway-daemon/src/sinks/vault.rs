@@ -246,6 +246,7 @@ fn inside(path: &Path, dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sinks::testfs::{Tmpfs, is_root};
     use sanitizer_core::{Policy, sanitize_file};
     use std::path::PathBuf;
 
@@ -507,65 +508,12 @@ mod tests {
         assert!(vault.index().get(&r.id).unwrap().is_some());
     }
 
-    /// A small tmpfs mounted for one test (needs root or CAP_SYS_ADMIN), unmounted on drop.
-    struct Tmpfs {
-        dir: tempfile::TempDir,
-    }
-
-    impl Tmpfs {
-        fn mount(size: &str) -> Option<Tmpfs> {
-            let dir = tempfile::tempdir().ok()?;
-            let ok = std::process::Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={size},mode=0700"),
-                    "tmpfs",
-                ])
-                .arg(dir.path())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            ok.then_some(Tmpfs { dir })
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
-
-    /// Fills the file system under `dir` with one file; returns its path.
-    fn fill(dir: &Path) -> PathBuf {
-        use std::io::Write;
-        let path = dir.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 4096];
-        loop {
-            match f.write_all(&chunk).and_then(|()| f.sync_all()) {
-                Ok(()) => {}
-                Err(e) => {
-                    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
-                    break;
-                }
-            }
-        }
-        path
-    }
-
     #[test]
     fn a_full_disk_is_transient_and_nothing_is_half_stored() {
         let Some(fs) = Tmpfs::mount("1m") else {
             // Not allowed to mount here: the same errors the kernel would give, through the
             // same mapping.
-            assert!(
-                !nix::unistd::geteuid().is_root(),
-                "running as root, a tmpfs must mount"
-            );
+            assert!(!is_root(), "running as root, a tmpfs must mount");
             eprintln!("NOTICE: cannot mount a tmpfs without root; checking injected ENOSPC/EDQUOT");
             for errno in [libc::ENOSPC, libc::EDQUOT] {
                 let e = QuarantineError::Io {
@@ -577,9 +525,9 @@ mod tests {
             }
             return;
         };
-        let q = fs.dir.path().join("q");
+        let q = fs.path().join("q");
         let vault = Vault::open(&settings(&q, None, 90)).unwrap();
-        let filler = fill(fs.dir.path());
+        let filler = fs.fill();
         let original: Vec<u8> = b"MZ".iter().copied().chain([7u8; 64 * 1024]).collect();
         let r = report_for(&original);
         let item = item_for(&r, "2026-03-01T00:00:00Z");
