@@ -337,8 +337,8 @@ pub fn load_key(path: &Path) -> anyhow::Result<Key> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => anyhow::bail!(
-            "key file {} does not exist: `mugai serve` creates one, or make it with \
-             (umask 077; openssl rand -hex 32 > {})",
+            "key file {} does not exist: the first run that stores an original with this \
+             configuration creates it, or make it with (umask 077; openssl rand -hex 32 > {})",
             path.display(),
             path.display()
         ),
