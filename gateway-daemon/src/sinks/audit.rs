@@ -592,7 +592,7 @@ pub enum Broken {
     #[error("longer than {MAX_LINE} bytes")]
     TooLong,
     /// `seq` jumps forward and the missing ones appear nowhere later.
-    #[error("seq {found} where {expected} was expected: {} line(s) before it were deleted", found - expected)]
+    #[error("seq {found} where {expected} was expected: {} line(s) before it were deleted", found.saturating_sub(*expected))]
     Deleted {
         /// The seq that should have come.
         expected: u64,
