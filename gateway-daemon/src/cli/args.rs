@@ -68,10 +68,28 @@ Examples:
 ";
 
 const QUARANTINE_HELP: &str = "\
+Encrypted quarantines:
+  When the configuration sets [quarantine] key_file, originals are encrypted at rest. list and
+  show work without the key (reports are not encrypted); get needs it: pass the configuration
+  with --config. Without it, get of an encrypted original fails (exit 2).
+
 Examples:
   mugai quarantine list /var/lib/mugai/quarantine
   mugai quarantine show /var/lib/mugai/quarantine 0193a6c2-...   # a report id
   mugai quarantine get /var/lib/mugai/quarantine 3f2a... -o /root/review/original.bin
+  mugai quarantine get --config /etc/mugai/mugai.toml /var/lib/mugai/quarantine 0193a6c2-... \\
+      -o /root/review/original.eml
+
+";
+
+const AUDIT_HELP: &str = "\
+Exit codes:
+  0  the chain is intact (prints the number of lines and the head: keep a copy of it elsewhere;
+     lines removed from the very end can only be noticed against such a copy)
+  1  the chain is broken (the first bad line and why), or the file cannot be read
+
+Example:
+  mugai audit verify /var/lib/mugai/audit.jsonl
 
 ";
 
@@ -145,6 +163,9 @@ pub enum Command {
     /// `get` writes the original (untrusted!) to a path you name, never beside safe outputs.
     #[command(subcommand, after_help = QUARANTINE_HELP)]
     Quarantine(QuarantineCommand),
+    /// Check the hash-chained audit log (the configuration's [audit] file).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -162,6 +183,9 @@ pub enum QuarantineCommand {
     List {
         /// The quarantine directory.
         dir: PathBuf,
+        /// Configuration whose [quarantine] key_file holds the key (see below).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Show one entry and its reports (JSON with --json).
     Show {
@@ -172,6 +196,9 @@ pub enum QuarantineCommand {
         /// Print the stored reports as JSON Lines instead of a summary.
         #[arg(long)]
         json: bool,
+        /// Configuration whose [quarantine] key_file holds the key (see below).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Write the original of an entry to FILE (never overwritten; mode 0600).
     Get {
@@ -183,6 +210,23 @@ pub enum QuarantineCommand {
         /// safe outputs.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Configuration whose [quarantine] key_file holds the key: needed for originals
+        /// encrypted at rest.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `mugai audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: every line's seq follows the one before and its prev is the
+    /// SHA-256 of the line before. Prints "chain intact: N lines" or the first bad line and why
+    /// (changed, deleted, reordered, not a record).
+    #[command(after_help = AUDIT_HELP)]
+    Verify {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
     },
 }
 
