@@ -296,11 +296,7 @@ impl Runner {
             kind = %r.input.kind,
             ms = r.duration_ms,
             "Item {}.",
-            match r.verdict {
-                Verdict::Clean => "clean",
-                Verdict::Sanitized => "sanitized",
-                Verdict::Blocked => "blocked",
-            }
+            r.verdict.as_str()
         );
         let written = delivered.as_ref().and_then(Delivered::display);
         match &mut self.reports {
