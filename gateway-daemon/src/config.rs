@@ -218,7 +218,7 @@ pub struct DownstreamSettings {
     pub helo: String,
     /// TLS to the downstream MTA: "none", "opportunistic" or "required".
     pub tls: TlsMode,
-    /// PEM CA certificates to verify the downstream with; "" = the system's roots.
+    /// PEM CA certificates to verify the downstream with; "" = the Mozilla roots built into mugai (webpki-roots).
     pub tls_ca: PathBuf,
     /// Seconds to connect and read the greeting.
     pub connect_timeout_secs: u64,

@@ -146,6 +146,22 @@ pub enum Command {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    /// Run the daemon: the inline SMTP relay (internet-side MTA -> Mugai -> LGWAN-side MTA).
+    ///
+    /// Every message is sanitized in the sandboxed worker pool and handed downstream (an SMTP
+    /// server, or a directory for first runs); the sender hears 250 only after the downstream
+    /// accepted the sanitized message, so nothing is lost: on any transient failure it hears
+    /// 451 and retries. Originals that were not clean are kept in the quarantine (encrypted
+    /// when a key is configured) and each message is recorded in the hash-chained audit log.
+    /// Runs in the foreground; SIGTERM stops it gracefully, SIGHUP reloads the policy and
+    /// reopens the log file.
+    #[command(after_help = SERVE_HELP)]
+    Serve {
+        /// The configuration (TOML; see `mugai config`). Default: the built-in configuration,
+        /// which has no quarantine, so one is needed in practice (deploy/mugai.toml has one).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print the default configuration (commented TOML): host paths, worker pool, quarantine.
     ///
     /// Paths on this machine live here, not in the policy, so one policy can serve several
@@ -175,6 +191,21 @@ pub enum Command {
     #[command(after_help = "Example:\n  mugai man > /usr/local/share/man/man1/mugai.1\n")]
     Man,
 }
+
+const SERVE_HELP: &str = "\
+Examples:
+  mugai serve --config deploy/mugai.toml
+      Relay on 127.0.0.1:2525 into ./mugai-data/delivered (one file per message), quarantine
+      and audit log under ./mugai-data. Try it:
+        swaks --server 127.0.0.1:2525 --to staff@example.lg.jp --attach @invoice.docm
+  mugai check-config /etc/mugai/mugai.toml
+      Check a configuration before (re)starting the service.
+
+Replies the sender may see: 250 only after the downstream said 250; 451 when the downstream
+is down or says 4xx, the quarantine disk is full, or the relay is overloaded (the sender's
+queue retries); 5xx when the downstream refuses; 550 5.7.1 for a recipient domain not in
+smtp.accepted_domains; 554 for a client outside smtp.client_networks or a mail loop.
+";
 
 /// `mugai quarantine ...`.
 #[derive(Debug, Subcommand)]

@@ -63,8 +63,11 @@ fn print_out(bytes: &[u8]) -> Result<(), Fatal> {
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // The daemon sets up its own logging from its configuration.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_tracing();
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(Fatal::Usage(sub, msg)) => {
@@ -87,6 +90,16 @@ pub fn main() -> ExitCode {
         }
         Err(Fatal::Closed) => ExitCode::SUCCESS,
     }
+}
+
+/// `mugai serve`: configuration errors exit 2, everything else 1.
+fn serve(path: Option<std::path::PathBuf>) -> Result<ExitCode, Fatal> {
+    let config = match &path {
+        Some(p) => Config::load(p).map_err(|e| Fatal::Config(format!("{e:#}")))?,
+        None => Config::default(),
+    };
+    crate::serve::run(config, path).map_err(|e| Fatal::Config(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to standard error, filtered by `RUST_LOG` (`warn` by default). They never contain
@@ -126,6 +139,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => check_config(&file),
+        Command::Serve { config } => serve(config),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "mugai", &mut buf);
@@ -164,7 +178,15 @@ fn check_policy(file: &Path) -> Result<ExitCode, Fatal> {
 /// `check-config`: parse and validate (its [policy] too), then look for what would fail.
 fn check_config(file: &Path) -> Result<ExitCode, Fatal> {
     let config = Config::load(file).map_err(|e| Fatal::Config(format!("{e:#}")))?;
-    report_problems(file, "configuration", &config.runtime_problems())
+    let (mut problems, warnings) = crate::serve::check(&config);
+    for w in &warnings {
+        say(&format!(
+            "mugai: configuration file {}: warning: {w}",
+            file.display()
+        ));
+    }
+    problems.extend(config.runtime_problems());
+    report_problems(file, "configuration", &problems)
 }
 
 /// Prints `FILE: OK`, or each problem on stderr with exit 2.
@@ -235,11 +257,7 @@ fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
                 let name = last
                     .and_then(|r| r.input.name.as_deref())
                     .map_or_else(|| "-".to_owned(), escape_for_display);
-                let verdict = last.map_or("-", |r| match r.verdict {
-                    sanitizer_core::Verdict::Clean => "clean",
-                    sanitizer_core::Verdict::Sanitized => "sanitized",
-                    sanitizer_core::Verdict::Blocked => "blocked",
-                });
+                let verdict = last.map_or("-", |r| r.verdict.as_str());
                 let threats = last.map(|r| r.threats().join(",")).unwrap_or_default();
                 out.push_str(&format!(
                     "{id}  {when}  {verdict:<9}  {name}  [{threats}]  reports: {}\n",
