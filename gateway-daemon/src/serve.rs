@@ -22,6 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Config, SmtpSettings};
+use crate::sanitize::Current;
 use crate::sinks::audit::AuditLog;
 use crate::sinks::downstream::Downstream;
 use crate::sinks::vault::Vault;
@@ -233,19 +234,87 @@ pub fn check(config: &Config) -> (Vec<String>, Vec<String>) {
     (errors, warnings)
 }
 
+/// What every source of the daemon shares, built once at start-up.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// The configuration as loaded at start-up.
+    pub config: Arc<Config>,
+    /// The transform (worker pool); replaced on SIGHUP.
+    pub transform: Arc<Current>,
+    /// The quarantine.
+    pub vault: Arc<Vault>,
+    /// The audit log, if configured.
+    pub audit: Option<Arc<AuditLog>>,
+    /// Where the daemon is in its life; sources stop taking work when it leaves `Running`.
+    pub state: watch::Receiver<RunState>,
+    /// Pool workers (for concurrency caps that default to it).
+    pub workers: usize,
+    /// Our host name.
+    pub hostname: String,
+}
+
+/// Starts the SMTP relay's listeners into `servers`.
+async fn start_smtp(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> anyhow::Result<()> {
+    let config = &shared.config;
+    let settings = relay_settings(&config.smtp, &shared.hostname)?;
+    let tls = tls_acceptor(&config.smtp)?;
+    // The reply to the final dot may take what is left of the reply deadline (the relay
+    // bounds the whole delivery by it too).
+    let downstream = Downstream::new(&config.downstream, &shared.hostname)
+        .context("downstream")?
+        .with_data_timeout(settings.reply_deadline);
+    let max_sanitizing = if config.smtp.max_sanitizing > 0 {
+        config.smtp.max_sanitizing
+    } else {
+        shared.workers
+    };
+    let mut listeners = Vec::new();
+    for addr in &config.smtp.listen {
+        let sa: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("smtp.listen: {addr:?} is not IP:PORT"))?;
+        let l = TcpListener::bind(sa)
+            .await
+            .with_context(|| format!("smtp.listen: cannot listen on {sa}"))?;
+        listeners.push(l);
+    }
+    let relay = Arc::new(Relay::new(RelayParts {
+        settings,
+        tls,
+        downstream,
+        transform: Arc::clone(&shared.transform),
+        max_sanitizing,
+        vault: Arc::clone(&shared.vault),
+        audit: shared.audit.clone(),
+        state: shared.state.clone(),
+    }));
+    for l in listeners {
+        let local = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(listen = %local, "SMTP relay listening");
+        let target = match config.downstream.kind {
+            crate::config::DownstreamKind::Dir => {
+                format!("directory {}", config.downstream.dir.display())
+            }
+            crate::config::DownstreamKind::Smtp => format!("SMTP {}", config.downstream.address),
+        };
+        crate::cli::say(&format!(
+            "mugai: SMTP relay listening on {local}, delivering to {target}"
+        ));
+        servers.spawn(Arc::clone(&relay).serve(l, config.smtp.max_sessions));
+    }
+    Ok(())
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let log = crate::logging::init(&config.log)?;
-    if !config.smtp.enabled {
-        bail!(
-            "nothing to serve: [smtp] enabled = false (the drop directory and HTTP API are not \
-             built yet)"
-        );
+    if !config.smtp.enabled && !config.dropdir.enabled && !config.http.enabled {
+        bail!("nothing to serve: [smtp], [dropdir] and [http] are all disabled");
     }
     if config.quarantine.dir.as_os_str().is_empty() {
         bail!(
-            "[quarantine] dir is required by mugai serve: the original of every message that \
-             is not clean is kept there before the sender hears 250 (see deploy/mugai.toml)"
+            "[quarantine] dir is required by mugai serve: the original of every item that \
+             is not clean is kept there before it is answered for (see deploy/mugai.toml)"
         );
     }
     let hostname = if config.smtp.hostname.is_empty() {
@@ -253,8 +322,6 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     } else {
         config.smtp.hostname.clone()
     };
-    let settings = relay_settings(&config.smtp, &hostname)?;
-    let tls = tls_acceptor(&config.smtp)?;
     let vault = Arc::new(Vault::open(&config.quarantine).context("quarantine")?);
     // Leftovers of a crash: temporary files of writes that never finished, and index rows of
     // messages whose sender got no reply (it retries; the rows become `deferred`).
@@ -268,68 +335,39 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let audit = AuditLog::open(&config.audit)
         .context("audit log")?
         .map(Arc::new);
-    // The reply to the final dot may take what is left of the reply deadline (the relay
-    // bounds the whole delivery by it too).
-    let downstream = Downstream::new(&config.downstream, &hostname)
-        .context("downstream")?
-        .with_data_timeout(settings.reply_deadline);
     let transform = crate::app::transform(config.policy.clone(), &config, false)?;
     let workers = if config.pool.workers > 0 {
         config.pool.workers
     } else {
         std::thread::available_parallelism().map_or(2, |n| n.get())
     };
-    let max_sanitizing = if config.smtp.max_sanitizing > 0 {
-        config.smtp.max_sanitizing
-    } else {
-        workers
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("mugai-io")
         .build()
         .context("cannot start the async runtime")?;
+    let (state_tx, state_rx) = watch::channel(RunState::Running);
+    let shared = Shared {
+        config: Arc::new(config),
+        transform: Arc::new(Current::new(transform)),
+        vault,
+        audit,
+        state: state_rx,
+        workers,
+        hostname,
+    };
     runtime.block_on(async move {
-        let mut listeners = Vec::new();
-        for addr in &config.smtp.listen {
-            let sa: SocketAddr = addr
-                .parse()
-                .with_context(|| format!("smtp.listen: {addr:?} is not IP:PORT"))?;
-            let l = TcpListener::bind(sa)
-                .await
-                .with_context(|| format!("smtp.listen: cannot listen on {sa}"))?;
-            listeners.push(l);
-        }
-        let (state_tx, state_rx) = watch::channel(RunState::Running);
-        let relay = Arc::new(Relay::new(RelayParts {
-            settings,
-            tls,
-            downstream,
-            transform,
-            max_sanitizing,
-            vault: Arc::clone(&vault),
-            audit,
-            state: state_rx,
-        }));
+        let config = Arc::clone(&shared.config);
         let mut servers = tokio::task::JoinSet::new();
-        for l in listeners {
-            let local = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(listen = %local, "SMTP relay listening");
-            crate::cli::say(&format!("mugai: SMTP relay listening on {local}"));
-            servers.spawn(Arc::clone(&relay).serve(l, config.smtp.max_sessions));
+        if config.smtp.enabled {
+            start_smtp(&shared, &mut servers).await?;
         }
-        let target = match config.downstream.kind {
-            crate::config::DownstreamKind::Dir => {
-                format!("directory {}", config.downstream.dir.display())
-            }
-            crate::config::DownstreamKind::Smtp => format!("SMTP {}", config.downstream.address),
-        };
         crate::cli::say(&format!(
-            "mugai: delivering to {target}; quarantine {}; SIGTERM stops, SIGHUP reloads",
+            "mugai: quarantine {}; SIGTERM stops, SIGHUP reloads the policy",
             config.quarantine.dir.display()
         ));
         let purge = tokio::spawn(purge_loop(
-            Arc::clone(&vault),
+            Arc::clone(&shared.vault),
             config.quarantine.retention_days,
         ));
 
@@ -340,13 +378,13 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload(&relay, &log, config_path.as_deref()).await,
+                _ = hup.recv() => reload(&shared.transform, &log, config_path.as_deref()).await,
                 done = servers.join_next() => {
                     if done.is_none() { break; }
                 }
             }
         }
-        tracing::info!("stopping: no new connections; in-flight transactions may finish");
+        tracing::info!("stopping: nothing new is taken; work in flight may finish");
         let _ = state_tx.send(RunState::Draining);
         let grace = Duration::from_secs(config.smtp.shutdown_grace_secs);
         let drained = tokio::time::timeout(grace, async {
@@ -370,7 +408,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// SIGHUP: reopen the log, reload the policy (the old one stays when the new one fails).
-async fn reload(relay: &Arc<Relay>, log: &crate::logging::LogFile, path: Option<&Path>) {
+async fn reload(current: &Current, log: &crate::logging::LogFile, path: Option<&Path>) {
     if let Err(e) = log.reopen() {
         tracing::error!(error = %e, "SIGHUP: cannot reopen the log file");
     }
@@ -386,7 +424,7 @@ async fn reload(relay: &Arc<Relay>, log: &crate::logging::LogFile, path: Option<
     .await;
     match built {
         Ok(Ok(t)) => {
-            relay.set_transform(t);
+            current.set(t);
             tracing::info!("SIGHUP: policy reloaded");
         }
         Ok(Err(e)) => {

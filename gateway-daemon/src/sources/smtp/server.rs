@@ -22,7 +22,7 @@
 //! downstream transaction gets a NOOP every `downstream.keepalive_secs`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -32,7 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use super::session::{Envelope, Event, Reply, Session, SessionConfig};
-use crate::sanitize::{Job, Mode, Transform};
+use crate::sanitize::{Current, Job, Mode};
 use crate::sinks::audit::{AuditLog, AuditRecord, Durations};
 use crate::sinks::downstream::{Downstream, MailParams, Transaction};
 use crate::sinks::index::{HeldItem, HoldStatus};
@@ -73,7 +73,7 @@ pub struct Relay {
     settings: RelaySettings,
     tls: Option<tokio_rustls::TlsAcceptor>,
     downstream: Downstream,
-    transform: RwLock<Arc<dyn Transform>>,
+    transform: Arc<Current>,
     sanitizing: Arc<Semaphore>,
     vault: Arc<Vault>,
     audit: Option<Arc<AuditLog>>,
@@ -97,8 +97,8 @@ pub struct RelayParts {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Where sanitized messages go.
     pub downstream: Downstream,
-    /// The transform (worker pool).
-    pub transform: Arc<dyn Transform>,
+    /// The transform (worker pool), shared with the other sources and replaced on SIGHUP.
+    pub transform: Arc<Current>,
     /// Messages sanitized at once.
     pub max_sanitizing: usize,
     /// The quarantine.
@@ -212,24 +212,12 @@ impl Relay {
             settings: parts.settings,
             tls: parts.tls,
             downstream: parts.downstream,
-            transform: RwLock::new(parts.transform),
+            transform: parts.transform,
             sanitizing: Arc::new(Semaphore::new(parts.max_sanitizing.max(1))),
             vault: parts.vault,
             audit: parts.audit,
             state: parts.state,
         }
-    }
-
-    /// Replaces the transform (SIGHUP with a new policy); messages in flight finish with the
-    /// old one.
-    pub fn set_transform(&self, transform: Arc<dyn Transform>) {
-        if let Ok(mut t) = self.transform.write() {
-            *t = transform;
-        }
-    }
-
-    fn transform(&self) -> Option<Arc<dyn Transform>> {
-        self.transform.read().ok().map(|t| Arc::clone(&t))
     }
 
     /// Accepts connections on `listener` until the run state leaves `Running`, each served by
@@ -637,9 +625,7 @@ impl Relay {
         let Ok(permit) = permit else {
             return Err(transient("4.3.2 Service shutting down"));
         };
-        let Some(transform) = self.transform() else {
-            return Err(transient("4.3.0 Internal error"));
-        };
+        let transform = self.transform.get();
         let job = Job {
             input: original,
             name: None,
