@@ -29,6 +29,7 @@
 //! assert_eq!(out.output.unwrap().name, "a.txt");
 //! ```
 
+pub mod actor;
 pub mod app;
 pub mod batch;
 pub mod cli;
