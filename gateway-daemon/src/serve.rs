@@ -368,6 +368,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         ));
         let purge = tokio::spawn(purge_loop(
             Arc::clone(&shared.vault),
+            shared.audit.clone(),
             config.quarantine.retention_days,
         ));
 
@@ -437,14 +438,20 @@ async fn reload(current: &Current, log: &crate::logging::LogFile, path: Option<&
     }
 }
 
-/// Purges expired quarantine entries at start and then hourly.
-async fn purge_loop(vault: Arc<Vault>, retention_days: u32) {
-    if retention_days == 0 {
-        return;
-    }
+/// Hourly: purges expired quarantine entries, and logs the audit log's head (its last `seq`
+/// and hash) so that lines removed from the end of the chain show up against the
+/// operational log (see `sinks::audit`, "Limits of a hash chain").
+async fn purge_loop(vault: Arc<Vault>, audit: Option<Arc<AuditLog>>, retention_days: u32) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
+        if let Some(a) = &audit {
+            let (seq, head) = a.head();
+            tracing::info!(seq, head = %head, file = %a.path().display(), "audit log head");
+        }
+        if retention_days == 0 {
+            continue;
+        }
         let v = Arc::clone(&vault);
         let done =
             tokio::task::spawn_blocking(move || v.purge_expired(jiff::Timestamp::now())).await;
