@@ -473,6 +473,14 @@ impl Relay {
                 return reply;
             }
         };
+        // A mail always has an output (notice-only at worst); without one there is nothing
+        // safe to deliver, so nothing is.
+        let Some(output) = outcome.output.take() else {
+            txn.abort().await;
+            tracing::error!(queue_id = %qid, "the transform returned no message for a mail");
+            return transient("4.3.0 Internal error, try again later");
+        };
+        let output = output.into_bytes();
         let report_id = outcome.report.id.clone();
 
         // The original is durable in the quarantine before anything is delivered.
@@ -528,14 +536,9 @@ impl Relay {
         };
 
         // Deliver, within what is left of the reply deadline.
-        let output = outcome
-            .output
-            .as_ref()
-            .map(|o| o.bytes())
-            .unwrap_or_default();
         let left = deadline.saturating_duration_since(Instant::now());
         let deliver_started = Instant::now();
-        let reply = match tokio::time::timeout(left, txn.data(output)).await {
+        let reply = match tokio::time::timeout(left, txn.data(&output)).await {
             Ok(r) => r,
             Err(_) => transient("4.4.7 Downstream delivery timed out"),
         };
