@@ -218,7 +218,7 @@ pub struct DownstreamSettings {
     pub helo: String,
     /// TLS to the downstream MTA: "none", "opportunistic" or "required".
     pub tls: TlsMode,
-    /// PEM CA certificates to verify the downstream with; "" = the system's roots.
+    /// PEM CA certificates to verify the downstream with; "" = the Mozilla roots built into mugai (webpki-roots).
     pub tls_ca: PathBuf,
     /// Seconds to connect and read the greeting.
     pub connect_timeout_secs: u64,
@@ -267,6 +267,88 @@ impl Default for AuditSettings {
     }
 }
 
+/// The drop directory (`mugai serve`): files dropped in `inbox` come out sanitized in
+/// `outbox`, subfolders preserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DropdirSettings {
+    /// Run the drop directory.
+    pub enabled: bool,
+    /// Where files arrive (writable from the internet side only).
+    pub inbox: PathBuf,
+    /// Where sanitized files appear (readable from the LGWAN side only).
+    pub outbox: PathBuf,
+    /// Claimed files in progress; on the same file system as `inbox` (claims are renames).
+    pub work: PathBuf,
+    /// Reports (JSON, one per file); "" = beside each output as `NAME.report.json`.
+    pub reports: PathBuf,
+    /// Seconds a file's size and mtime must stay unchanged before it is taken.
+    pub settle_secs: u64,
+    /// Seconds between full rescans of the inbox (inotify is the fast path).
+    pub rescan_secs: u64,
+    /// Files sanitized at once; 0 = the pool's worker count.
+    pub max_concurrent: usize,
+}
+
+impl Default for DropdirSettings {
+    fn default() -> DropdirSettings {
+        DropdirSettings {
+            enabled: true,
+            inbox: "mugai-data/inbox".into(),
+            outbox: "mugai-data/outbox".into(),
+            work: "mugai-data/work".into(),
+            reports: PathBuf::new(),
+            settle_secs: 2,
+            rescan_secs: 30,
+            max_concurrent: 0,
+        }
+    }
+}
+
+/// The HTTP API and admin listener (`mugai serve`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Run the HTTP listener.
+    pub enabled: bool,
+    /// `IP:PORT`; anything but loopback requires `tls_cert`/`tls_key`.
+    pub listen: String,
+    /// PEM certificate chain; "" = plain HTTP (loopback only).
+    pub tls_cert: PathBuf,
+    /// PEM private key.
+    pub tls_key: PathBuf,
+    /// Users, roles, password hashes and API tokens (`mugai user ...` edits it).
+    pub users_file: PathBuf,
+    /// Largest request body in bytes (413 over it).
+    pub max_body_bytes: u64,
+    /// Requests handled at once (503 over it).
+    pub max_concurrent: usize,
+    /// Seconds a request may take.
+    pub timeout_secs: u64,
+    /// Seconds a report stays available at `/v1/reports/{id}`.
+    pub report_retention_secs: u64,
+    /// Where approved file releases are written (`released/` in the drop directory's outbox
+    /// by default).
+    pub released_dir: PathBuf,
+}
+
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings {
+            enabled: true,
+            listen: "127.0.0.1:8025".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            users_file: "mugai-data/users.sqlite".into(),
+            max_body_bytes: 50 * 1024 * 1024,
+            max_concurrent: 16,
+            timeout_secs: 300,
+            report_retention_secs: 86_400,
+            released_dir: "mugai-data/outbox/released".into(),
+        }
+    }
+}
+
 /// Operational logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -300,6 +382,8 @@ struct Machine {
     downstream: DownstreamSettings,
     audit: AuditSettings,
     log: LogSettings,
+    dropdir: DropdirSettings,
+    http: HttpSettings,
 }
 
 /// The whole configuration.
@@ -319,6 +403,10 @@ pub struct Config {
     pub audit: AuditSettings,
     /// Operational logs.
     pub log: LogSettings,
+    /// The drop directory.
+    pub dropdir: DropdirSettings,
+    /// The HTTP API.
+    pub http: HttpSettings,
     /// The sanitizing policy (`[policy]`).
     pub policy: Policy,
 }
@@ -341,6 +429,8 @@ impl Config {
             downstream: machine.downstream,
             audit: machine.audit,
             log: machine.log,
+            dropdir: machine.dropdir,
+            http: machine.http,
             policy,
         })
     }

@@ -29,6 +29,7 @@
 //! assert_eq!(out.output.unwrap().name, "a.txt");
 //! ```
 
+pub mod actor;
 pub mod app;
 pub mod batch;
 pub mod cli;
@@ -37,7 +38,9 @@ pub mod convert;
 pub mod fonts;
 pub mod i18n;
 pub mod isolate;
+pub mod logging;
 pub mod sanitize;
+pub mod serve;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;

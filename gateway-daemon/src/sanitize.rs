@@ -156,6 +156,41 @@ pub trait Transform: Send + Sync {
     fn run(&self, job: &Job) -> Result<JobOutcome, TransformError>;
 }
 
+/// The daemon's current transform, shared by every source and replaced on SIGHUP (a new
+/// policy); jobs already running finish with the one they started with.
+pub struct Current(std::sync::RwLock<Arc<dyn Transform>>);
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Current").finish_non_exhaustive()
+    }
+}
+
+impl Current {
+    /// Starts with `transform`.
+    pub fn new(transform: Arc<dyn Transform>) -> Current {
+        Current(std::sync::RwLock::new(transform))
+    }
+
+    /// The transform to run the next job with.
+    pub fn get(&self) -> Arc<dyn Transform> {
+        let guard = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&guard)
+    }
+
+    /// Replaces the transform for jobs that start from now on.
+    pub fn set(&self, transform: Arc<dyn Transform>) {
+        let mut guard = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = transform;
+    }
+}
+
 /// Runs jobs in the calling thread with a fixed policy.
 pub struct InProcess {
     policy: Policy,

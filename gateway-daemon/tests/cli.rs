@@ -1492,13 +1492,21 @@ fn completions_and_manual_page_are_generated() {
 }
 
 #[test]
-fn help_describes_only_what_is_built() {
-    for args in [vec!["--help"], vec!["sanitize", "--help"], vec!["policy"]] {
-        let assert = mugai().args(&args).assert().code(0);
-        let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
-        assert!(!out.contains("mugai serve"), "{args:?}: {out}");
-        assert!(!out.to_lowercase().contains("daemon"), "{args:?}: {out}");
+fn help_teaches_the_relay() {
+    let top = mugai().arg("--help").assert().code(0);
+    let top = String::from_utf8_lossy(&top.get_output().stdout).into_owned();
+    assert!(top.contains("serve"), "{top}");
+    let serve = mugai().args(["serve", "--help"]).assert().code(0);
+    let serve = String::from_utf8_lossy(&serve.get_output().stdout).into_owned();
+    for needle in ["--config", "deploy/mugai.toml", "swaks", "451", "SIGHUP"] {
+        assert!(serve.contains(needle), "{needle}: {serve}");
     }
+    // Without a quarantine the daemon refuses to start, saying why.
+    mugai()
+        .arg("serve")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("[quarantine] dir is required"));
 }
 
 const DEPLOY_QUARANTINE_DIR: &str = "dir = \"mugai-data/quarantine\"";
@@ -1575,4 +1583,246 @@ TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\r\n--b--\r\n";
     let text = read(&with);
     assert!(text.contains("元のファイルが必要な場合"), "{text}");
     assert!(text.contains("To obtain the original"), "{text}");
+}
+
+/// Writes a configuration whose quarantine is `q`, encrypted with the key in `key`.
+fn keyed_config(dir: &Path, name: &str, q: &Path, key: &Path) -> PathBuf {
+    let text = format!(
+        "[quarantine]\ndir = {:?}\nkey_file = {:?}\n",
+        q.to_str().unwrap(),
+        key.to_str().unwrap()
+    );
+    write(dir, name, text.as_bytes())
+}
+
+#[test]
+fn quarantine_get_of_an_encrypted_original_needs_the_configured_key() {
+    use gateway_daemon::sinks::index::{HeldItem, HoldStatus};
+    use gateway_daemon::sinks::vault::Vault;
+
+    let d = tempfile::tempdir().unwrap();
+    let q = d.path().join("q");
+    let key = d.path().join("etc/quarantine.key");
+    let config = keyed_config(d.path(), "mugai.toml", &q, &key);
+    let input = write(d.path(), "in/bad.exe", EXE);
+    let report = d.path().join("r.jsonl");
+
+    // The command line seals what it quarantines with the configuration's key (made now).
+    mugai()
+        .arg("sanitize")
+        .arg("--config")
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .arg(&input)
+        .arg("-o")
+        .arg(d.path().join("out/bad.exe"))
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("created the quarantine key"));
+    assert!(key.is_file());
+    let report_id = report_lines(&report)[0]["id"].as_str().unwrap().to_owned();
+    let hash = sha256(EXE);
+    let on_disk = std::fs::read(q.join(&hash[..2]).join(&hash).join("original")).unwrap();
+    assert!(on_disk.starts_with(b"MUGAIQ\0\x01"));
+    assert!(!on_disk.windows(EXE.len()).any(|w| w == EXE));
+
+    // The relay's vault (same settings) holds a mail beside it, with its index row.
+    let settings = gateway_daemon::config::Config::load(&config)
+        .unwrap()
+        .quarantine;
+    let vault = Vault::open(&settings).unwrap();
+    let mail_report =
+        sanitizer_core::sanitize_file(EXE, Some("attached.exe"), &Default::default()).report;
+    let mail = [MAIL, b"\r\n--\r\n" as &[u8]].concat();
+    vault
+        .hold(
+            &mail,
+            &HeldItem {
+                report_id: mail_report.id.clone(),
+                quarantine_id: String::new(),
+                received_at: "2026-03-01T09:00:00Z".into(),
+                source: "smtp".into(),
+                client_ip: Some("192.0.2.1".into()),
+                helo: None,
+                mail_from: Some("sender@example.jp".into()),
+                rcpt_to: vec!["staff@city.example.lg.jp".into()],
+                message_id: Some("<1@example.jp>".into()),
+                subject: Some("meeting".into()),
+                header_from: None,
+                file_name: None,
+                size: mail.len() as u64,
+                verdict: "sanitized".into(),
+                threats: vec![],
+                report_json: String::new(),
+                status: HoldStatus::Held,
+                downstream_reply: None,
+            },
+            &mail_report,
+        )
+        .unwrap();
+    drop(vault);
+
+    // list and show need no key (reports are not encrypted).
+    let assert = mugai()
+        .args(["quarantine", "list"])
+        .arg(&q)
+        .assert()
+        .code(0);
+    let list = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert_eq!(list.lines().count(), 2, "{list}");
+    assert!(list.contains(&hash) && list.contains("bad.exe"), "{list}");
+    mugai()
+        .args(["quarantine", "show"])
+        .arg(&q)
+        .arg(&report_id)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(format!("sha256: {hash}")))
+        .stdout(predicate::str::contains(format!(
+            "size: {} bytes",
+            EXE.len()
+        )));
+
+    // get without the key: a clear message, nothing written.
+    let got = d.path().join("review/original.bin");
+    std::fs::create_dir_all(got.parent().unwrap()).unwrap();
+    mugai()
+        .args(["quarantine", "get"])
+        .arg(&q)
+        .arg(&report_id)
+        .arg("-o")
+        .arg(&got)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("encrypted at rest"))
+        .stderr(predicate::str::contains("--config"));
+    assert!(!got.exists());
+
+    // With the configuration: the original itself, by report id or hash.
+    mugai()
+        .args(["quarantine", "get", "--config"])
+        .arg(&config)
+        .arg(&q)
+        .arg(&report_id)
+        .arg("-o")
+        .arg(&got)
+        .assert()
+        .code(0);
+    assert_eq!(std::fs::read(&got).unwrap(), EXE);
+    let got_mail = d.path().join("review/mail.eml");
+    mugai()
+        .args(["quarantine", "get", "--config"])
+        .arg(&config)
+        .arg(&q)
+        .arg(&mail_report.id)
+        .arg("-o")
+        .arg(&got_mail)
+        .assert()
+        .code(0);
+    assert_eq!(std::fs::read(&got_mail).unwrap(), mail);
+
+    // Another key is refused, naming the key the store uses.
+    let other_key = d.path().join("etc/other.key");
+    write(d.path(), "etc/other.key", "ab".repeat(32).as_bytes());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = keyed_config(d.path(), "other.toml", &q, &other_key);
+    mugai()
+        .args(["quarantine", "get", "--config"])
+        .arg(&other)
+        .arg(&q)
+        .arg(&hash)
+        .arg("-o")
+        .arg(d.path().join("review/x.bin"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("key whose id is"));
+
+    // And nothing is added in clear to the encrypted store by a run without the key.
+    mugai()
+        .arg("sanitize")
+        .arg("--quarantine")
+        .arg(&q)
+        .arg(write(d.path(), "in2/other.exe", b"MZ another one"))
+        .arg("-o")
+        .arg(d.path().join("out2/other.exe"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("encrypts originals at rest"));
+    assert!(
+        !q.join(&sha256(b"MZ another one")[..2])
+            .join(sha256(b"MZ another one"))
+            .join("original")
+            .exists()
+    );
+}
+
+#[test]
+fn audit_verify_says_intact_or_names_the_first_bad_line() {
+    use gateway_daemon::config::AuditSettings;
+    use gateway_daemon::sinks::audit::{AuditLog, AuditRecord};
+
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("audit.jsonl");
+    let log = AuditLog::open(&AuditSettings {
+        file: path.clone(),
+        address_hmac_key_file: PathBuf::new(),
+    })
+    .unwrap()
+    .unwrap();
+    for i in 0..4 {
+        let report =
+            sanitizer_core::sanitize_file(HTML, Some("a.html"), &Default::default()).report;
+        let mut rec = AuditRecord::from_report(&report);
+        rec.queue_id = format!("Q{i}");
+        rec.mail_from = Some("sender@example.jp".into());
+        rec.rcpt_to = vec!["staff@city.example.lg.jp".into()];
+        log.append(&rec).unwrap();
+    }
+    drop(log);
+
+    mugai()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("chain intact: 4 lines"))
+        .stdout(predicate::str::contains("last seq 4"));
+
+    // A changed verdict on line 2: found at line 3, whose prev no longer matches.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[1] = lines[1].replace("\"sanitized\"", "\"clean\"");
+    assert_ne!(lines[1], text.lines().nth(1).unwrap());
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    mugai()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("line 3:"))
+        .stderr(predicate::str::contains("line 2 was changed"));
+
+    // A deleted line.
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.remove(2);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    mugai()
+        .args(["audit", "verify"])
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "line 3: seq 4 where 3 was expected",
+        ));
+
+    // A file that is not there is an error too (exit 1), not an intact chain.
+    mugai()
+        .args(["audit", "verify"])
+        .arg(d.path().join("missing.jsonl"))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("missing.jsonl"));
 }

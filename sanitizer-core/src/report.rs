@@ -102,6 +102,17 @@ pub enum Verdict {
     Blocked,
 }
 
+impl Verdict {
+    /// The snake_case name used in reports (`clean`, `sanitized`, `blocked`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Clean => "clean",
+            Verdict::Sanitized => "sanitized",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
 /// What was done to one part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

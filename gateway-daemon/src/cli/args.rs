@@ -68,10 +68,28 @@ Examples:
 ";
 
 const QUARANTINE_HELP: &str = "\
+Encrypted quarantines:
+  When the configuration sets [quarantine] key_file, originals are encrypted at rest. list and
+  show work without the key (reports are not encrypted); get needs it: pass the configuration
+  with --config. Without it, get of an encrypted original fails (exit 2).
+
 Examples:
   mugai quarantine list /var/lib/mugai/quarantine
   mugai quarantine show /var/lib/mugai/quarantine 0193a6c2-...   # a report id
   mugai quarantine get /var/lib/mugai/quarantine 3f2a... -o /root/review/original.bin
+  mugai quarantine get --config /etc/mugai/mugai.toml /var/lib/mugai/quarantine 0193a6c2-... \\
+      -o /root/review/original.eml
+
+";
+
+const AUDIT_HELP: &str = "\
+Exit codes:
+  0  the chain is intact (prints the number of lines and the head: keep a copy of it elsewhere;
+     lines removed from the very end can only be noticed against such a copy)
+  1  the chain is broken (the first bad line and why), or the file cannot be read
+
+Example:
+  mugai audit verify /var/lib/mugai/audit.jsonl
 
 ";
 
@@ -128,6 +146,22 @@ pub enum Command {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    /// Run the daemon: the inline SMTP relay (internet-side MTA -> Mugai -> LGWAN-side MTA).
+    ///
+    /// Every message is sanitized in the sandboxed worker pool and handed downstream (an SMTP
+    /// server, or a directory for first runs); the sender hears 250 only after the downstream
+    /// accepted the sanitized message, so nothing is lost: on any transient failure it hears
+    /// 451 and retries. Originals that were not clean are kept in the quarantine (encrypted
+    /// when a key is configured) and each message is recorded in the hash-chained audit log.
+    /// Runs in the foreground; SIGTERM stops it gracefully, SIGHUP reloads the policy and
+    /// reopens the log file.
+    #[command(after_help = SERVE_HELP)]
+    Serve {
+        /// The configuration (TOML; see `mugai config`). Default: the built-in configuration,
+        /// which has no quarantine, so one is needed in practice (deploy/mugai.toml has one).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Print the default configuration (commented TOML): host paths, worker pool, quarantine.
     ///
     /// Paths on this machine live here, not in the policy, so one policy can serve several
@@ -145,6 +179,9 @@ pub enum Command {
     /// `get` writes the original (untrusted!) to a path you name, never beside safe outputs.
     #[command(subcommand, after_help = QUARANTINE_HELP)]
     Quarantine(QuarantineCommand),
+    /// Check the hash-chained audit log (the configuration's [audit] file).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -155,6 +192,21 @@ pub enum Command {
     Man,
 }
 
+const SERVE_HELP: &str = "\
+Examples:
+  mugai serve --config deploy/mugai.toml
+      Relay on 127.0.0.1:2525 into ./mugai-data/delivered (one file per message), quarantine
+      and audit log under ./mugai-data. Try it:
+        swaks --server 127.0.0.1:2525 --to staff@example.lg.jp --attach @invoice.docm
+  mugai check-config /etc/mugai/mugai.toml
+      Check a configuration before (re)starting the service.
+
+Replies the sender may see: 250 only after the downstream said 250; 451 when the downstream
+is down or says 4xx, the quarantine disk is full, or the relay is overloaded (the sender's
+queue retries); 5xx when the downstream refuses; 550 5.7.1 for a recipient domain not in
+smtp.accepted_domains; 554 for a client outside smtp.client_networks or a mail loop.
+";
+
 /// `mugai quarantine ...`.
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
@@ -162,6 +214,9 @@ pub enum QuarantineCommand {
     List {
         /// The quarantine directory.
         dir: PathBuf,
+        /// Configuration whose [quarantine] key_file holds the key (see below).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Show one entry and its reports (JSON with --json).
     Show {
@@ -172,6 +227,9 @@ pub enum QuarantineCommand {
         /// Print the stored reports as JSON Lines instead of a summary.
         #[arg(long)]
         json: bool,
+        /// Configuration whose [quarantine] key_file holds the key (see below).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Write the original of an entry to FILE (never overwritten; mode 0600).
     Get {
@@ -183,6 +241,23 @@ pub enum QuarantineCommand {
         /// safe outputs.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Configuration whose [quarantine] key_file holds the key: needed for originals
+        /// encrypted at rest.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `mugai audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: every line's seq follows the one before and its prev is the
+    /// SHA-256 of the line before. Prints "chain intact: N lines" or the first bad line and why
+    /// (changed, deleted, reordered, not a record).
+    #[command(after_help = AUDIT_HELP)]
+    Verify {
+        /// The audit log (JSON Lines).
+        file: PathBuf,
     },
 }
 

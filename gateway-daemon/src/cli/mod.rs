@@ -1,5 +1,5 @@
 //! The `mugai` command line: [`args`] declares the arguments and help; this module runs the
-//! small commands (`policy`, `check-policy`, `config`, `check-config`, `quarantine`,
+//! small commands (`policy`, `check-policy`, `config`, `check-config`, `quarantine`, `audit`,
 //! `completions`, `man`) and
 //! `run` the sanitizing ones (`sanitize`, `mail`).
 //!
@@ -21,14 +21,16 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
 
-pub use args::{Cli, Command, Common, MailArgs, PolicyArgs, QuarantineCommand, SanitizeArgs};
+pub use args::{
+    AuditCommand, Cli, Command, Common, MailArgs, PolicyArgs, QuarantineCommand, SanitizeArgs,
+};
 
 use crate::app::load_policy;
 use crate::config::{Config, DEFAULT_CONFIG_TOML};
 use crate::i18n::Lang;
 use crate::sinks::atomic::{Access, Existing, write_atomic};
 use crate::sinks::outbox::escape_for_display;
-use crate::sinks::quarantine::{DirStore, QuarantineStore};
+use crate::sinks::quarantine::{DirStore, QuarantineError, QuarantineStore, load_key};
 
 /// Why a command stopped before its work was done.
 #[derive(Debug)]
@@ -61,8 +63,11 @@ fn print_out(bytes: &[u8]) -> Result<(), Fatal> {
 
 /// Parses the command line, runs it, and returns the process exit code.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // The daemon sets up its own logging from its configuration.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_tracing();
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(Fatal::Usage(sub, msg)) => {
@@ -85,6 +90,16 @@ pub fn main() -> ExitCode {
         }
         Err(Fatal::Closed) => ExitCode::SUCCESS,
     }
+}
+
+/// `mugai serve`: configuration errors exit 2, everything else 1.
+fn serve(path: Option<std::path::PathBuf>) -> Result<ExitCode, Fatal> {
+    let config = match &path {
+        Some(p) => Config::load(p).map_err(|e| Fatal::Config(format!("{e:#}")))?,
+        None => Config::default(),
+    };
+    crate::serve::run(config, path).map_err(|e| Fatal::Config(format!("{e:#}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to standard error, filtered by `RUST_LOG` (`warn` by default). They never contain
@@ -118,11 +133,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
         Command::Sanitize(args) => run::sanitize(args),
         Command::Mail(args) => run::mail(args),
         Command::Quarantine(q) => quarantine(q),
+        Command::Audit(AuditCommand::Verify { file }) => audit_verify(&file),
         Command::Config => {
             print_out(DEFAULT_CONFIG_TOML.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => check_config(&file),
+        Command::Serve { config } => serve(config),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "mugai", &mut buf);
@@ -161,7 +178,15 @@ fn check_policy(file: &Path) -> Result<ExitCode, Fatal> {
 /// `check-config`: parse and validate (its [policy] too), then look for what would fail.
 fn check_config(file: &Path) -> Result<ExitCode, Fatal> {
     let config = Config::load(file).map_err(|e| Fatal::Config(format!("{e:#}")))?;
-    report_problems(file, "configuration", &config.runtime_problems())
+    let (mut problems, warnings) = crate::serve::check(&config);
+    for w in &warnings {
+        say(&format!(
+            "mugai: configuration file {}: warning: {w}",
+            file.display()
+        ));
+    }
+    problems.extend(config.runtime_problems());
+    report_problems(file, "configuration", &problems)
 }
 
 /// Prints `FILE: OK`, or each problem on stderr with exit 2.
@@ -176,70 +201,99 @@ fn report_problems(file: &Path, what: &str, problems: &[String]) -> Result<ExitC
     Ok(ExitCode::from(2))
 }
 
+/// A quarantine error for people: a missing or wrong key is the caller's configuration
+/// (exit 2), anything else exit 1.
+fn quarantine_fatal(e: QuarantineError) -> Fatal {
+    match e {
+        QuarantineError::Key(_) => Fatal::Config(e.to_string()),
+        e => Fatal::Io(e.to_string()),
+    }
+}
+
 /// `mugai quarantine list|show|get`.
 fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
-    let open = |dir: &Path| {
+    // The key comes from the configuration's [quarantine] key_file, if one is given; it is
+    // only read here, never created.
+    let open = |dir: &Path, config: Option<&Path>| {
         if !dir.is_dir() {
             return Err(Fatal::Config(format!(
                 "{} is not a quarantine directory",
                 dir.display()
             )));
         }
-        DirStore::open(dir).map_err(|e| Fatal::Io(e.to_string()))
+        let key_file = match config {
+            Some(p) => {
+                Config::load(p)
+                    .map_err(|e| Fatal::Config(format!("{e:#}")))?
+                    .quarantine
+                    .key_file
+            }
+            None => std::path::PathBuf::new(),
+        };
+        let key = if key_file.as_os_str().is_empty() {
+            None
+        } else {
+            Some(load_key(&key_file).map_err(|e| Fatal::Config(format!("{e:#}")))?)
+        };
+        DirStore::open_with_key(dir, key).map_err(quarantine_fatal)
     };
     let lookup = |store: &DirStore, key: &str| {
         let id = store.find(key).map_err(|e| Fatal::Io(e.to_string()))?;
-        store.get(&id).map_err(|e| Fatal::Io(e.to_string()))
+        store.get(&id).map_err(quarantine_fatal)
     };
     match cmd {
-        QuarantineCommand::List { dir } => {
-            let store = open(&dir)?;
+        QuarantineCommand::List { dir, config } => {
+            let store = open(&dir, config.as_deref())?;
             let ids = store.list().map_err(|e| Fatal::Io(e.to_string()))?;
             let mut out = String::new();
             for id in ids {
-                let entry = store.get(&id).map_err(|e| Fatal::Io(e.to_string()))?;
+                // Reports only: listing needs no key and does not read the originals.
+                let reports = store.reports(&id).map_err(quarantine_fatal)?;
                 let when = store
                     .stored_at(&id)
                     .and_then(|t| jiff::Timestamp::try_from(t).ok())
                     .map_or_else(|| "-".to_owned(), |t| format!("{t:.0}"));
-                let last = entry.reports.last();
+                let last = reports.last();
                 let name = last
                     .and_then(|r| r.input.name.as_deref())
                     .map_or_else(|| "-".to_owned(), escape_for_display);
-                let verdict = last.map_or("-", |r| match r.verdict {
-                    sanitizer_core::Verdict::Clean => "clean",
-                    sanitizer_core::Verdict::Sanitized => "sanitized",
-                    sanitizer_core::Verdict::Blocked => "blocked",
-                });
+                let verdict = last.map_or("-", |r| r.verdict.as_str());
                 let threats = last.map(|r| r.threats().join(",")).unwrap_or_default();
                 out.push_str(&format!(
                     "{id}  {when}  {verdict:<9}  {name}  [{threats}]  reports: {}\n",
-                    entry.reports.len()
+                    reports.len()
                 ));
             }
             print_out(out.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        QuarantineCommand::Show { dir, id, json } => {
-            let store = open(&dir)?;
-            let entry = lookup(&store, &id)?;
+        QuarantineCommand::Show {
+            dir,
+            id,
+            json,
+            config,
+        } => {
+            let store = open(&dir, config.as_deref())?;
+            // Reports only: showing needs no key; the size is the one the reports recorded.
+            let id = store.find(&id).map_err(|e| Fatal::Io(e.to_string()))?;
+            let reports = store.reports(&id).map_err(quarantine_fatal)?;
             let mut out = String::new();
             if json {
-                for r in &entry.reports {
+                for r in &reports {
                     out.push_str(&r.to_json_line());
                     out.push('\n');
                 }
             } else {
                 out.push_str(&format!(
                     "sha256: {}\nsize: {} bytes\nstored: {}\n",
-                    entry.id,
-                    entry.original.len(),
+                    id,
+                    reports.last().map_or(0, |r| r.input.size),
                     store
-                        .stored_at(&entry.id)
+                        .stored_at(&id)
                         .and_then(|t| jiff::Timestamp::try_from(t).ok())
                         .map_or_else(|| "-".to_owned(), |t| format!("{t:.0}")),
                 ));
-                for r in &entry.reports {
+                for r in &reports {
                     out.push_str(&format!(
                         "report {}: {} {:?} kind={} threats=[{}]\n",
                         r.id,
@@ -261,8 +315,13 @@ fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
             print_out(out.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        QuarantineCommand::Get { dir, id, output } => {
-            let store = open(&dir)?;
+        QuarantineCommand::Get {
+            dir,
+            id,
+            output,
+            config,
+        } => {
+            let store = open(&dir, config.as_deref())?;
             let entry = lookup(&store, &id)?;
             let parent = match output.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -292,6 +351,44 @@ fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
                 entry.id
             ));
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `mugai audit verify FILE`: exit 0 with "chain intact: N lines", or 1 with the first bad
+/// line and why.
+fn audit_verify(file: &Path) -> Result<ExitCode, Fatal> {
+    use crate::sinks::audit::{VerifyError, verify};
+    match verify(file) {
+        Ok(s) => {
+            let recovered = if s.recovered_lines > 0 {
+                format!(
+                    "; {} damaged line(s) after crashes, each recorded by a recovery line",
+                    s.recovered_lines
+                )
+            } else {
+                String::new()
+            };
+            print_out(
+                format!(
+                    "{}: chain intact: {} lines; last seq {}; head sha256 {}{recovered}\n",
+                    file.display(),
+                    s.lines,
+                    s.last_seq,
+                    s.head
+                )
+                .as_bytes(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ VerifyError::Io { .. }) => Err(Fatal::Io(e.to_string())),
+        Err(e) => {
+            say(&format!(
+                "mugai: {}: chain broken: {}",
+                file.display(),
+                escape_for_display(&e.to_string())
+            ));
+            Ok(ExitCode::from(1))
         }
     }
 }

@@ -20,6 +20,8 @@
 //!   still where the user has it).
 //! - A quarantine failure is exit 1, the item's report then has `quarantine_id: null`; the
 //!   message says whether it was transient (disk full) or permanent.
+//! - With `--config` whose `[quarantine] key_file` is set, originals are encrypted at rest with
+//!   that key (created, 0600, when missing), as `mugai serve` stores them.
 //! - A symlink given as an argument is followed, as `cp` would (the user named it); symlinks
 //!   found by a walk never are. An argument that is not a regular file (`/dev/zero`, a FIFO, a
 //!   socket, a device) is refused (exit 1) without being opened for reading.
@@ -48,7 +50,7 @@ use crate::sanitize::{Job, JobOutcome, Mode};
 use crate::shutdown::Shutdown;
 use crate::sinks::atomic::Access;
 use crate::sinks::outbox::{Dest, Outbox, block_reason, escape_for_display};
-use crate::sinks::quarantine::{QuarantineId, QuarantineStore};
+use crate::sinks::quarantine::{DirStore, QuarantineId, QuarantineStore, load_or_create_key};
 use crate::sinks::report::{Context, ReportLog};
 use crate::sinks::{Delivered, Delivery};
 use crate::sources::files::{
@@ -127,8 +129,25 @@ fn setup(
                 .map_err(|e| Fatal::Io(format!("report file {}: {e}", p.display())))?,
         ),
     };
-    let app = App::build(policy, &config, quarantine.as_deref(), common.no_isolation)
+    let mut app = App::build(policy, &config, quarantine.as_deref(), common.no_isolation)
         .map_err(|e| Fatal::Io(format!("{e:#}")))?;
+    // Originals are encrypted at rest with the configuration's key, as the relay does.
+    if let Some(dir) = &quarantine
+        && !config.quarantine.key_file.as_os_str().is_empty()
+    {
+        let loaded = load_or_create_key(&config.quarantine.key_file)
+            .map_err(|e| Fatal::Config(format!("[quarantine] key_file: {e:#}")))?;
+        if loaded.created {
+            say(&format!(
+                "mugai: created the quarantine key {} (back it up: encrypted originals cannot \
+                 be read without it)",
+                config.quarantine.key_file.display()
+            ));
+        }
+        let store = DirStore::open_with_key(dir, Some(loaded.key))
+            .map_err(|e| Fatal::Config(format!("quarantine {}: {e}", dir.display())))?;
+        app.quarantine = Some(store);
+    }
     let runner = Runner {
         lang: Lang::detect(common.lang),
         reports,
@@ -277,11 +296,7 @@ impl Runner {
             kind = %r.input.kind,
             ms = r.duration_ms,
             "Item {}.",
-            match r.verdict {
-                Verdict::Clean => "clean",
-                Verdict::Sanitized => "sanitized",
-                Verdict::Blocked => "blocked",
-            }
+            r.verdict.as_str()
         );
         let written = delivered.as_ref().and_then(Delivered::display);
         match &mut self.reports {

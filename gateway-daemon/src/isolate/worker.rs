@@ -281,9 +281,15 @@ mod hooks {
         recurse(n.wrapping_add(buf.iter().sum::<u64>())).wrapping_add(1)
     }
 
-    /// Runs the hook named by `body`, if any; returns the exit code when it returns at all.
+    /// Runs the hook named by `body` (at its start, or at the start of a mail's body, so a
+    /// relay that prepends `Received:` still reaches it), if any; returns the exit code when
+    /// it returns at all.
     pub fn run(body: &[u8], header: &JobHeader) -> Option<i32> {
-        let name = body.strip_prefix(PREFIX)?;
+        let mail_body = || {
+            let end = body.windows(4).position(|w| w == b"\r\n\r\n")?;
+            body.get(end + 4..)?.strip_prefix(PREFIX)
+        };
+        let name = body.strip_prefix(PREFIX).or_else(mail_body)?;
         let name = std::str::from_utf8(name).ok()?.trim();
         Some(match name {
             "spin" => loop {

@@ -8,9 +8,15 @@
 //! the source decides what that means for it (an exit code, an SMTP reply, a retry).
 
 pub mod atomic;
+pub mod audit;
+pub mod downstream;
+pub mod index;
 pub mod outbox;
 pub mod quarantine;
 pub mod report;
+#[cfg(test)]
+mod testfs;
+pub mod vault;
 
 use std::path::PathBuf;
 

@@ -7,4 +7,5 @@
 //! quarantine before 250) is built on this session; see the README's status section for what
 //! exists today.
 
+pub mod server;
 pub mod session;

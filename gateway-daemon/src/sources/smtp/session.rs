@@ -247,6 +247,21 @@ impl Session {
         self.tls
     }
 
+    /// The transaction so far (MAIL parameters, accepted recipients).
+    pub fn envelope(&self) -> &Envelope {
+        &self.envelope
+    }
+
+    /// Whether message data is being read (the I/O loop waits with the data timeout).
+    pub fn in_data(&self) -> bool {
+        self.phase == Phase::Data
+    }
+
+    /// Whether a transaction is open (MAIL accepted, or data being read).
+    pub fn in_transaction(&self) -> bool {
+        matches!(self.phase, Phase::InMail | Phase::Data)
+    }
+
     /// Whether the session is closed.
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
