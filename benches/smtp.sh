@@ -167,6 +167,13 @@ tls = "none"
 [audit]
 file = "$work/state/audit.jsonl"
 
+# Only the relay: the drop folder and the HTTP API would want their own paths and port.
+[dropdir]
+enabled = false
+
+[http]
+enabled = false
+
 [log]
 file = "$work/mugai.log"
 EOF

@@ -11,7 +11,8 @@
 #
 # Without a mugai binary, an smtp-sink stands in for Mugai: that checks Postfix's side only
 # (the hop to Mugai, and for content-filter/ that the reinjection smtpd delivers to the LGWAN
-# side without filtering again). Exit status 0 when every check passed.
+# side without filtering again). Exit status 0 when every check passed. KEEP=1 keeps each
+# layout's temporary folder (configurations, logs, the messages that arrived).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -140,6 +141,13 @@ key_file = "$work/mugai-state/quarantine.key"
 
 [audit]
 file = "$work/mugai-state/audit.jsonl"
+
+# Only the relay: the drop folder and the HTTP API would want their own paths and port.
+[dropdir]
+enabled = false
+
+[http]
+enabled = false
 EOF
         "$mugai" check-config "$work/mugai.toml" >"$work/mugai-check.out" 2>&1 \
             || { cat "$work/mugai-check.out"; fail "mugai check-config"; }
@@ -175,8 +183,22 @@ EOF
             || { tail -20 "$work/mugai.log" >&2; fail "nothing reached the LGWAN side in 60 s"; }
         local got
         got=$(grep -ls -- "postfix-check-$layout" "$work"/lgwan/*)
-        grep -qi '^X-Mugai-Report-Id:' "$got" || fail "arrived without X-Mugai-Report-Id"
-        if grep -qi '<script' "$got"; then fail "the script survived"; fi
+        # The body may be base64: read it as a mail reader would.
+        python3 - "$got" <<'PY' || fail "arrived, but not as Mugai delivers it"
+import email, email.policy, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
+part = m.get_body(("plain", "html"))
+body = part.get_content() if part else ""
+problems = [why for bad, why in (
+    (not m.get("X-Mugai-Report-Id"), "no X-Mugai-Report-Id"),
+    ("Sanitization notice" not in body, "no notice"),
+    ("<script" in body or "alert(" in body, "the script survived"),
+    ("http://evil.test" in body, "the link was not defanged"),
+) if bad]
+if problems:
+    print("\n".join(problems), file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
         echo "ok   [$layout] Postfix -> mugai serve -> LGWAN side: arrived sanitized ($(grep -ci '^Received:' "$got") Received: headers)"
     else
         wait_for "$work/mugai" 30 "postfix-check-$layout" || fail "nothing reached Mugai's port in 30 s"
@@ -204,9 +226,8 @@ EOF
     echo "ok   [$layout] Postfix's queue is empty"
     if grep -E 'warning:|error:|fatal:|panic:' "$work/postfix.log"; then fail "Postfix logged the warnings above"; fi
     echo "ok   [$layout] no warning in Postfix's log"
-    [[ -n ${KEEP:-} ]] && cp "$work/postfix.log" "/tmp/mugai-postfix-check-$layout.log"
     cleanup
-    rm -rf "$work"
+    if [[ -n ${KEEP:-} ]]; then echo "kept: $work"; else rm -rf "$work"; fi
     work=""
 }
 
