@@ -217,6 +217,14 @@ print(f"{rank(50):.2f} {rank(99):.2f}")
 EOF
 }
 
+# CPU seconds Mugai and its reaped workers have used so far (utime, stime, cutime, cstime).
+mugai_cpu() {
+    python3 -c "
+import os, sys
+f = open('/proc/$mugai_pid/stat').read().rsplit(')', 1)[1].split()
+print(sum(int(x) for x in f[11:15]) / os.sysconf('SC_CLK_TCK'))"
+}
+
 audit_lines() { [[ -f $work/state/audit.jsonl ]] && wc -l <"$work/state/audit.jsonl" || echo 0; }
 
 rows=()
@@ -230,7 +238,9 @@ for kind in text html pdf; do
     echo "running $label: $(stat -c %s "$file") bytes ..." >&2
     direct=$(throughput "$sink_port" "$file" $((count * 5)))
     before=$(audit_lines)
+    cpu0=$(mugai_cpu)
     via=$(throughput "$mugai_port" "$file" "$count")
+    cpu1=$(mugai_cpu)
     read -r dmed dp99 < <(latency "$sink_port" "$file" "$lat")
     read -r mmed mp99 < <(latency "$mugai_port" "$file" "$lat")
     after=$(audit_lines)
@@ -240,7 +250,8 @@ for kind in text html pdf; do
     verdict=$(tail -n 1 "$work/state/audit.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("verdict", "?"))')
     rows+=("$(python3 -c "
 d, v = $direct, $via
-print(f'| $label | $(stat -c %s "$file") | {d:,.1f} | {v:,.1f} | {v / d * 100:.1f} % | $dmed | $mmed | {$mmed - $dmed:.1f} | $dp99 | $mp99 | {$mp99 - $dp99:.1f} | $verdict |')
+cpu = ($cpu1 - $cpu0) / $count * 1000
+print(f'| $label | $(stat -c %s "$file") | {d:,.1f} | {v:,.1f} | {v / d * 100:.1f} % | {cpu:.1f} | {$(nproc) * 1000 / cpu:,.0f} | $dmed | $mmed | {$mmed - $dmed:.1f} | $dp99 | $mp99 | {$mp99 - $dp99:.1f} | $verdict |')
 ")")
 done
 
@@ -255,8 +266,10 @@ out=$out_dir/smtp-$(date +%F).txt
     echo "$SESSIONS sessions, connections reused (smtp-source -d); [pool] workers = $WORKERS (0 = one per CPU); direct runs send 5x the messages"
     echo "latency: one session, messages one after another, MAIL FROM to the reply to the data (ms)"
     echo
-    echo "| workload | bytes | direct msg/s | via Mugai msg/s | ratio | direct median | Mugai median | added median | direct p99 | Mugai p99 | added p99 | verdict |"
-    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+    echo "Mugai CPU: its own and its workers' CPU time during the throughput run, per message; CPU bound: msg/s if all $(nproc) CPUs did nothing else"
+    echo
+    echo "| workload | bytes | direct msg/s | via Mugai msg/s | ratio | Mugai CPU ms/msg | CPU bound msg/s | direct median | Mugai median | added median | direct p99 | Mugai p99 | added p99 | verdict |"
+    echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
     printf '%s\n' "${rows[@]}"
 } | tee "$out"
 echo "written to $out" >&2
