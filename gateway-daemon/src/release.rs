@@ -38,9 +38,21 @@
 //! - **Purge** (admins only, reason required) deletes an original now and marks every row that
 //!   shares it `purged`; pending requests for those rows are refused with the purge's reason.
 //!
+//! ## PPAP: unlocking with the password ([`Release::unlock_with_password`])
+//! A file blocked as `archive.encrypted` (a password-protected ZIP) can be opened by whoever
+//! may see it, with the password the sender sent separately: the archive is decrypted
+//! **inside a sandboxed worker** (the password travels only in the job sent to it, never
+//! logged or stored, wiped from memory when dropped) and its members are sanitized as for any
+//! ZIP; the sanitized archive is written to `released_dir`. No approver is needed because
+//! nothing unsanitized crosses. Wrong passwords are counted per item; after
+//! [`MAX_UNLOCK_ATTEMPTS`] the item refuses further tries (429) and only a release helps.
+//! Only ZipCrypto is supported (AES: 422). Mail items (the ZIP is an attachment inside the
+//! held message) are not unlocked yet: 409, ask for a release.
+//!
 //! ## Audit events (`AuditLog::event`)
 //! `release_requested`, `release_approved`, `release_refused`, `release_delivered`,
-//! `release_failed`, `quarantine_purged`, each with `actor`, `role`, `report_id`, the request
+//! `release_failed`, `quarantine_purged`, `ppap_unlocked`, `ppap_unlock_failed` (never with the
+//! password), each with `actor`, `role`, `report_id`, the request
 //! id and reason where there is one, and (for deliveries) the downstream's reply or the file
 //! written. Addresses go through `AuditLog::address` (HMAC'd when configured). Every event
 //! is written before the method returns; an approval's line is written before anything is
@@ -56,6 +68,8 @@
 //! | `NotFound` (no such item or request, or not the requester's) | 404 |
 //! | `Conflict` (already pending, already decided, already released) | 409 |
 //! | `Gone` (original purged) | 410 |
+//! | `WrongPassword { remaining }`, `Unprocessable` (PPAP cannot be unlocked) | 422 |
+//! | `TooManyAttempts` (5 wrong passwords for the item) | 429 |
 //! | `DownstreamRefused` (5xx from the LGWAN MTA) | 502 |
 //! | `Transient` (downstream 4xx or down, disk full, database busy) | 503 |
 //! | `Internal` (damaged store, audit log unwritable) | 500 |
@@ -76,6 +90,18 @@ use crate::sinks::index::{
 };
 use crate::sinks::quarantine::{QuarantineError, QuarantineId, QuarantineStore};
 use crate::sinks::vault::Vault;
+
+/// Wrong passwords accepted per item before unlocking is refused.
+pub const MAX_UNLOCK_ATTEMPTS: u32 = 5;
+
+/// What unlocking a PPAP file produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unlocked {
+    /// The report of the sanitized archive (a new report id; the input is the encrypted file).
+    pub report: sanitizer_core::Report,
+    /// The file written in `released_dir`.
+    pub written_to: String,
+}
 
 /// The header added to a released original.
 pub const RELEASED_HEADER: &str = "X-Mugai-Released";
@@ -105,6 +131,19 @@ pub enum ReleaseError {
     /// Retrying later may succeed (downstream 4xx or down, disk full, database busy).
     #[error("{0}")]
     Transient(String),
+    /// The password does not open the archive; `remaining` tries are left for this item.
+    #[error("wrong password ({remaining} tries left)")]
+    WrongPassword {
+        /// Tries left before the item is locked against further attempts.
+        remaining: u32,
+    },
+    /// Too many wrong passwords for this item: only an administrator's release helps now.
+    #[error("{0}")]
+    TooManyAttempts(String),
+    /// The content cannot be processed as asked (the archive cannot be unlocked: AES, damaged,
+    /// or blocked once opened).
+    #[error("{0}")]
+    Unprocessable(String),
     /// Anything else (damaged store, audit log unwritable).
     #[error("{0}")]
     Internal(String),
@@ -119,6 +158,8 @@ impl ReleaseError {
             ReleaseError::NotFound(_) => 404,
             ReleaseError::Conflict(_) => 409,
             ReleaseError::Gone(_) => 410,
+            ReleaseError::WrongPassword { .. } | ReleaseError::Unprocessable(_) => 422,
+            ReleaseError::TooManyAttempts(_) => 429,
             ReleaseError::DownstreamRefused(_) => 502,
             ReleaseError::Transient(_) => 503,
             ReleaseError::Internal(_) => 500,
@@ -656,6 +697,113 @@ impl Release {
             }),
         )?;
         Ok(rows)
+    }
+
+    /// Opens a blocked PPAP file with its password, sanitizes its members in a worker
+    /// (`transform`), and writes the sanitized archive to `released_dir` (module docs).
+    pub fn unlock_with_password(
+        &self,
+        actor: &Actor,
+        report_id: &str,
+        password: crate::sanitize::Password,
+        transform: &dyn crate::sanitize::Transform,
+    ) -> Result<Unlocked, ReleaseError> {
+        use crate::sanitize::{Job, Mode, WARN_UNLOCK_FAILED, WARN_WRONG_PASSWORD};
+        let item = self.item_for(actor, report_id)?;
+        if item.status == HoldStatus::Purged {
+            return Err(ReleaseError::Gone(format!(
+                "the original of {report_id} was purged"
+            )));
+        }
+        if !item.threats.iter().any(|t| t == "archive.encrypted") {
+            return Err(ReleaseError::Conflict(format!(
+                "{report_id} was not held as an encrypted archive: there is nothing to unlock"
+            )));
+        }
+        if is_mail(&item) {
+            return Err(ReleaseError::Conflict(
+                "unlocking an encrypted ZIP inside a mail is not supported yet: ask for a \
+                 release instead"
+                    .into(),
+            ));
+        }
+        if self.vault.requests().unlock_failures(report_id)? >= MAX_UNLOCK_ATTEMPTS {
+            return Err(ReleaseError::TooManyAttempts(format!(
+                "{MAX_UNLOCK_ATTEMPTS} wrong passwords were given for {report_id}: ask for a \
+                 release instead"
+            )));
+        }
+        let qid = QuarantineId::parse(&item.quarantine_id)?;
+        let original = self.vault.store().get(&qid)?.original;
+        let job = Job {
+            input: original,
+            name: item.file_name.clone(),
+            mode: Mode::File,
+            password: Some(password),
+        };
+        let outcome = transform.run(&job).map_err(|e| {
+            if e.transient {
+                ReleaseError::Transient(e.message)
+            } else {
+                ReleaseError::Internal(e.message)
+            }
+        })?;
+        drop(job);
+        let warned = |w: &str| outcome.report.warnings.iter().any(|x| x == w);
+        if warned(WARN_WRONG_PASSWORD) {
+            let failures = self.vault.requests().add_unlock_failure(report_id)?;
+            self.event(
+                "ppap_unlock_failed",
+                actor,
+                json!({"report_id": report_id, "why": "wrong_password", "failures": failures}),
+            )?;
+            let remaining = MAX_UNLOCK_ATTEMPTS.saturating_sub(failures);
+            if remaining == 0 {
+                return Err(ReleaseError::TooManyAttempts(format!(
+                    "wrong password; {MAX_UNLOCK_ATTEMPTS} wrong passwords were given for \
+                     {report_id}: ask for a release instead"
+                )));
+            }
+            return Err(ReleaseError::WrongPassword { remaining });
+        }
+        let why = outcome
+            .report
+            .items
+            .iter()
+            .rev()
+            .find(|i| i.action == sanitizer_core::Action::Removed)
+            .map_or_else(|| "blocked".to_owned(), |i| i.reason.clone());
+        let Some(output) = outcome
+            .output
+            .as_ref()
+            .filter(|_| !warned(WARN_UNLOCK_FAILED))
+        else {
+            self.event(
+                "ppap_unlock_failed",
+                actor,
+                json!({"report_id": report_id, "why": why, "unlock_report_id": outcome.report.id}),
+            )?;
+            return Err(ReleaseError::Unprocessable(format!(
+                "the archive could not be unlocked and sanitized: {why}"
+            )));
+        };
+        let written_to = write_released(&self.released_dir, &output.name, output.bytes())?;
+        self.event(
+            "ppap_unlocked",
+            actor,
+            json!({
+                "report_id": report_id,
+                "unlock_report_id": outcome.report.id,
+                "verdict": outcome.report.verdict.as_str(),
+                "threats": outcome.report.threats(),
+                "output_sha256": sanitizer_core::report::sha256_hex(output.bytes()),
+                "written_to": written_to,
+            }),
+        )?;
+        Ok(Unlocked {
+            report: outcome.report,
+            written_to,
+        })
     }
 
     async fn deliver_mail(
@@ -1216,6 +1364,138 @@ Subject: invoice\r\n\r\nsee attachment\r\n";
         assert_eq!(last["kind"], "quarantine_purged");
         assert_eq!(last["reason"], "情報漏えい対応");
         assert_eq!(last["requests_refused"], json!([req.id]));
+    }
+
+    /// A ZipCrypto PPAP archive made now with the zip crate's writer.
+    fn ppap(password: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        use zip::unstable::write::FileOptionsExt;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default()
+            .with_deprecated_encryption(password)
+            .unwrap();
+        w.start_file("見積書.html", o).unwrap();
+        w.write_all("<p>見積書</p><script>x()</script>".as_bytes())
+            .unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Holds a blocked PPAP file as the drop directory would.
+    fn hold_ppap(f: &Fixture, zip: &[u8]) -> String {
+        let r = sanitize_file(zip, Some("ppap.zip"), &Policy::default()).report;
+        assert!(r.threats().contains(&"archive.encrypted"));
+        let item = HeldItem {
+            report_id: r.id.clone(),
+            quarantine_id: String::new(),
+            received_at: "2026-03-01T09:00:00Z".into(),
+            source: "dropdir".into(),
+            client_ip: None,
+            helo: None,
+            mail_from: None,
+            rcpt_to: vec![],
+            message_id: None,
+            subject: None,
+            header_from: None,
+            file_name: Some("ppap.zip".into()),
+            size: zip.len() as u64,
+            verdict: "blocked".into(),
+            threats: r.threats().iter().map(|t| (*t).to_owned()).collect(),
+            report_json: String::new(),
+            status: HoldStatus::Held,
+            downstream_reply: None,
+        };
+        f.release.vault().hold(zip, &item, &r).unwrap();
+        r.id
+    }
+
+    #[test]
+    fn a_ppap_file_unlocks_with_its_password_and_comes_out_sanitized() {
+        use crate::sanitize::{InProcess, Password};
+        let f = fixture();
+        let t = InProcess::new(Policy::default());
+        let id = hold_ppap(&f, &ppap(b"himitsu"));
+        let staff = user("staff", Role::Approver, &[]);
+        let err = f
+            .release
+            .unlock_with_password(&staff, &id, Password::new("wrong".into()), &t)
+            .unwrap_err();
+        assert!(
+            matches!(err, ReleaseError::WrongPassword { remaining: 4 }),
+            "{err}"
+        );
+        assert_eq!(err.http_status(), 422);
+        let done = f
+            .release
+            .unlock_with_password(&staff, &id, Password::new("himitsu".into()), &t)
+            .unwrap();
+        assert!(done.written_to.ends_with("ppap.zip"), "{}", done.written_to);
+        let bytes = std::fs::read(&done.written_to).unwrap();
+        let mut a = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(a.len(), 1);
+        let mut m = a.by_index(0).unwrap();
+        assert!(!m.encrypted());
+        assert_eq!(m.name().unwrap(), "見積書.txt");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut m, &mut text).unwrap();
+        assert!(text.contains("見積書") && !text.contains("x()"), "{text}");
+        assert!(
+            done.report
+                .warnings
+                .iter()
+                .any(|w| w == crate::sanitize::WARN_UNLOCKED)
+        );
+        // The audit log names the events, never the password.
+        let log = std::fs::read_to_string(&f.audit_file).unwrap();
+        assert!(log.contains("ppap_unlock_failed") && log.contains("ppap_unlocked"));
+        assert!(!log.contains("himitsu") && !log.contains("wrong\""));
+        crate::sinks::audit::verify(&f.audit_file).unwrap();
+    }
+
+    #[test]
+    fn wrong_passwords_are_limited_per_item_and_only_locked_zips_unlock() {
+        use crate::sanitize::{InProcess, Password};
+        let f = fixture();
+        let t = InProcess::new(Policy::default());
+        let id = hold_ppap(&f, &ppap(b"right"));
+        let a = user("a", Role::Approver, &[]);
+        for left in (1..MAX_UNLOCK_ATTEMPTS).rev() {
+            let e = f
+                .release
+                .unlock_with_password(&a, &id, Password::new("nope".into()), &t)
+                .unwrap_err();
+            assert!(matches!(e, ReleaseError::WrongPassword { remaining } if remaining == left));
+        }
+        let e = f
+            .release
+            .unlock_with_password(&a, &id, Password::new("nope".into()), &t)
+            .unwrap_err();
+        assert_eq!(e.http_status(), 429);
+        // Even the right password is refused now.
+        let e = f
+            .release
+            .unlock_with_password(&a, &id, Password::new("right".into()), &t)
+            .unwrap_err();
+        assert_eq!(e.http_status(), 429);
+        // A requester cannot try on items not addressed to them (files have no recipients).
+        let staff = user("s", Role::Requester, &["s@city.example.lg.jp"]);
+        let id2 = hold_ppap(&f, &ppap(b"other"));
+        assert_eq!(
+            f.release
+                .unlock_with_password(&staff, &id2, Password::new("other".into()), &t)
+                .unwrap_err()
+                .http_status(),
+            404
+        );
+        // Nothing to unlock in a held mail or a non-encrypted item.
+        let mail = hold(&f, MAIL, &["s@city.example.lg.jp"], None);
+        assert_eq!(
+            f.release
+                .unlock_with_password(&a, &mail, Password::new("x".into()), &t)
+                .unwrap_err()
+                .http_status(),
+            409
+        );
+        assert!(format!("{:?}", Password::new("secret".into())) == "[redacted]");
     }
 
     #[test]

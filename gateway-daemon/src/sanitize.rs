@@ -57,7 +57,50 @@ pub struct Job {
     pub name: Option<String>,
     /// File or mail.
     pub mode: Mode,
+    /// The password of an encrypted ZIP (PPAP) file, given by its recipient to unlock it
+    /// (`crate::release::Release::unlock_with_password`): the worker opens the archive with it
+    /// and sanitizes the members as usual. Only ever sent to the worker; never logged or
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
 }
+
+/// A password: shown as `[redacted]` by `Debug`, wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: String) -> Password {
+        Password(password)
+    }
+
+    /// The password's bytes (as typed, UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+/// Warning added to the report when a PPAP archive was opened with its password.
+pub const WARN_UNLOCKED: &str = "archive.unlocked_with_password";
+/// Warning added when the password given does not open the archive.
+pub const WARN_WRONG_PASSWORD: &str = "archive.wrong_password";
+/// Warning added when the archive could not be unlocked for another reason (not encrypted,
+/// AES, over a limit, damaged); the report's items say why.
+pub const WARN_UNLOCK_FAILED: &str = "archive.unlock_failed";
 
 /// The safe output of a job. Built only from the core's safe outputs (no `Deserialize`: bytes
 /// from elsewhere, such as a worker process, must pass `sanitizer_core::recheck` first).
@@ -242,6 +285,9 @@ impl Transform for InProcess {
 /// The one function boundary around the core: sanitizes `job` under `policy` in this thread.
 /// A worker process runs exactly this on the jobs it receives.
 pub fn sanitize(job: &Job, policy: &Policy, services: Services<'_>) -> JobOutcome {
+    if let (Mode::File, Some(password)) = (job.mode, &job.password) {
+        return unlock_and_sanitize(job, password, policy, services);
+    }
     match job.mode {
         Mode::File => JobOutcome::from_file(sanitizer_core::sanitize_file_with(
             &job.input,
@@ -253,6 +299,43 @@ pub fn sanitize(job: &Job, policy: &Policy, services: Services<'_>) -> JobOutcom
             sanitizer_core::sanitize_mail_with(&job.input, policy, services),
             job.name.as_deref(),
         ),
+    }
+}
+
+/// A PPAP file with its password: decrypted to a plain ZIP here (inside the worker), which is
+/// then sanitized like any file; the report describes the encrypted input as given. When the
+/// password does not open it, the locked file's ordinary (blocked) outcome, with a warning
+/// saying why.
+fn unlock_and_sanitize(
+    job: &Job,
+    password: &Password,
+    policy: &Policy,
+    services: Services<'_>,
+) -> JobOutcome {
+    use sanitizer_core::formats::zip::{UnlockError, decrypt_zip};
+    let name = job.name.as_deref();
+    match decrypt_zip(&job.input, password.as_bytes(), &policy.limits) {
+        Ok(plain) => {
+            let mut out = sanitizer_core::sanitize_file_with(&plain, name, policy, services);
+            out.report.input = sanitizer_core::FileInfo::describe(
+                name,
+                &job.input,
+                sanitizer_core::sniff::sniff(&job.input),
+            );
+            out.report.warnings.push(WARN_UNLOCKED.into());
+            JobOutcome::from_file(out)
+        }
+        Err(e) => {
+            let mut out = sanitizer_core::sanitize_file_with(&job.input, name, policy, services);
+            out.report.warnings.push(
+                match e {
+                    UnlockError::WrongPassword => WARN_WRONG_PASSWORD,
+                    _ => WARN_UNLOCK_FAILED,
+                }
+                .into(),
+            );
+            JobOutcome::from_file(out)
+        }
     }
 }
 
@@ -273,6 +356,7 @@ mod tests {
             input: input.to_vec(),
             name: Some(name.into()),
             mode: Mode::File,
+            password: None,
         }
     }
 
@@ -306,6 +390,7 @@ mod tests {
             input: b"From: a@example.jp\r\nTo: b@example.jp\r\nSubject: x\r\n\r\nhi\r\n".to_vec(),
             name: Some("m.txt".into()),
             mode: Mode::Mail,
+            password: None,
         };
         let out = InProcess::new(Policy::default()).run(&job).unwrap();
         assert!(!out.is_blocked());

@@ -339,6 +339,7 @@ fn corpus_through_the_pool_equals_in_process() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let job = Job {
             mode: Mode::detect(Some(&name), &input),
+            password: None,
             input,
             name: Some(name.clone()),
         };
@@ -855,5 +856,63 @@ fn killing_the_helper_at_the_deadline_ends_everything_it_started() {
         processes_with(&marker).is_empty(),
         "outlived the kill: {:?}",
         processes_with(&marker)
+    );
+}
+
+#[test]
+fn a_ppap_zip_is_unlocked_inside_the_worker() {
+    use gateway_daemon::sanitize::{Password, WARN_UNLOCKED, WARN_WRONG_PASSWORD};
+    use std::io::Write;
+    use zip::unstable::write::FileOptionsExt;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .with_deprecated_encryption(b"pass-1234")
+        .unwrap();
+    w.start_file("memo.html", o).unwrap();
+    w.write_all(b"<p>meeting at 10</p><script>steal()</script>")
+        .unwrap();
+    let ppap = w.finish().unwrap().into_inner();
+
+    let pool = pool();
+    let policy = policy();
+    let wrong = pool
+        .sanitize_file_unlocking(
+            &ppap,
+            Some("memo.zip"),
+            &Password::new("nope".into()),
+            &policy,
+        )
+        .unwrap();
+    assert_eq!(wrong.report.verdict, sanitizer_core::Verdict::Blocked);
+    assert!(
+        wrong
+            .report
+            .warnings
+            .iter()
+            .any(|x| x == WARN_WRONG_PASSWORD)
+    );
+    let out = pool
+        .sanitize_file_unlocking(
+            &ppap,
+            Some("memo.zip"),
+            &Password::new("pass-1234".into()),
+            &policy,
+        )
+        .unwrap();
+    assert!(out.report.warnings.iter().any(|x| x == WARN_UNLOCKED));
+    // The parent describes the encrypted input as given, and re-checked the output.
+    assert_eq!(
+        out.report.input.sha256,
+        sanitizer_core::report::sha256_hex(&ppap)
+    );
+    let bytes = out.output.unwrap().bytes.into_vec();
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut m = a.by_index(0).unwrap();
+    assert!(!m.encrypted());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut m, &mut text).unwrap();
+    assert!(
+        text.contains("meeting at 10") && !text.contains("steal"),
+        "{text}"
     );
 }

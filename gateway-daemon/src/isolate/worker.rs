@@ -217,6 +217,7 @@ pub fn run(args: &[String]) -> i32 {
         input: job.body,
         name: header.name.clone(),
         mode: header.mode,
+        password: header.password.clone(),
     };
     let outcome = crate::sanitize::sanitize(&job, &header.policy, services);
     let result = match outcome.output {

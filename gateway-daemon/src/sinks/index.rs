@@ -315,7 +315,7 @@ pub struct RequestFilter {
     pub offset: u64,
 }
 
-/// What [`QuarantineIndex::add_request`] did.
+/// What [`RequestIndex::add_request`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddRequest {
     /// The new request.
