@@ -293,6 +293,18 @@ impl Release {
         }
     }
 
+    /// The service as `mugai serve` wires it: the daemon's vault and audit log, a downstream
+    /// from `[downstream]`, and `[http] released_dir`.
+    pub fn from_shared(shared: &crate::serve::Shared) -> anyhow::Result<Release> {
+        let downstream = Downstream::new(&shared.config.downstream, &shared.hostname)?;
+        Ok(Release::new(
+            shared.vault.clone(),
+            shared.audit.clone(),
+            Some(downstream),
+            shared.config.http.released_dir.clone(),
+        ))
+    }
+
     /// The vault.
     pub fn vault(&self) -> &Vault {
         &self.vault
