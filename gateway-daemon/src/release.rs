@@ -39,15 +39,19 @@
 //!   shares it `purged`; pending requests for those rows are refused with the purge's reason.
 //!
 //! ## PPAP: unlocking with the password ([`Release::unlock_with_password`])
-//! A file blocked as `archive.encrypted` (a password-protected ZIP) can be opened by whoever
-//! may see it, with the password the sender sent separately: the archive is decrypted
-//! **inside a sandboxed worker** (the password travels only in the job sent to it, never
-//! logged or stored, wiped from memory when dropped) and its members are sanitized as for any
-//! ZIP; the sanitized archive is written to `released_dir`. No approver is needed because
+//! An item held for `archive.encrypted` (a password-protected ZIP, alone or attached to a
+//! mail) can be opened by whoever may see it, with the password the sender sent separately:
+//! the held original is sanitized again **inside a sandboxed worker** with the password lent
+//! to the ZIP sanitizer (it travels only in the job sent to the worker, is never logged or
+//! stored, and is wiped from memory when dropped), so the archive's members are rebuilt as for
+//! any ZIP. A file's sanitized archive is written to `released_dir`; a mail's sanitized
+//! message, now carrying the rebuilt archive (and the usual notice for anything removed), is
+//! delivered to the original recipients from the original sender with an
+//! `X-Mugai-Unlocked: by <user>; report <id>` header on top. No approver is needed because
 //! nothing unsanitized crosses. Wrong passwords are counted per item; after
 //! [`MAX_UNLOCK_ATTEMPTS`] the item refuses further tries (429) and only a release helps.
-//! Only ZipCrypto is supported (AES: 422). Mail items (the ZIP is an attachment inside the
-//! held message) are not unlocked yet: 409, ask for a release.
+//! Only ZipCrypto is supported (AES stays blocked: 422). One password per item: every
+//! encrypted ZIP in it is tried with it.
 //!
 //! ## Audit events (`AuditLog::event`)
 //! `release_requested`, `release_approved`, `release_refused`, `release_delivered`,
@@ -99,7 +103,7 @@ pub const MAX_UNLOCK_ATTEMPTS: u32 = 5;
 pub struct Unlocked {
     /// The report of the sanitized archive (a new report id; the input is the encrypted file).
     pub report: sanitizer_core::Report,
-    /// The file written in `released_dir`.
+    /// The file written in `released_dir` (files), or the downstream's reply (mail).
     pub written_to: String,
 }
 
@@ -261,18 +265,25 @@ fn header_safe(s: &str) -> String {
 
 /// The original with the release header on top, in the message's own line ending.
 pub fn with_released_header(original: &[u8], approver: &str, request: i64) -> Vec<u8> {
-    let eol: &[u8] = if original.windows(2).any(|w| w == b"\r\n") {
+    with_header(
+        original,
+        &format!(
+            "{RELEASED_HEADER}: by {}; request {request}",
+            header_safe(approver)
+        ),
+    )
+}
+
+/// `message` with the header line `line` (already safe) on top, in its own line ending.
+fn with_header(message: &[u8], line: &str) -> Vec<u8> {
+    let eol: &[u8] = if message.windows(2).any(|w| w == b"\r\n") {
         b"\r\n"
     } else {
         b"\n"
     };
-    let mut out = format!(
-        "{RELEASED_HEADER}: by {}; request {request}",
-        header_safe(approver)
-    )
-    .into_bytes();
+    let mut out = line.as_bytes().to_vec();
     out.extend_from_slice(eol);
-    out.extend_from_slice(original);
+    out.extend_from_slice(message);
     out
 }
 
@@ -711,16 +722,20 @@ impl Release {
         Ok(rows)
     }
 
-    /// Opens a blocked PPAP file with its password, sanitizes its members in a worker
-    /// (`transform`), and writes the sanitized archive to `released_dir` (module docs).
-    pub fn unlock_with_password(
+    /// Opens a blocked PPAP archive with its password: the held item (a file, or a mail with
+    /// the archive attached) is sanitized again in a worker (`transform`) with the password
+    /// lent to the ZIP sanitizer. A file's sanitized archive is written to `released_dir`; a
+    /// mail's sanitized message (the archive now rebuilt inside it) is delivered to the
+    /// original recipients through the downstream, with an `X-Mugai-Unlocked` header on top
+    /// (module docs).
+    pub async fn unlock_with_password(
         &self,
         actor: &Actor,
         report_id: &str,
         password: crate::sanitize::Password,
-        transform: &dyn crate::sanitize::Transform,
+        transform: Arc<dyn crate::sanitize::Transform>,
     ) -> Result<Unlocked, ReleaseError> {
-        use crate::sanitize::{Job, Mode, WARN_UNLOCK_FAILED, WARN_WRONG_PASSWORD};
+        use crate::sanitize::{Job, Mode, WARN_UNLOCKED, WARN_WRONG_PASSWORD};
         let item = self.item_for(actor, report_id)?;
         if item.status == HoldStatus::Purged {
             return Err(ReleaseError::Gone(format!(
@@ -729,15 +744,8 @@ impl Release {
         }
         if !item.threats.iter().any(|t| t == "archive.encrypted") {
             return Err(ReleaseError::Conflict(format!(
-                "{report_id} was not held as an encrypted archive: there is nothing to unlock"
+                "{report_id} was not held for an encrypted archive: there is nothing to unlock"
             )));
-        }
-        if is_mail(&item) {
-            return Err(ReleaseError::Conflict(
-                "unlocking an encrypted ZIP inside a mail is not supported yet: ask for a \
-                 release instead"
-                    .into(),
-            ));
         }
         if self.vault.requests().unlock_failures(report_id)? >= MAX_UNLOCK_ATTEMPTS {
             return Err(ReleaseError::TooManyAttempts(format!(
@@ -747,22 +755,26 @@ impl Release {
         }
         let qid = QuarantineId::parse(&item.quarantine_id)?;
         let original = self.vault.store().get(&qid)?.original;
+        let mail = is_mail(&item);
         let job = Job {
             input: original,
             name: item.file_name.clone(),
-            mode: Mode::File,
+            mode: if mail { Mode::Mail } else { Mode::File },
             password: Some(password),
         };
-        let outcome = transform.run(&job).map_err(|e| {
-            if e.transient {
-                ReleaseError::Transient(e.message)
-            } else {
-                ReleaseError::Internal(e.message)
-            }
-        })?;
-        drop(job);
+        // The worker pool blocks while its worker runs.
+        let outcome = tokio::task::spawn_blocking(move || transform.run(&job))
+            .await
+            .map_err(|e| ReleaseError::Internal(format!("the unlock task failed: {e}")))?
+            .map_err(|e| {
+                if e.transient {
+                    ReleaseError::Transient(e.message)
+                } else {
+                    ReleaseError::Internal(e.message)
+                }
+            })?;
         let warned = |w: &str| outcome.report.warnings.iter().any(|x| x == w);
-        if warned(WARN_WRONG_PASSWORD) {
+        if warned(WARN_WRONG_PASSWORD) && !warned(WARN_UNLOCKED) {
             let failures = self.vault.requests().add_unlock_failure(report_id)?;
             self.event(
                 "ppap_unlock_failed",
@@ -778,28 +790,50 @@ impl Release {
             }
             return Err(ReleaseError::WrongPassword { remaining });
         }
-        let why = outcome
-            .report
-            .items
-            .iter()
-            .rev()
-            .find(|i| i.action == sanitizer_core::Action::Removed)
-            .map_or_else(|| "blocked".to_owned(), |i| i.reason.clone());
-        let Some(output) = outcome
-            .output
-            .as_ref()
-            .filter(|_| !warned(WARN_UNLOCK_FAILED))
-        else {
-            self.event(
-                "ppap_unlock_failed",
-                actor,
-                json!({"report_id": report_id, "why": why, "unlock_report_id": outcome.report.id}),
-            )?;
-            return Err(ReleaseError::Unprocessable(format!(
-                "the archive could not be unlocked and sanitized: {why}"
-            )));
+        let output = match outcome.output.as_ref() {
+            Some(o) if warned(WARN_UNLOCKED) => o,
+            _ => {
+                let why = outcome
+                    .report
+                    .items
+                    .iter()
+                    .rev()
+                    .find(|i| i.action == sanitizer_core::Action::Removed)
+                    .map_or_else(|| "blocked".to_owned(), |i| i.reason.clone());
+                self.event(
+                    "ppap_unlock_failed",
+                    actor,
+                    json!({"report_id": report_id, "why": why, "unlock_report_id": outcome.report.id}),
+                )?;
+                return Err(ReleaseError::Unprocessable(format!(
+                    "the archive could not be unlocked and sanitized: {why}"
+                )));
+            }
         };
-        let written_to = write_released(&self.released_dir, &output.name, output.bytes())?;
+        let delivered = if mail {
+            let message = with_header(
+                output.bytes(),
+                &format!(
+                    "X-Mugai-Unlocked: by {}; report {}",
+                    header_safe(&actor.name),
+                    header_safe(report_id)
+                ),
+            );
+            self.send(&item, &message).await
+        } else {
+            write_released(&self.released_dir, &output.name, output.bytes())
+        };
+        let written_to = match delivered {
+            Ok(to) => to,
+            Err(e) => {
+                self.event(
+                    "ppap_unlock_failed",
+                    actor,
+                    json!({"report_id": report_id, "why": e.to_string(), "unlock_report_id": outcome.report.id}),
+                )?;
+                return Err(e);
+            }
+        };
         self.event(
             "ppap_unlocked",
             actor,
@@ -809,7 +843,7 @@ impl Release {
                 "verdict": outcome.report.verdict.as_str(),
                 "threats": outcome.report.threats(),
                 "output_sha256": sanitizer_core::report::sha256_hex(output.bytes()),
-                "written_to": written_to,
+                "delivered_to": written_to,
             }),
         )?;
         Ok(Unlocked {
@@ -825,12 +859,17 @@ impl Release {
         approver: &str,
         request: i64,
     ) -> Result<String, ReleaseError> {
+        let message = with_released_header(original, approver, request);
+        self.send(item, &message).await
+    }
+
+    /// Sends `message` to `item`'s envelope recipients, from its envelope sender.
+    async fn send(&self, item: &HeldItem, message: &[u8]) -> Result<String, ReleaseError> {
         let Some(downstream) = &self.downstream else {
             return Err(ReleaseError::Internal(
                 "no downstream configured to deliver a released message".into(),
             ));
         };
-        let message = with_released_header(original, approver, request);
         let from = item.mail_from.as_deref().unwrap_or("");
         let params = MailParams {
             eight_bit: message.iter().any(|b| *b > 127),
@@ -868,7 +907,7 @@ impl Release {
                 None => ReleaseError::Internal("the item has no recipient".into()),
             });
         }
-        let reply = tx.data(&message).await;
+        let reply = tx.data(message).await;
         if !reply.is_positive() {
             return Err(fail("DATA", &reply));
         }
@@ -1424,21 +1463,30 @@ Subject: invoice\r\n\r\nsee attachment\r\n";
     fn a_ppap_file_unlocks_with_its_password_and_comes_out_sanitized() {
         use crate::sanitize::{InProcess, Password};
         let f = fixture();
-        let t = InProcess::new(Policy::default());
+        let t: Arc<dyn crate::sanitize::Transform> = Arc::new(InProcess::new(Policy::default()));
+        let rt = rt();
         let id = hold_ppap(&f, &ppap(b"himitsu"));
         let staff = user("staff", Role::Approver, &[]);
-        let err = f
-            .release
-            .unlock_with_password(&staff, &id, Password::new("wrong".into()), &t)
+        let err = rt
+            .block_on(f.release.unlock_with_password(
+                &staff,
+                &id,
+                Password::new("wrong".into()),
+                t.clone(),
+            ))
             .unwrap_err();
         assert!(
             matches!(err, ReleaseError::WrongPassword { remaining: 4 }),
             "{err}"
         );
         assert_eq!(err.http_status(), 422);
-        let done = f
-            .release
-            .unlock_with_password(&staff, &id, Password::new("himitsu".into()), &t)
+        let done = rt
+            .block_on(f.release.unlock_with_password(
+                &staff,
+                &id,
+                Password::new("himitsu".into()),
+                t.clone(),
+            ))
             .unwrap();
         assert!(done.written_to.ends_with("ppap.zip"), "{}", done.written_to);
         let bytes = std::fs::read(&done.written_to).unwrap();
@@ -1467,47 +1515,170 @@ Subject: invoice\r\n\r\nsee attachment\r\n";
     fn wrong_passwords_are_limited_per_item_and_only_locked_zips_unlock() {
         use crate::sanitize::{InProcess, Password};
         let f = fixture();
-        let t = InProcess::new(Policy::default());
+        let t: Arc<dyn crate::sanitize::Transform> = Arc::new(InProcess::new(Policy::default()));
+        let rt = rt();
         let id = hold_ppap(&f, &ppap(b"right"));
         let a = user("a", Role::Approver, &[]);
         for left in (1..MAX_UNLOCK_ATTEMPTS).rev() {
-            let e = f
-                .release
-                .unlock_with_password(&a, &id, Password::new("nope".into()), &t)
+            let e = rt
+                .block_on(f.release.unlock_with_password(
+                    &a,
+                    &id,
+                    Password::new("nope".into()),
+                    t.clone(),
+                ))
                 .unwrap_err();
             assert!(matches!(e, ReleaseError::WrongPassword { remaining } if remaining == left));
         }
-        let e = f
-            .release
-            .unlock_with_password(&a, &id, Password::new("nope".into()), &t)
+        let e = rt
+            .block_on(f.release.unlock_with_password(
+                &a,
+                &id,
+                Password::new("nope".into()),
+                t.clone(),
+            ))
             .unwrap_err();
         assert_eq!(e.http_status(), 429);
         // Even the right password is refused now.
-        let e = f
-            .release
-            .unlock_with_password(&a, &id, Password::new("right".into()), &t)
+        let e = rt
+            .block_on(f.release.unlock_with_password(
+                &a,
+                &id,
+                Password::new("right".into()),
+                t.clone(),
+            ))
             .unwrap_err();
         assert_eq!(e.http_status(), 429);
         // A requester cannot try on items not addressed to them (files have no recipients).
         let staff = user("s", Role::Requester, &["s@city.example.lg.jp"]);
         let id2 = hold_ppap(&f, &ppap(b"other"));
         assert_eq!(
-            f.release
-                .unlock_with_password(&staff, &id2, Password::new("other".into()), &t)
-                .unwrap_err()
-                .http_status(),
+            rt.block_on(f.release.unlock_with_password(
+                &staff,
+                &id2,
+                Password::new("other".into()),
+                t.clone()
+            ))
+            .unwrap_err()
+            .http_status(),
             404
         );
-        // Nothing to unlock in a held mail or a non-encrypted item.
+        // Nothing to unlock in an item that was not held for an encrypted archive.
         let mail = hold(&f, MAIL, &["s@city.example.lg.jp"], None);
         assert_eq!(
-            f.release
-                .unlock_with_password(&a, &mail, Password::new("x".into()), &t)
-                .unwrap_err()
-                .http_status(),
+            rt.block_on(f.release.unlock_with_password(
+                &a,
+                &mail,
+                Password::new("x".into()),
+                t.clone()
+            ))
+            .unwrap_err()
+            .http_status(),
             409
         );
         assert!(format!("{:?}", Password::new("secret".into())) == "[redacted]");
+    }
+
+    #[test]
+    fn a_ppap_mail_unlocks_and_goes_to_its_recipients_sanitized() {
+        use crate::sanitize::{InProcess, Password};
+        use sanitizer_core::sanitize_mail;
+        let f = fixture();
+        let zip = ppap(b"pw-0601");
+        let mut b64 = String::new();
+        {
+            // Standard base64, 76 columns.
+            const T: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut line = 0;
+            for c in zip.chunks(3) {
+                let n = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for i in 0..4 {
+                    let ch = if i <= c.len() {
+                        T[((n >> (18 - 6 * i)) & 63) as usize] as char
+                    } else {
+                        '='
+                    };
+                    b64.push(ch);
+                }
+                line += 4;
+                if line >= 76 {
+                    b64.push_str("\r\n");
+                    line = 0;
+                }
+            }
+        }
+        let mail = format!(
+            "From: a@example.jp\r\nTo: staff@city.example.lg.jp\r\nSubject: quote\r\n\
+             MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+             --b\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nSee the zip.\r\n\
+             --b\r\nContent-Type: application/zip; name=\"quote.zip\"\r\n\
+             Content-Disposition: attachment; filename=\"quote.zip\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--b--\r\n"
+        )
+        .into_bytes();
+        let r = sanitize_mail(&mail, &Policy::default()).report;
+        assert!(
+            r.threats().contains(&"archive.encrypted"),
+            "{:?}",
+            r.threats()
+        );
+        let item = HeldItem {
+            report_id: r.id.clone(),
+            quarantine_id: String::new(),
+            received_at: "2026-03-01T09:00:00Z".into(),
+            source: "smtp".into(),
+            client_ip: None,
+            helo: None,
+            mail_from: Some("a@example.jp".into()),
+            rcpt_to: vec!["staff@city.example.lg.jp".into()],
+            message_id: None,
+            subject: Some("quote".into()),
+            header_from: None,
+            file_name: None,
+            size: mail.len() as u64,
+            verdict: "sanitized".into(),
+            threats: r.threats().iter().map(|t| (*t).to_owned()).collect(),
+            report_json: String::new(),
+            status: HoldStatus::Delivered,
+            downstream_reply: None,
+        };
+        f.release.vault().hold(&mail, &item, &r).unwrap();
+        let staff = user("staff", Role::Requester, &["staff@city.example.lg.jp"]);
+        let t: Arc<dyn crate::sanitize::Transform> = Arc::new(InProcess::new(Policy::default()));
+        let rt = rt();
+        let done = rt
+            .block_on(f.release.unlock_with_password(
+                &staff,
+                &r.id,
+                Password::new("pw-0601".into()),
+                t,
+            ))
+            .unwrap();
+        assert!(done.written_to.starts_with("250"), "{}", done.written_to);
+        let eml = std::fs::read_dir(&f.delivered)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"))
+            .unwrap();
+        let bytes = std::fs::read(eml).unwrap();
+        let head = format!("X-Mugai-Unlocked: by staff; report {}\r\n", r.id);
+        assert!(bytes.starts_with(head.as_bytes()));
+        let msg = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+        let att = msg
+            .attachments()
+            .next()
+            .expect("the rebuilt zip is attached");
+        let mut a = zip::ZipArchive::new(std::io::Cursor::new(att.contents().to_vec())).unwrap();
+        let mut m = a.by_index(0).unwrap();
+        assert!(!m.encrypted());
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut m, &mut text).unwrap();
+        assert!(text.contains("見積書") && !text.contains("x()"), "{text}");
+        let log = std::fs::read_to_string(&f.audit_file).unwrap();
+        assert!(log.contains("ppap_unlocked") && !log.contains("pw-0601"));
     }
 
     #[test]

@@ -94,13 +94,7 @@ impl Drop for Password {
     }
 }
 
-/// Warning added to the report when a PPAP archive was opened with its password.
-pub const WARN_UNLOCKED: &str = "archive.unlocked_with_password";
-/// Warning added when the password given does not open the archive.
-pub const WARN_WRONG_PASSWORD: &str = "archive.wrong_password";
-/// Warning added when the archive could not be unlocked for another reason (not encrypted,
-/// AES, over a limit, damaged); the report's items say why.
-pub const WARN_UNLOCK_FAILED: &str = "archive.unlock_failed";
+pub use sanitizer_core::formats::zip::{WARN_UNLOCKED, WARN_WRONG_PASSWORD};
 
 /// The safe output of a job. Built only from the core's safe outputs (no `Deserialize`: bytes
 /// from elsewhere, such as a worker process, must pass `sanitizer_core::recheck` first).
@@ -277,6 +271,7 @@ impl Transform for InProcess {
         let services = Services {
             converter: self.converter.as_deref().map(|c| c as &dyn Converter),
             fonts: self.fonts.as_ref(),
+            archive_password: None,
         };
         Ok(sanitize(job, &self.policy, services))
     }
@@ -285,9 +280,11 @@ impl Transform for InProcess {
 /// The one function boundary around the core: sanitizes `job` under `policy` in this thread.
 /// A worker process runs exactly this on the jobs it receives.
 pub fn sanitize(job: &Job, policy: &Policy, services: Services<'_>) -> JobOutcome {
-    if let (Mode::File, Some(password)) = (job.mode, &job.password) {
-        return unlock_and_sanitize(job, password, policy, services);
-    }
+    // A PPAP password reaches the ZIP sanitizer as a lent capability, for this item only.
+    let services = Services {
+        archive_password: job.password.as_ref().map(Password::as_bytes),
+        ..services
+    };
     match job.mode {
         Mode::File => JobOutcome::from_file(sanitizer_core::sanitize_file_with(
             &job.input,
@@ -299,43 +296,6 @@ pub fn sanitize(job: &Job, policy: &Policy, services: Services<'_>) -> JobOutcom
             sanitizer_core::sanitize_mail_with(&job.input, policy, services),
             job.name.as_deref(),
         ),
-    }
-}
-
-/// A PPAP file with its password: decrypted to a plain ZIP here (inside the worker), which is
-/// then sanitized like any file; the report describes the encrypted input as given. When the
-/// password does not open it, the locked file's ordinary (blocked) outcome, with a warning
-/// saying why.
-fn unlock_and_sanitize(
-    job: &Job,
-    password: &Password,
-    policy: &Policy,
-    services: Services<'_>,
-) -> JobOutcome {
-    use sanitizer_core::formats::zip::{UnlockError, decrypt_zip};
-    let name = job.name.as_deref();
-    match decrypt_zip(&job.input, password.as_bytes(), &policy.limits) {
-        Ok(plain) => {
-            let mut out = sanitizer_core::sanitize_file_with(&plain, name, policy, services);
-            out.report.input = sanitizer_core::FileInfo::describe(
-                name,
-                &job.input,
-                sanitizer_core::sniff::sniff(&job.input),
-            );
-            out.report.warnings.push(WARN_UNLOCKED.into());
-            JobOutcome::from_file(out)
-        }
-        Err(e) => {
-            let mut out = sanitizer_core::sanitize_file_with(&job.input, name, policy, services);
-            out.report.warnings.push(
-                match e {
-                    UnlockError::WrongPassword => WARN_WRONG_PASSWORD,
-                    _ => WARN_UNLOCK_FAILED,
-                }
-                .into(),
-            );
-            JobOutcome::from_file(out)
-        }
     }
 }
 

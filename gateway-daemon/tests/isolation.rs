@@ -915,4 +915,23 @@ fn a_ppap_zip_is_unlocked_inside_the_worker() {
         text.contains("meeting at 10") && !text.contains("steal"),
         "{text}"
     );
+    drop(m);
+
+    // Attached to a mail: the worker rebuilds it inside the sanitized message.
+    let mail = [
+        b"From: a@example.jp\r\nTo: b@city.example.lg.jp\r\nSubject: memo\r\n\
+MIME-Version: 1.0\r\nContent-Type: application/zip; name=\"memo.zip\"\r\n\
+Content-Disposition: attachment; filename=\"memo.zip\"\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\n" as &[u8],
+        &ppap,
+    ]
+    .concat();
+    let pw = Password::new("pass-1234".into());
+    let unlocked = pool
+        .sanitize_mail_unlocking(&mail, Some(&pw), &policy)
+        .unwrap();
+    assert!(unlocked.report.warnings.iter().any(|x| x == WARN_UNLOCKED));
+    assert!(!unlocked.report.threats().contains(&"archive.encrypted"));
+    let locked = pool.sanitize_mail(&mail, &policy).unwrap();
+    assert!(locked.report.threats().contains(&"archive.encrypted"));
 }

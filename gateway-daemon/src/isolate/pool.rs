@@ -303,7 +303,18 @@ impl Pool {
 
     /// Sanitizes a mail in a worker. `Err` only when no worker could be started.
     pub fn sanitize_mail(&self, input: &[u8], policy: &Policy) -> Result<MailOutcome, PoolError> {
-        Ok(match self.run(Mode::Mail, input, None, None, policy)? {
+        self.sanitize_mail_unlocking(input, None, policy)
+    }
+
+    /// [`Pool::sanitize_mail`] with a PPAP password lent to the worker's ZIP sanitizer for
+    /// the archives attached to the message.
+    pub fn sanitize_mail_unlocking(
+        &self,
+        input: &[u8],
+        password: Option<&crate::sanitize::Password>,
+        policy: &Policy,
+    ) -> Result<MailOutcome, PoolError> {
+        Ok(match self.run(Mode::Mail, input, None, password, policy)? {
             Ok(raw) => accept_mail(input, policy, raw.head, raw.body),
             Err(e) => failed_mail(input, &e, policy),
         })
@@ -493,7 +504,7 @@ impl Transform for Isolated {
             .map(JobOutcome::from_file),
             Mode::Mail => self
                 .pool
-                .sanitize_mail(&job.input, &self.policy)
+                .sanitize_mail_unlocking(&job.input, job.password.as_ref(), &self.policy)
                 .map(|o| JobOutcome::from_mail(o, job.name.as_deref())),
         };
         outcome.map_err(|e| TransformError {

@@ -51,6 +51,35 @@ impl FormatSanitizer for ZipSanitizer {
     }
 
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
+        let unlocked;
+        let input = match cx.archive_password() {
+            Some(password) => match decrypt_zip(input, password, cx.budget().limits()) {
+                Ok(plain) => {
+                    cx.warn(WARN_UNLOCKED);
+                    unlocked = plain;
+                    unlocked.as_slice()
+                }
+                Err(UnlockError::WrongPassword) => {
+                    cx.warn(WARN_WRONG_PASSWORD);
+                    return Err(SanitizeError::Forbidden {
+                        threat: threats::ARCHIVE_ENCRYPTED,
+                        reason: "encrypted archive (PPAP): the password given does not open it"
+                            .into(),
+                    });
+                }
+                Err(UnlockError::Unsupported) => {
+                    return Err(SanitizeError::Forbidden {
+                        threat: threats::ARCHIVE_ENCRYPTED,
+                        reason: "encrypted archive (AES): cannot be unlocked by this version"
+                            .into(),
+                    });
+                }
+                // Not encrypted: the password is not needed.
+                Err(UnlockError::NotEncrypted) => input,
+                Err(UnlockError::Sanitize(e)) => return Err(e),
+            },
+            None => input,
+        };
         let members = read_members(input, cx)?;
         let out = write_zip(&members.kept)?;
         let expected: Vec<&str> = members.kept.iter().map(|m| m.path.as_str()).collect();
@@ -70,6 +99,13 @@ impl FormatSanitizer for ZipSanitizer {
         )
     }
 }
+
+/// Report warning: an encrypted ZIP was opened with the password lent in
+/// [`crate::Services::archive_password`] and rebuilt like any other.
+pub const WARN_UNLOCKED: &str = "archive.unlocked_with_password";
+/// Report warning: the password lent does not open the encrypted ZIP (it stays blocked as
+/// `archive.encrypted`).
+pub const WARN_WRONG_PASSWORD: &str = "archive.wrong_password";
 
 /// Why [`decrypt_zip`] could not open an encrypted ZIP.
 #[derive(Debug, thiserror::Error)]
@@ -752,6 +788,26 @@ pub(crate) mod tests {
         );
         assert!(String::from_utf8_lossy(&members[0].1).contains("見積"));
         assert!(!String::from_utf8_lossy(&members[0].1).contains("alert"));
+        // The same through the pipeline, with the password lent in Services.
+        let lent = |pw: &'static [u8]| crate::Services {
+            archive_password: Some(pw),
+            ..crate::Services::default()
+        };
+        let via =
+            crate::sanitize_file_with(&ppap, Some("ppap.zip"), &Policy::default(), lent(b"s3cret"));
+        assert!(via.report.warnings.iter().any(|w| w == WARN_UNLOCKED));
+        assert_eq!(list(via.output.unwrap().bytes.as_slice()).len(), 1);
+        let wrong =
+            crate::sanitize_file_with(&ppap, Some("ppap.zip"), &Policy::default(), lent(b"x"));
+        assert!(wrong.output.is_none());
+        assert!(
+            wrong
+                .report
+                .warnings
+                .iter()
+                .any(|w| w == WARN_WRONG_PASSWORD)
+        );
+        assert!(wrong.report.threats().contains(&threats::ARCHIVE_ENCRYPTED));
         // Nothing to unlock in a plain ZIP.
         assert!(matches!(
             decrypt_zip(&make_zip(&[("a.txt", b"x")]), b"pw", &limits),
