@@ -2027,3 +2027,84 @@ fn refuse_and_purge_from_the_command_line() {
         .assert()
         .code(0);
 }
+
+#[test]
+fn unlock_opens_a_ppap_file_with_the_password_from_stdin() {
+    use gateway_daemon::sinks::index::{HeldItem, HoldStatus};
+    use gateway_daemon::sinks::vault::Vault;
+    use std::io::Write;
+    use zip::unstable::write::FileOptionsExt;
+
+    let d = tempfile::tempdir().unwrap();
+    let (config, _) = held_mail_for_release(d.path());
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .with_deprecated_encryption(b"kaigi-0601")
+        .unwrap();
+    w.start_file("agenda.html", o).unwrap();
+    w.write_all(b"<p>agenda</p><script>evil()</script>")
+        .unwrap();
+    let ppap = w.finish().unwrap().into_inner();
+    let report =
+        sanitizer_core::sanitize_file(&ppap, Some("agenda.zip"), &Default::default()).report;
+    let settings = gateway_daemon::config::Config::load(&config)
+        .unwrap()
+        .quarantine;
+    Vault::open(&settings)
+        .unwrap()
+        .hold(
+            &ppap,
+            &HeldItem {
+                report_id: report.id.clone(),
+                quarantine_id: String::new(),
+                received_at: "2026-03-01T09:00:00Z".into(),
+                source: "dropdir".into(),
+                client_ip: None,
+                helo: None,
+                mail_from: None,
+                rcpt_to: vec![],
+                message_id: None,
+                subject: None,
+                header_from: None,
+                file_name: Some("agenda.zip".into()),
+                size: ppap.len() as u64,
+                verdict: "blocked".into(),
+                threats: vec!["archive.encrypted".into()],
+                report_json: String::new(),
+                status: HoldStatus::Held,
+                downstream_reply: None,
+            },
+            &report,
+        )
+        .unwrap();
+
+    mugai_as("alice")
+        .args(["quarantine", "unlock", "--config"])
+        .arg(&config)
+        .arg(&report.id)
+        .write_stdin("guess\n")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong password (4 tries left)"));
+    let assert = mugai_as("alice")
+        .args(["quarantine", "unlock", "--config"])
+        .arg(&config)
+        .arg(&report.id)
+        .write_stdin("kaigi-0601\n")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("unlocked"));
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(!out.contains("kaigi-0601"));
+    let zip_out = std::fs::read(d.path().join("released/agenda.zip")).unwrap();
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip_out)).unwrap();
+    let mut m = a.by_index(0).unwrap();
+    assert!(!m.encrypted());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut m, &mut text).unwrap();
+    assert!(text.contains("agenda") && !text.contains("evil"), "{text}");
+    drop(m);
+    let audit = std::fs::read_to_string(d.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("ppap_unlock_failed") && audit.contains("ppap_unlocked"));
+    assert!(!audit.contains("kaigi-0601") && !audit.contains("guess"));
+}

@@ -92,6 +92,7 @@ Examples:
   sudo -u admin2 mugai quarantine release --config /etc/mugai/mugai.toml 0193a6c2-... \
       --reason \"内容確認済み\"
   mugai quarantine requests --config /etc/mugai/mugai.toml --state pending
+  mugai quarantine unlock --config /etc/mugai/mugai.toml 0193a6c2-... < password.txt
   mugai quarantine purge --config /etc/mugai/mugai.toml 0193a6c2-... --reason \"誤送信\"
   mugai quarantine list /var/lib/mugai/quarantine
   mugai quarantine show /var/lib/mugai/quarantine 0193a6c2-...   # a report id
@@ -312,6 +313,17 @@ pub enum QuarantineCommand {
         /// Why (recorded in the audit log).
         #[arg(long, value_name = "TEXT")]
         reason: String,
+    },
+    /// Open a held password-protected ZIP (PPAP) with its password, read from standard input
+    /// (never from the command line, where other users could see it): it is sanitized again
+    /// in a worker and delivered like any sanitized item (mail to its recipients, a file into
+    /// [http] released_dir). No approval needed: nothing unsanitized crosses.
+    Unlock {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The held item's report id.
+        report_id: String,
     },
     /// List release requests, newest first.
     Requests {

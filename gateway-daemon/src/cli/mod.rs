@@ -223,7 +223,8 @@ fn release_command(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
         | QuarantineCommand::Release { config, .. }
         | QuarantineCommand::Refuse { config, .. }
         | QuarantineCommand::Purge { config, .. }
-        | QuarantineCommand::Requests { config, .. } => config.clone(),
+        | QuarantineCommand::Requests { config, .. }
+        | QuarantineCommand::Unlock { config, .. } => config.clone(),
         _ => return Err(Fatal::Io("not a release command".into())),
     };
     let config = Config::load(&config_path).map_err(|e| Fatal::Config(format!("{e:#}")))?;
@@ -241,7 +242,10 @@ fn release_command(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
     } else {
         None
     };
-    let downstream = if matches!(cmd, QuarantineCommand::Release { .. }) {
+    let downstream = if matches!(
+        cmd,
+        QuarantineCommand::Release { .. } | QuarantineCommand::Unlock { .. }
+    ) {
         Some(
             crate::sinks::downstream::Downstream::new(
                 &config.downstream,
@@ -329,6 +333,39 @@ fn release_command(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
         } => {
             let rows = release.purge(&actor, &report_id, &reason).map_err(fail)?;
             print_out(format!("purged {report_id}: {rows} row(s) marked purged\n").as_bytes())?;
+        }
+        QuarantineCommand::Unlock { report_id, .. } => {
+            let mut line = String::new();
+            io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Fatal::Io(format!("standard input: {e}")))?;
+            let password =
+                crate::sanitize::Password::new(line.trim_end_matches(['\r', '\n']).to_owned());
+            zeroize::Zeroize::zeroize(&mut line);
+            if password.as_bytes().is_empty() {
+                return Err(Fatal::Usage(
+                    "quarantine",
+                    "give the password on standard input".into(),
+                ));
+            }
+            let transform = crate::app::transform(config.policy.clone(), &config, false)
+                .map_err(|e| Fatal::Io(format!("{e:#}")))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Fatal::Io(format!("runtime: {e}")))?;
+            let done = rt
+                .block_on(release.unlock_with_password(&actor, &report_id, password, transform))
+                .map_err(fail)?;
+            print_out(
+                format!(
+                    "unlocked {report_id}: report {} {}; delivered: {}\n",
+                    done.report.id,
+                    done.report.verdict.as_str(),
+                    escape_for_display(&done.written_to)
+                )
+                .as_bytes(),
+            )?;
         }
         QuarantineCommand::Requests { state, report, .. } => {
             let state = match state.as_deref() {
@@ -505,7 +542,8 @@ fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
         | QuarantineCommand::Release { .. }
         | QuarantineCommand::Refuse { .. }
         | QuarantineCommand::Purge { .. }
-        | QuarantineCommand::Requests { .. }) => release_command(cmd),
+        | QuarantineCommand::Requests { .. }
+        | QuarantineCommand::Unlock { .. }) => release_command(cmd),
     }
 }
 
