@@ -383,6 +383,7 @@ mod tests {
             let services = sanitizer_core::Services {
                 converter: Some(&lo),
                 fonts: None,
+                archive_password: None,
             };
             let out = sanitizer_core::sanitize_file_with(
                 &input,

@@ -24,7 +24,7 @@
 //! use sanitizer_core::Policy;
 //!
 //! let t = InProcess::new(Policy::default());
-//! let job = Job { input: b"<p>Hello</p>".to_vec(), name: Some("a.html".into()), mode: Mode::File };
+//! let job = Job { input: b"<p>Hello</p>".to_vec(), name: Some("a.html".into()), mode: Mode::File, password: None };
 //! let out = t.run(&job).unwrap();
 //! assert_eq!(out.output.unwrap().name, "a.txt");
 //! ```
@@ -39,6 +39,7 @@ pub mod fonts;
 pub mod i18n;
 pub mod isolate;
 pub mod logging;
+pub mod release;
 pub mod sanitize;
 pub mod serve;
 pub mod shutdown;

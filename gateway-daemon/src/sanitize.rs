@@ -57,7 +57,44 @@ pub struct Job {
     pub name: Option<String>,
     /// File or mail.
     pub mode: Mode,
+    /// The password of an encrypted ZIP (PPAP) file, given by its recipient to unlock it
+    /// (`crate::release::Release::unlock_with_password`): the worker opens the archive with it
+    /// and sanitizes the members as usual. Only ever sent to the worker; never logged or
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
 }
+
+/// A password: shown as `[redacted]` by `Debug`, wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: String) -> Password {
+        Password(password)
+    }
+
+    /// The password's bytes (as typed, UTF-8).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+pub use sanitizer_core::formats::zip::{WARN_UNLOCKED, WARN_WRONG_PASSWORD};
 
 /// The safe output of a job. Built only from the core's safe outputs (no `Deserialize`: bytes
 /// from elsewhere, such as a worker process, must pass `sanitizer_core::recheck` first).
@@ -234,6 +271,7 @@ impl Transform for InProcess {
         let services = Services {
             converter: self.converter.as_deref().map(|c| c as &dyn Converter),
             fonts: self.fonts.as_ref(),
+            archive_password: None,
         };
         Ok(sanitize(job, &self.policy, services))
     }
@@ -242,6 +280,11 @@ impl Transform for InProcess {
 /// The one function boundary around the core: sanitizes `job` under `policy` in this thread.
 /// A worker process runs exactly this on the jobs it receives.
 pub fn sanitize(job: &Job, policy: &Policy, services: Services<'_>) -> JobOutcome {
+    // A PPAP password reaches the ZIP sanitizer as a lent capability, for this item only.
+    let services = Services {
+        archive_password: job.password.as_ref().map(Password::as_bytes),
+        ..services
+    };
     match job.mode {
         Mode::File => JobOutcome::from_file(sanitizer_core::sanitize_file_with(
             &job.input,
@@ -273,6 +316,7 @@ mod tests {
             input: input.to_vec(),
             name: Some(name.into()),
             mode: Mode::File,
+            password: None,
         }
     }
 
@@ -306,6 +350,7 @@ mod tests {
             input: b"From: a@example.jp\r\nTo: b@example.jp\r\nSubject: x\r\n\r\nhi\r\n".to_vec(),
             name: Some("m.txt".into()),
             mode: Mode::Mail,
+            password: None,
         };
         let out = InProcess::new(Policy::default()).run(&job).unwrap();
         assert!(!out.is_blocked());

@@ -30,7 +30,7 @@ use crate::sources::smtp::server::{Relay, RelayParts, RelaySettings, RunState};
 use crate::sources::smtp::session::{Limits, SessionConfig};
 
 /// This machine's host name, for the greeting when `smtp.hostname` is empty.
-fn system_hostname() -> String {
+pub fn system_hostname() -> String {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

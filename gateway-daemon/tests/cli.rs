@@ -1826,3 +1826,285 @@ fn audit_verify_says_intact_or_names_the_first_bad_line() {
         .code(1)
         .stderr(predicate::str::contains("missing.jsonl"));
 }
+
+/// A daemon configuration for the release commands, and a mail held in its quarantine (with
+/// its index row); returns the configuration file and the report id.
+fn held_mail_for_release(dir: &Path) -> (PathBuf, String) {
+    use gateway_daemon::sinks::index::{HeldItem, HoldStatus};
+    use gateway_daemon::sinks::vault::Vault;
+    let p = |s: &str| dir.join(s).display().to_string();
+    let config = write(
+        dir,
+        "mugai.toml",
+        format!(
+            "[quarantine]\ndir = {:?}\nkey_file = {:?}\n\n[downstream]\nkind = \"dir\"\n\
+             dir = {:?}\n\n[audit]\nfile = {:?}\n\n[http]\nreleased_dir = {:?}\n",
+            p("q"),
+            p("etc/q.key"),
+            p("delivered"),
+            p("audit.jsonl"),
+            p("released"),
+        )
+        .as_bytes(),
+    );
+    let settings = gateway_daemon::config::Config::load(&config)
+        .unwrap()
+        .quarantine;
+    let vault = Vault::open(&settings).unwrap();
+    let report =
+        sanitizer_core::sanitize_file(EXE, Some("attached.exe"), &Default::default()).report;
+    vault
+        .hold(
+            MAIL,
+            &HeldItem {
+                report_id: report.id.clone(),
+                quarantine_id: String::new(),
+                received_at: "2026-03-01T09:00:00Z".into(),
+                source: "smtp".into(),
+                client_ip: Some("192.0.2.1".into()),
+                helo: None,
+                mail_from: Some("sender@example.jp".into()),
+                rcpt_to: vec!["staff@city.example.lg.jp".into()],
+                message_id: Some("<1@example.jp>".into()),
+                subject: Some("meeting".into()),
+                header_from: None,
+                file_name: None,
+                size: MAIL.len() as u64,
+                verdict: "sanitized".into(),
+                threats: vec![],
+                report_json: String::new(),
+                status: HoldStatus::Delivered,
+                downstream_reply: None,
+            },
+            &report,
+        )
+        .unwrap();
+    (config, report.id)
+}
+
+/// `mugai` as the operator `user` (the CLI's actor is `cli:<USER>`).
+fn mugai_as(user: &str) -> Command {
+    let mut c = mugai();
+    c.env_remove("SUDO_USER").env("USER", user);
+    c
+}
+
+#[test]
+fn a_release_needs_a_second_operator_and_is_audited() {
+    let d = tempfile::tempdir().unwrap();
+    let (config, id) = held_mail_for_release(d.path());
+
+    // A reason is required (usage error).
+    mugai_as("alice")
+        .args(["quarantine", "request", "--config"])
+        .arg(&config)
+        .arg(&id)
+        .assert()
+        .code(2);
+    // Alice enters a request for a staff member who phoned in.
+    mugai_as("alice")
+        .args(["quarantine", "request", "--config"])
+        .arg(&config)
+        .args([&id, "--as", "suzuki", "--reason", "取引先に電話で確認済み"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("pending"))
+        .stdout(predicate::str::contains(
+            "requester=suzuki entered_by=cli:alice",
+        ));
+    // Alice cannot release what she entered herself.
+    mugai_as("alice")
+        .args(["quarantine", "release", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "ok"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("two-person rule"));
+    assert!(!d.path().join("delivered").exists() || files(&d.path().join("delivered")).is_empty());
+    // Bob can.
+    mugai_as("bob")
+        .args(["quarantine", "release", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "内容確認済み"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("approved"))
+        .stdout(predicate::str::contains("decided_by=cli:bob"))
+        .stderr(predicate::str::contains("released: 250"));
+    let delivered = d.path().join("delivered");
+    let eml: Vec<String> = files(&delivered)
+        .into_iter()
+        .filter(|f| f.ends_with(".eml"))
+        .collect();
+    assert_eq!(eml.len(), 1);
+    let bytes = std::fs::read(delivered.join(&eml[0])).unwrap();
+    let head = b"X-Mugai-Released: by cli:bob; request 1\r\n";
+    assert!(bytes.starts_with(head));
+    assert_eq!(&bytes[head.len()..], MAIL);
+    // Released once; again is a conflict.
+    mugai_as("carol")
+        .args(["quarantine", "release", "--config"])
+        .arg(&config)
+        .args(["1", "--reason", "again"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already approved and delivered"));
+    mugai_as("carol")
+        .args(["quarantine", "requests", "--config"])
+        .arg(&config)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("request 1: approved"))
+        .stdout(predicate::str::contains("delivered_at="));
+
+    let audit = d.path().join("audit.jsonl");
+    let kinds: Vec<String> = json_lines(&std::fs::read_to_string(&audit).unwrap())
+        .iter()
+        .map(|v| v["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["release_requested", "release_approved", "release_delivered"]
+    );
+    mugai()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("chain intact: 3 lines"));
+}
+
+#[test]
+fn refuse_and_purge_from_the_command_line() {
+    let d = tempfile::tempdir().unwrap();
+    let (config, id) = held_mail_for_release(d.path());
+    mugai_as("alice")
+        .args(["quarantine", "request", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "need it"])
+        .assert()
+        .code(0);
+    // Self-refusal is refused too; another operator refuses.
+    mugai_as("alice")
+        .args(["quarantine", "refuse", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "no"])
+        .assert()
+        .code(1);
+    mugai_as("bob")
+        .args(["quarantine", "refuse", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "マクロ付きのため不可"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("refused"));
+    // Purge: the original goes, the row stays marked purged; a second purge is an error.
+    mugai_as("alice")
+        .args(["quarantine", "purge", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "誤送信のため削除"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("1 row(s) marked purged"));
+    let hash = sha256(MAIL);
+    assert!(!d.path().join("q").join(&hash[..2]).join(&hash).exists());
+    mugai_as("alice")
+        .args(["quarantine", "purge", "--config"])
+        .arg(&config)
+        .args([&id, "--reason", "again"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already purged"));
+    let audit = d.path().join("audit.jsonl");
+    let lines = json_lines(&std::fs::read_to_string(&audit).unwrap());
+    let last = lines.last().unwrap();
+    assert_eq!(last["kind"], "quarantine_purged");
+    assert_eq!(last["actor"], "cli:alice");
+    assert_eq!(last["reason"], "誤送信のため削除");
+    mugai()
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn unlock_opens_a_ppap_file_with_the_password_from_stdin() {
+    use gateway_daemon::sinks::index::{HeldItem, HoldStatus};
+    use gateway_daemon::sinks::vault::Vault;
+    use std::io::Write;
+    use zip::unstable::write::FileOptionsExt;
+
+    let d = tempfile::tempdir().unwrap();
+    let (config, _) = held_mail_for_release(d.path());
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .with_deprecated_encryption(b"kaigi-0601")
+        .unwrap();
+    w.start_file("agenda.html", o).unwrap();
+    w.write_all(b"<p>agenda</p><script>evil()</script>")
+        .unwrap();
+    let ppap = w.finish().unwrap().into_inner();
+    let report =
+        sanitizer_core::sanitize_file(&ppap, Some("agenda.zip"), &Default::default()).report;
+    let settings = gateway_daemon::config::Config::load(&config)
+        .unwrap()
+        .quarantine;
+    Vault::open(&settings)
+        .unwrap()
+        .hold(
+            &ppap,
+            &HeldItem {
+                report_id: report.id.clone(),
+                quarantine_id: String::new(),
+                received_at: "2026-03-01T09:00:00Z".into(),
+                source: "dropdir".into(),
+                client_ip: None,
+                helo: None,
+                mail_from: None,
+                rcpt_to: vec![],
+                message_id: None,
+                subject: None,
+                header_from: None,
+                file_name: Some("agenda.zip".into()),
+                size: ppap.len() as u64,
+                verdict: "blocked".into(),
+                threats: vec!["archive.encrypted".into()],
+                report_json: String::new(),
+                status: HoldStatus::Held,
+                downstream_reply: None,
+            },
+            &report,
+        )
+        .unwrap();
+
+    mugai_as("alice")
+        .args(["quarantine", "unlock", "--config"])
+        .arg(&config)
+        .arg(&report.id)
+        .write_stdin("guess\n")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("wrong password (4 tries left)"));
+    let assert = mugai_as("alice")
+        .args(["quarantine", "unlock", "--config"])
+        .arg(&config)
+        .arg(&report.id)
+        .write_stdin("kaigi-0601\n")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("unlocked"));
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(!out.contains("kaigi-0601"));
+    let zip_out = std::fs::read(d.path().join("released/agenda.zip")).unwrap();
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(zip_out)).unwrap();
+    let mut m = a.by_index(0).unwrap();
+    assert!(!m.encrypted());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut m, &mut text).unwrap();
+    assert!(text.contains("agenda") && !text.contains("evil"), "{text}");
+    drop(m);
+    let audit = std::fs::read_to_string(d.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("ppap_unlock_failed") && audit.contains("ppap_unlocked"));
+    assert!(!audit.contains("kaigi-0601") && !audit.contains("guess"));
+}

@@ -339,6 +339,7 @@ fn corpus_through_the_pool_equals_in_process() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let job = Job {
             mode: Mode::detect(Some(&name), &input),
+            password: None,
             input,
             name: Some(name.clone()),
         };
@@ -856,4 +857,81 @@ fn killing_the_helper_at_the_deadline_ends_everything_it_started() {
         "outlived the kill: {:?}",
         processes_with(&marker)
     );
+}
+
+#[test]
+fn a_ppap_zip_is_unlocked_inside_the_worker() {
+    use gateway_daemon::sanitize::{Password, WARN_UNLOCKED, WARN_WRONG_PASSWORD};
+    use std::io::Write;
+    use zip::unstable::write::FileOptionsExt;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .with_deprecated_encryption(b"pass-1234")
+        .unwrap();
+    w.start_file("memo.html", o).unwrap();
+    w.write_all(b"<p>meeting at 10</p><script>steal()</script>")
+        .unwrap();
+    let ppap = w.finish().unwrap().into_inner();
+
+    let pool = pool();
+    let policy = policy();
+    let wrong = pool
+        .sanitize_file_unlocking(
+            &ppap,
+            Some("memo.zip"),
+            &Password::new("nope".into()),
+            &policy,
+        )
+        .unwrap();
+    assert_eq!(wrong.report.verdict, sanitizer_core::Verdict::Blocked);
+    assert!(
+        wrong
+            .report
+            .warnings
+            .iter()
+            .any(|x| x == WARN_WRONG_PASSWORD)
+    );
+    let out = pool
+        .sanitize_file_unlocking(
+            &ppap,
+            Some("memo.zip"),
+            &Password::new("pass-1234".into()),
+            &policy,
+        )
+        .unwrap();
+    assert!(out.report.warnings.iter().any(|x| x == WARN_UNLOCKED));
+    // The parent describes the encrypted input as given, and re-checked the output.
+    assert_eq!(
+        out.report.input.sha256,
+        sanitizer_core::report::sha256_hex(&ppap)
+    );
+    let bytes = out.output.unwrap().bytes.into_vec();
+    let mut a = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut m = a.by_index(0).unwrap();
+    assert!(!m.encrypted());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut m, &mut text).unwrap();
+    assert!(
+        text.contains("meeting at 10") && !text.contains("steal"),
+        "{text}"
+    );
+    drop(m);
+
+    // Attached to a mail: the worker rebuilds it inside the sanitized message.
+    let mail = [
+        b"From: a@example.jp\r\nTo: b@city.example.lg.jp\r\nSubject: memo\r\n\
+MIME-Version: 1.0\r\nContent-Type: application/zip; name=\"memo.zip\"\r\n\
+Content-Disposition: attachment; filename=\"memo.zip\"\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\n" as &[u8],
+        &ppap,
+    ]
+    .concat();
+    let pw = Password::new("pass-1234".into());
+    let unlocked = pool
+        .sanitize_mail_unlocking(&mail, Some(&pw), &policy)
+        .unwrap();
+    assert!(unlocked.report.warnings.iter().any(|x| x == WARN_UNLOCKED));
+    assert!(!unlocked.report.threats().contains(&"archive.encrypted"));
+    let locked = pool.sanitize_mail(&mail, &policy).unwrap();
+    assert!(locked.report.threats().contains(&"archive.encrypted"));
 }

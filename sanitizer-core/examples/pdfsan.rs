@@ -101,6 +101,7 @@ fn main() -> ExitCode {
     let services = Services {
         converter: None,
         fonts: Some(&fonts),
+        archive_password: None,
     };
     let outcome = sanitize_file_with(&bytes, Some(name), &policy, services);
     eprintln!("{}", outcome.report.to_json_line());

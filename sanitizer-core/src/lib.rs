@@ -102,6 +102,7 @@ pub(crate) mod testing {
             crate::Services {
                 converter: None,
                 fonts: Some(&fonts),
+                archive_password: None,
             },
         )
     }

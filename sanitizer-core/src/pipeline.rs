@@ -200,6 +200,10 @@ pub struct Services<'a> {
     /// Fonts for text documents name but do not embed; without them such text is left out
     /// of rasterized pages (warning `pdf.font_missing`).
     pub fonts: Option<&'a Arc<dyn FontSource>>,
+    /// The password of encrypted ZIP archives in this item (PPAP), given by its recipient:
+    /// with it the ZIP sanitizer opens ZipCrypto archives and rebuilds their members as usual
+    /// (see [`crate::formats::zip::decrypt_zip`]). Only ever set inside a worker.
+    pub archive_password: Option<&'a [u8]>,
 }
 
 impl std::fmt::Debug for Services<'_> {
@@ -207,6 +211,10 @@ impl std::fmt::Debug for Services<'_> {
         f.debug_struct("Services")
             .field("converter", &self.converter.is_some())
             .field("fonts", &self.fonts.is_some())
+            .field(
+                "archive_password",
+                &self.archive_password.map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -321,6 +329,11 @@ impl<'a> Context<'a> {
     /// The fonts lent by the caller, if any.
     pub fn fonts(&self) -> Option<Arc<dyn FontSource>> {
         self.services.fonts.cloned()
+    }
+
+    /// The archive password lent by the caller, if any (PPAP unlocking).
+    pub fn archive_password(&self) -> Option<&'a [u8]> {
+        self.services.archive_password
     }
 
     /// The item's budget.

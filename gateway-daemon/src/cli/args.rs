@@ -73,7 +73,27 @@ Encrypted quarantines:
   show work without the key (reports are not encrypted); get needs it: pass the configuration
   with --config. Without it, get of an encrypted original fails (exit 2).
 
+Releasing originals (request, release, refuse, purge, requests):
+  These read [quarantine], [downstream], [audit] and [http] released_dir from --config FILE
+  and act as the operator (an admin named cli:<unix user>). A release needs a pending request
+  made or entered by someone else: nobody, admins included, approves their own (two-person
+  rule). For a staff member who phoned in, enter the request with --as USER; a second operator
+  (another Unix account) then releases it. Mail goes, as the original with an
+  X-Mugai-Released header, through the downstream to its original recipients; a file is
+  written to [http] released_dir. If delivery fails the request stays approved: run release
+  again to retry. Every step is written to the audit log, which only one process may hold:
+  while mugai serve runs, use its HTTP API instead.
+  Exit codes: 0 done; 2 usage or configuration error (missing --reason); 1 refused (not
+  allowed, no such item or request, already decided) or delivery failed.
+
 Examples:
+  mugai quarantine request --config /etc/mugai/mugai.toml 0193a6c2-... --as suzuki \
+      --reason \"取引先に確認済み (phoned 10:15)\"
+  sudo -u admin2 mugai quarantine release --config /etc/mugai/mugai.toml 0193a6c2-... \
+      --reason \"内容確認済み\"
+  mugai quarantine requests --config /etc/mugai/mugai.toml --state pending
+  mugai quarantine unlock --config /etc/mugai/mugai.toml 0193a6c2-... < password.txt
+  mugai quarantine purge --config /etc/mugai/mugai.toml 0193a6c2-... --reason \"誤送信\"
   mugai quarantine list /var/lib/mugai/quarantine
   mugai quarantine show /var/lib/mugai/quarantine 0193a6c2-...   # a report id
   mugai quarantine get /var/lib/mugai/quarantine 3f2a... -o /root/review/original.bin
@@ -245,6 +265,77 @@ pub enum QuarantineCommand {
         /// encrypted at rest.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+    },
+    /// Ask for the release of a held original (see "Releasing originals" below).
+    Request {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The held item's report id.
+        report_id: String,
+        /// Why it is needed (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        /// Enter the request for this user (a staff member who phoned in).
+        #[arg(long = "as", value_name = "USER")]
+        on_behalf: Option<String>,
+    },
+    /// Approve a pending request made by someone else and deliver the original (again, to
+    /// retry a delivery that failed).
+    Release {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A request number, or a report id (its newest request).
+        target: String,
+        /// Why it is approved (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Refuse a pending request made by someone else.
+    Refuse {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A request number, or a report id (its newest request).
+        target: String,
+        /// Why it is refused (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Delete a held original now; its rows stay, marked purged.
+    Purge {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The held item's report id (every item sharing the same original is purged).
+        report_id: String,
+        /// Why (recorded in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Open a held password-protected ZIP (PPAP) with its password, read from standard input
+    /// (never from the command line, where other users could see it): it is sanitized again
+    /// in a worker and delivered like any sanitized item (mail to its recipients, a file into
+    /// [http] released_dir). No approval needed: nothing unsanitized crosses.
+    Unlock {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The held item's report id.
+        report_id: String,
+    },
+    /// List release requests, newest first.
+    Requests {
+        /// The daemon's configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only requests in this state (pending, approved, refused).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only requests for this report id.
+        #[arg(long, value_name = "REPORT-ID")]
+        report: Option<String>,
     },
 }
 

@@ -210,7 +210,193 @@ fn quarantine_fatal(e: QuarantineError) -> Fatal {
     }
 }
 
-/// `mugai quarantine list|show|get`.
+/// `mugai quarantine request|release|refuse|purge|requests`: the release library
+/// ([`crate::release`]) as the operator.
+fn release_command(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
+    use crate::actor::Actor;
+    use crate::release::{Release, ReleaseError, Target};
+    use crate::sinks::index::{RequestFilter, RequestState};
+    use std::sync::Arc;
+
+    let config_path = match &cmd {
+        QuarantineCommand::Request { config, .. }
+        | QuarantineCommand::Release { config, .. }
+        | QuarantineCommand::Refuse { config, .. }
+        | QuarantineCommand::Purge { config, .. }
+        | QuarantineCommand::Requests { config, .. }
+        | QuarantineCommand::Unlock { config, .. } => config.clone(),
+        _ => return Err(Fatal::Io("not a release command".into())),
+    };
+    let config = Config::load(&config_path).map_err(|e| Fatal::Config(format!("{e:#}")))?;
+    let vault = crate::sinks::vault::Vault::open(&config.quarantine)
+        .map_err(|e| Fatal::Config(format!("{e:#}")))?;
+    let needs_audit = !matches!(cmd, QuarantineCommand::Requests { .. });
+    let audit = if needs_audit {
+        crate::sinks::audit::AuditLog::open(&config.audit)
+            .map_err(|e| {
+                Fatal::Io(format!(
+                    "{e:#} (while mugai serve holds the audit log, release through its HTTP API)"
+                ))
+            })?
+            .map(Arc::new)
+    } else {
+        None
+    };
+    let downstream = if matches!(
+        cmd,
+        QuarantineCommand::Release { .. } | QuarantineCommand::Unlock { .. }
+    ) {
+        Some(
+            crate::sinks::downstream::Downstream::new(
+                &config.downstream,
+                &crate::serve::system_hostname(),
+            )
+            .map_err(|e| Fatal::Config(format!("downstream: {e:#}")))?,
+        )
+    } else {
+        None
+    };
+    let release = Release::new(
+        Arc::new(vault),
+        audit,
+        downstream,
+        config.http.released_dir.clone(),
+    );
+    let actor = Actor::operator();
+    let fail = |e: ReleaseError| match e {
+        ReleaseError::Invalid(m) => Fatal::Usage("quarantine", m),
+        e => Fatal::Io(e.to_string()),
+    };
+    let show = |r: &crate::sinks::index::ReleaseRequest| {
+        format!(
+            "request {}: {} {} requester={}{} reason={}{}{}\n",
+            r.id,
+            r.state.as_str(),
+            r.report_id,
+            escape_for_display(&r.requester),
+            if r.entered_by == r.requester {
+                String::new()
+            } else {
+                format!(" entered_by={}", escape_for_display(&r.entered_by))
+            },
+            escape_for_display(&r.reason),
+            r.decided_by
+                .as_deref()
+                .map_or_else(String::new, |d| format!(
+                    " decided_by={} ({})",
+                    escape_for_display(d),
+                    escape_for_display(r.decision_reason.as_deref().unwrap_or(""))
+                )),
+            match (&r.delivered_at, &r.delivery_reply) {
+                (Some(at), _) => format!(" delivered_at={at}"),
+                (None, Some(reply)) => format!(" undelivered: {}", escape_for_display(reply)),
+                _ => String::new(),
+            }
+        )
+    };
+    match cmd {
+        QuarantineCommand::Request {
+            report_id,
+            reason,
+            on_behalf,
+            ..
+        } => {
+            let req = match on_behalf {
+                Some(user) => release.request_on_behalf(&actor, &user, &report_id, &reason),
+                None => release.request(&actor, &report_id, &reason),
+            }
+            .map_err(fail)?;
+            print_out(show(&req).as_bytes())?;
+        }
+        QuarantineCommand::Release { target, reason, .. } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Fatal::Io(format!("runtime: {e}")))?;
+            let done = rt
+                .block_on(release.approve(&actor, &Target::parse(&target), &reason))
+                .map_err(fail)?;
+            print_out(show(&done.request).as_bytes())?;
+            say(&format!(
+                "mugai: released: {}",
+                escape_for_display(&done.delivered_to)
+            ));
+        }
+        QuarantineCommand::Refuse { target, reason, .. } => {
+            let req = release
+                .refuse(&actor, &Target::parse(&target), &reason)
+                .map_err(fail)?;
+            print_out(show(&req).as_bytes())?;
+        }
+        QuarantineCommand::Purge {
+            report_id, reason, ..
+        } => {
+            let rows = release.purge(&actor, &report_id, &reason).map_err(fail)?;
+            print_out(format!("purged {report_id}: {rows} row(s) marked purged\n").as_bytes())?;
+        }
+        QuarantineCommand::Unlock { report_id, .. } => {
+            let mut line = String::new();
+            io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Fatal::Io(format!("standard input: {e}")))?;
+            let password =
+                crate::sanitize::Password::new(line.trim_end_matches(['\r', '\n']).to_owned());
+            zeroize::Zeroize::zeroize(&mut line);
+            if password.as_bytes().is_empty() {
+                return Err(Fatal::Usage(
+                    "quarantine",
+                    "give the password on standard input".into(),
+                ));
+            }
+            let transform = crate::app::transform(config.policy.clone(), &config, false)
+                .map_err(|e| Fatal::Io(format!("{e:#}")))?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Fatal::Io(format!("runtime: {e}")))?;
+            let done = rt
+                .block_on(release.unlock_with_password(&actor, &report_id, password, transform))
+                .map_err(fail)?;
+            print_out(
+                format!(
+                    "unlocked {report_id}: report {} {}; delivered: {}\n",
+                    done.report.id,
+                    done.report.verdict.as_str(),
+                    escape_for_display(&done.written_to)
+                )
+                .as_bytes(),
+            )?;
+        }
+        QuarantineCommand::Requests { state, report, .. } => {
+            let state = match state.as_deref() {
+                None => None,
+                Some(s) => Some(RequestState::parse(s).ok_or_else(|| {
+                    Fatal::Usage(
+                        "quarantine",
+                        format!("--state {s:?}: pending, approved or refused"),
+                    )
+                })?),
+            };
+            let list = release
+                .list_requests(
+                    &actor,
+                    &RequestFilter {
+                        state,
+                        report_id: report,
+                        limit: crate::sinks::index::Search::MAX_LIMIT,
+                        ..RequestFilter::default()
+                    },
+                )
+                .map_err(fail)?;
+            let out: String = list.iter().map(show).collect();
+            print_out(out.as_bytes())?;
+        }
+        _ => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mugai quarantine list|show|get` (and the release commands, in [`release_command`]).
 fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
     // The key comes from the configuration's [quarantine] key_file, if one is given; it is
     // only read here, never created.
@@ -352,6 +538,12 @@ fn quarantine(cmd: QuarantineCommand) -> Result<ExitCode, Fatal> {
             ));
             Ok(ExitCode::SUCCESS)
         }
+        cmd @ (QuarantineCommand::Request { .. }
+        | QuarantineCommand::Release { .. }
+        | QuarantineCommand::Refuse { .. }
+        | QuarantineCommand::Purge { .. }
+        | QuarantineCommand::Requests { .. }
+        | QuarantineCommand::Unlock { .. }) => release_command(cmd),
     }
 }
 

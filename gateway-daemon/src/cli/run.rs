@@ -169,6 +169,7 @@ fn sanitize_item(app: &App, item: Item, mode: Mode) -> Result<Sanitized, String>
         input: item.bytes,
         name: item.name,
         mode,
+        password: None,
     };
     let mut outcome = app.transform.run(&job).map_err(|e| {
         let kind = if e.transient {

@@ -303,7 +303,18 @@ impl Pool {
 
     /// Sanitizes a mail in a worker. `Err` only when no worker could be started.
     pub fn sanitize_mail(&self, input: &[u8], policy: &Policy) -> Result<MailOutcome, PoolError> {
-        Ok(match self.run(Mode::Mail, input, None, policy)? {
+        self.sanitize_mail_unlocking(input, None, policy)
+    }
+
+    /// [`Pool::sanitize_mail`] with a PPAP password lent to the worker's ZIP sanitizer for
+    /// the archives attached to the message.
+    pub fn sanitize_mail_unlocking(
+        &self,
+        input: &[u8],
+        password: Option<&crate::sanitize::Password>,
+        policy: &Policy,
+    ) -> Result<MailOutcome, PoolError> {
+        Ok(match self.run(Mode::Mail, input, None, password, policy)? {
             Ok(raw) => accept_mail(input, policy, raw.head, raw.body),
             Err(e) => failed_mail(input, &e, policy),
         })
@@ -316,10 +327,27 @@ impl Pool {
         name: Option<&str>,
         policy: &Policy,
     ) -> Result<FileOutcome, PoolError> {
-        Ok(match self.run(Mode::File, input, name, policy)? {
+        Ok(match self.run(Mode::File, input, name, None, policy)? {
             Ok(raw) => accept_file(input, name, policy, raw.head, raw.body),
             Err(e) => failed_file(input, name, &e, policy),
         })
+    }
+
+    /// [`Pool::sanitize_file`] for an encrypted ZIP with its password: the worker opens it
+    /// and sanitizes its members; the parent re-checks the output as for any file.
+    pub fn sanitize_file_unlocking(
+        &self,
+        input: &[u8],
+        name: Option<&str>,
+        password: &crate::sanitize::Password,
+        policy: &Policy,
+    ) -> Result<FileOutcome, PoolError> {
+        Ok(
+            match self.run(Mode::File, input, name, Some(password), policy)? {
+                Ok(raw) => accept_file(input, name, policy, raw.head, raw.body),
+                Err(e) => failed_file(input, name, &e, policy),
+            },
+        )
     }
 
     /// Runs one job: the outer `Result` is infrastructure, the inner one the job's fate.
@@ -328,6 +356,7 @@ impl Pool {
         mode: Mode,
         input: &[u8],
         name: Option<&str>,
+        password: Option<&crate::sanitize::Password>,
         policy: &Policy,
     ) -> Result<Result<Raw, SanitizeError>, PoolError> {
         let mut w = self.take()?;
@@ -352,6 +381,7 @@ impl Pool {
             policy: policy.clone(),
             converter: self.converter.is_some(),
             host: self.cfg.host.clone(),
+            password: password.cloned(),
         };
         let mut timed_out = false;
         let mut result = None;
@@ -460,13 +490,21 @@ impl Isolated {
 impl Transform for Isolated {
     fn run(&self, job: &Job) -> Result<JobOutcome, TransformError> {
         let outcome = match job.mode {
-            Mode::File => self
-                .pool
-                .sanitize_file(&job.input, job.name.as_deref(), &self.policy)
-                .map(JobOutcome::from_file),
+            Mode::File => match &job.password {
+                None => self
+                    .pool
+                    .sanitize_file(&job.input, job.name.as_deref(), &self.policy),
+                Some(pw) => self.pool.sanitize_file_unlocking(
+                    &job.input,
+                    job.name.as_deref(),
+                    pw,
+                    &self.policy,
+                ),
+            }
+            .map(JobOutcome::from_file),
             Mode::Mail => self
                 .pool
-                .sanitize_mail(&job.input, &self.policy)
+                .sanitize_mail_unlocking(&job.input, job.password.as_ref(), &self.policy)
                 .map(|o| JobOutcome::from_mail(o, job.name.as_deref())),
         };
         outcome.map_err(|e| TransformError {

@@ -50,6 +50,9 @@ pub struct JobHeader {
     /// The configured font paths (the worker reads them lazily, inside its sandbox, and lends
     /// them to the core).
     pub host: crate::config::Host,
+    /// A PPAP password for a file job (see `crate::sanitize::Job::password`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<crate::sanitize::Password>,
 }
 
 /// A conversion the worker asks the parent to run.

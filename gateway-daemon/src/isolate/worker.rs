@@ -211,12 +211,14 @@ pub fn run(args: &[String]) -> i32 {
     let services = Services {
         converter: header.converter.then_some(&converter as &dyn Converter),
         fonts: Some(&fonts),
+        archive_password: None,
     };
     // The same dispatch as the in-process path: one function decides file or mail.
     let job = crate::sanitize::Job {
         input: job.body,
         name: header.name.clone(),
         mode: header.mode,
+        password: header.password.clone(),
     };
     let outcome = crate::sanitize::sanitize(&job, &header.policy, services);
     let result = match outcome.output {

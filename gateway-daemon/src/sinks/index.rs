@@ -17,7 +17,14 @@
 //!      status, downstream_reply, updated_ms)
 //! held_rcpt(held, rcpt)                  each recipient, ASCII-lower-cased, for searching
 //! held_threat(threat, held)              each threat id, for searching
+//! release_requests(id INTEGER PRIMARY KEY, report_id, requester, entered_by, reason,
+//!      created_at, state (pending|approved|refused), decided_by, decision_reason,
+//!      decided_at, delivered_at, delivery_reply)   (schema 2; crate::release)
+//! unlock_failures(report_id PRIMARY KEY, failures)  wrong PPAP passwords per item (schema 2)
 //! ```
+//! At most one `pending` request per report id (a partial unique index); a request moves
+//! `pending` → `approved` or `refused` once, by a conditional update, so two deciders racing
+//! cannot both win. `approved` with `delivered_at` NULL is a release still to be delivered.
 //! Indexes: by time (newest first), by status and by verdict (each with time, so a filtered
 //! page is read in order), by quarantine id (retention), and the two side tables by their
 //! first column. Addresses and subjects are stored exactly as given: they are data, and
@@ -230,6 +237,130 @@ pub trait QuarantineIndex: Send + Sync {
     fn interrupt_held(&self, reply: &str) -> Result<usize, QuarantineError>;
 }
 
+/// Where a release request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    /// Waiting for an approver.
+    Pending,
+    /// Approved (delivered once `delivered_at` is set).
+    Approved,
+    /// Refused by an approver.
+    Refused,
+}
+
+impl RequestState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Pending => "pending",
+            RequestState::Approved => "approved",
+            RequestState::Refused => "refused",
+        }
+    }
+
+    /// The state with this stored name.
+    pub fn parse(s: &str) -> Option<RequestState> {
+        [
+            RequestState::Pending,
+            RequestState::Approved,
+            RequestState::Refused,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// A request to release a held original (see `crate::release`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    /// The request's number.
+    pub id: i64,
+    /// The held item.
+    pub report_id: String,
+    /// Who wants it released.
+    pub requester: String,
+    /// Who entered the request (the requester, or an operator acting on their behalf).
+    pub entered_by: String,
+    /// Why (required).
+    pub reason: String,
+    /// When it was made, RFC 3339.
+    pub created_at: String,
+    /// Where it stands.
+    pub state: RequestState,
+    /// Who approved or refused it.
+    pub decided_by: Option<String>,
+    /// Why they did.
+    pub decision_reason: Option<String>,
+    /// When, RFC 3339.
+    pub decided_at: Option<String>,
+    /// When the released original was accepted downstream or written, RFC 3339.
+    pub delivered_at: Option<String>,
+    /// The downstream's reply, or the file written, for the last delivery attempt.
+    pub delivery_reply: Option<String>,
+}
+
+/// Which release requests to list; every filter given must match; newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestFilter {
+    /// This state.
+    pub state: Option<RequestState>,
+    /// This held item.
+    pub report_id: Option<String>,
+    /// Made by (or on behalf of) this user.
+    pub requester: Option<String>,
+    /// At most this many (0 = 100; capped at [`Search::MAX_LIMIT`]).
+    pub limit: usize,
+    /// Skip this many first.
+    pub offset: u64,
+}
+
+/// What [`RequestIndex::add_request`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddRequest {
+    /// The new request.
+    Added(ReleaseRequest),
+    /// Nothing: this request is already pending for the item.
+    AlreadyPending(ReleaseRequest),
+}
+
+/// Release requests and unlock attempts, kept beside the rows they refer to (small on
+/// purpose: the rules live in `crate::release`, the index only stores and moves states
+/// atomically).
+pub trait RequestIndex: Send + Sync {
+    /// Adds a pending request unless one is pending for the same report id.
+    fn add_request(
+        &self,
+        report_id: &str,
+        requester: &str,
+        entered_by: &str,
+        reason: &str,
+    ) -> Result<AddRequest, QuarantineError>;
+    /// One request.
+    fn get_request(&self, id: i64) -> Result<Option<ReleaseRequest>, QuarantineError>;
+    /// The newest request for a report id.
+    fn latest_request(&self, report_id: &str) -> Result<Option<ReleaseRequest>, QuarantineError>;
+    /// Requests matching `filter`, newest first.
+    fn list_requests(&self, filter: &RequestFilter)
+    -> Result<Vec<ReleaseRequest>, QuarantineError>;
+    /// Moves a request from `pending` to `state` (approved or refused); false when it was not
+    /// pending any more (someone else decided first).
+    fn decide_request(
+        &self,
+        id: i64,
+        state: RequestState,
+        decided_by: &str,
+        reason: &str,
+    ) -> Result<bool, QuarantineError>;
+    /// Records a delivery attempt of an approved request: `delivered` sets `delivered_at`.
+    fn record_delivery(&self, id: i64, delivered: bool, reply: &str)
+    -> Result<(), QuarantineError>;
+    /// Adds one to the wrong-password count of a report id; returns the new count.
+    fn add_unlock_failure(&self, report_id: &str) -> Result<u32, QuarantineError>;
+    /// The wrong-password count of a report id.
+    fn unlock_failures(&self, report_id: &str) -> Result<u32, QuarantineError>;
+}
+
 /// The SQLite index at `DIR/index.sqlite`.
 #[derive(Debug)]
 pub struct SqliteIndex {
@@ -279,6 +410,29 @@ const MIGRATIONS: &[&str] = &[
         threat TEXT NOT NULL,
         held INTEGER NOT NULL REFERENCES held(id),
         PRIMARY KEY (threat, held)
+    ) WITHOUT ROWID;",
+    // 2: release requests (crate::release) and wrong-password counts for PPAP unlocking.
+    "CREATE TABLE IF NOT EXISTS release_requests (
+        id INTEGER PRIMARY KEY,
+        report_id TEXT NOT NULL,
+        requester TEXT NOT NULL,
+        entered_by TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        decided_by TEXT,
+        decision_reason TEXT,
+        decided_at TEXT,
+        delivered_at TEXT,
+        delivery_reply TEXT
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS release_one_pending
+        ON release_requests(report_id) WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS release_by_report ON release_requests(report_id, id);
+    CREATE INDEX IF NOT EXISTS release_by_state ON release_requests(state, id);
+    CREATE TABLE IF NOT EXISTS unlock_failures (
+        report_id TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL
     ) WITHOUT ROWID;",
 ];
 
@@ -716,6 +870,209 @@ impl QuarantineIndex for SqliteIndex {
     }
 }
 
+const REQUEST_COLUMNS: &str = "id, report_id, requester, entered_by, reason, created_at, state, \
+     decided_by, decision_reason, decided_at, delivered_at, delivery_reply";
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+fn row_to_request(row: &Row<'_>) -> rusqlite::Result<ReleaseRequest> {
+    let state: String = row.get(6)?;
+    let state = RequestState::parse(&state).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            6,
+            Type::Text,
+            format!("unknown request state {state:?}").into(),
+        )
+    })?;
+    Ok(ReleaseRequest {
+        id: row.get(0)?,
+        report_id: row.get(1)?,
+        requester: row.get(2)?,
+        entered_by: row.get(3)?,
+        reason: row.get(4)?,
+        created_at: row.get(5)?,
+        state,
+        decided_by: row.get(7)?,
+        decision_reason: row.get(8)?,
+        decided_at: row.get(9)?,
+        delivered_at: row.get(10)?,
+        delivery_reply: row.get(11)?,
+    })
+}
+
+impl RequestIndex for SqliteIndex {
+    fn add_request(
+        &self,
+        report_id: &str,
+        requester: &str,
+        entered_by: &str,
+        reason: &str,
+    ) -> Result<AddRequest, QuarantineError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let pending = tx
+                .query_row(
+                    &format!(
+                        "SELECT {REQUEST_COLUMNS} FROM release_requests \
+                         WHERE report_id = ? AND state = 'pending'"
+                    ),
+                    [report_id],
+                    row_to_request,
+                )
+                .optional()?;
+            if let Some(p) = pending {
+                return Ok(AddRequest::AlreadyPending(p));
+            }
+            tx.execute(
+                "INSERT INTO release_requests (report_id, requester, entered_by, reason, \
+                 created_at, state) VALUES (?, ?, ?, ?, ?, 'pending')",
+                params![report_id, requester, entered_by, reason, now_rfc3339()],
+            )?;
+            let id = tx.last_insert_rowid();
+            let added = tx.query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM release_requests WHERE id = ?"),
+                [id],
+                row_to_request,
+            )?;
+            tx.commit()?;
+            Ok(AddRequest::Added(added))
+        })
+    }
+
+    fn get_request(&self, id: i64) -> Result<Option<ReleaseRequest>, QuarantineError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {REQUEST_COLUMNS} FROM release_requests WHERE id = ?"),
+                [id],
+                row_to_request,
+            )
+            .optional()
+        })
+    }
+
+    fn latest_request(&self, report_id: &str) -> Result<Option<ReleaseRequest>, QuarantineError> {
+        self.with(|c| {
+            c.query_row(
+                &format!(
+                    "SELECT {REQUEST_COLUMNS} FROM release_requests WHERE report_id = ? \
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                [report_id],
+                row_to_request,
+            )
+            .optional()
+        })
+    }
+
+    fn list_requests(
+        &self,
+        filter: &RequestFilter,
+    ) -> Result<Vec<ReleaseRequest>, QuarantineError> {
+        let mut clauses = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(s) = filter.state {
+            clauses.push("state = ?");
+            values.push(Value::Text(s.as_str().into()));
+        }
+        if let Some(r) = &filter.report_id {
+            clauses.push("report_id = ?");
+            values.push(Value::Text(r.clone()));
+        }
+        if let Some(u) = &filter.requester {
+            clauses.push("requester = ?");
+            values.push(Value::Text(u.clone()));
+        }
+        let clause = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        let limit = match filter.limit {
+            0 => 100,
+            n => n.min(Search::MAX_LIMIT),
+        };
+        values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        values.push(Value::Integer(
+            i64::try_from(filter.offset).unwrap_or(i64::MAX),
+        ));
+        let sql = format!(
+            "SELECT {REQUEST_COLUMNS} FROM release_requests {clause} ORDER BY id DESC \
+             LIMIT ? OFFSET ?"
+        );
+        self.with(|c| {
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(values), row_to_request)?;
+            rows.collect()
+        })
+    }
+
+    fn decide_request(
+        &self,
+        id: i64,
+        state: RequestState,
+        decided_by: &str,
+        reason: &str,
+    ) -> Result<bool, QuarantineError> {
+        if state == RequestState::Pending {
+            return Err(QuarantineError::Invalid(
+                "a decision is approved or refused, not pending".into(),
+            ));
+        }
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE release_requests SET state = ?, decided_by = ?, decision_reason = ?, \
+                 decided_at = ? WHERE id = ? AND state = 'pending'",
+                params![state.as_str(), decided_by, reason, now_rfc3339(), id],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
+    fn record_delivery(
+        &self,
+        id: i64,
+        delivered: bool,
+        reply: &str,
+    ) -> Result<(), QuarantineError> {
+        let at = delivered.then(now_rfc3339);
+        self.with(|c| {
+            c.execute(
+                "UPDATE release_requests SET delivered_at = coalesce(?, delivered_at), \
+                 delivery_reply = ? WHERE id = ?",
+                params![at, reply, id],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn add_unlock_failure(&self, report_id: &str) -> Result<u32, QuarantineError> {
+        let n: i64 = self.with(|c| {
+            c.query_row(
+                "INSERT INTO unlock_failures (report_id, failures) VALUES (?, 1) \
+                 ON CONFLICT (report_id) DO UPDATE SET failures = failures + 1 \
+                 RETURNING failures",
+                [report_id],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    fn unlock_failures(&self, report_id: &str) -> Result<u32, QuarantineError> {
+        let n: Option<i64> = self.with(|c| {
+            c.query_row(
+                "SELECT failures FROM unlock_failures WHERE report_id = ?",
+                [report_id],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        Ok(n.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,14 +1331,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let index = SqliteIndex::open(d.path()).unwrap();
         index.insert(&item(1)).unwrap();
-        assert_eq!(index.schema_version().unwrap(), 1);
+        assert_eq!(index.schema_version().unwrap(), 2);
         drop(index);
         let index = SqliteIndex::open(d.path()).unwrap();
-        assert_eq!(index.schema_version().unwrap(), 1);
+        assert_eq!(index.schema_version().unwrap(), 2);
         let rows: i64 = index
             .with(|c| c.query_row("SELECT count(*) FROM schema_version", [], |r| r.get(0)))
             .unwrap();
-        assert_eq!(rows, 1);
+        assert_eq!(rows, 2);
         assert!(index.get("r-000001").unwrap().is_some());
         index
             .with(|c| c.execute("INSERT INTO schema_version (version) VALUES (99)", []))
@@ -989,6 +1346,66 @@ mod tests {
         drop(index);
         let err = SqliteIndex::open(d.path()).unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn requests_are_pending_once_and_decided_once() {
+        let d = tempfile::tempdir().unwrap();
+        let index = SqliteIndex::open(d.path()).unwrap();
+        let AddRequest::Added(a) = index.add_request("r-1", "staff", "staff", "why").unwrap()
+        else {
+            panic!("not added")
+        };
+        assert_eq!(a.state, RequestState::Pending);
+        assert!(matches!(
+            index.add_request("r-1", "other", "other", "too").unwrap(),
+            AddRequest::AlreadyPending(p) if p.id == a.id
+        ));
+        assert!(index.add_request("r-2", "x", "x", "y").is_ok());
+        assert!(
+            index
+                .decide_request(a.id, RequestState::Approved, "boss", "ok")
+                .unwrap()
+        );
+        // The loser of a race changes nothing.
+        assert!(
+            !index
+                .decide_request(a.id, RequestState::Refused, "other", "no")
+                .unwrap()
+        );
+        let got = index.get_request(a.id).unwrap().unwrap();
+        assert_eq!(got.state, RequestState::Approved);
+        assert_eq!(got.decided_by.as_deref(), Some("boss"));
+        index.record_delivery(a.id, false, "451 later").unwrap();
+        assert!(
+            index
+                .get_request(a.id)
+                .unwrap()
+                .unwrap()
+                .delivered_at
+                .is_none()
+        );
+        index.record_delivery(a.id, true, "250 ok").unwrap();
+        let got = index.latest_request("r-1").unwrap().unwrap();
+        assert!(got.delivered_at.is_some());
+        assert_eq!(got.delivery_reply.as_deref(), Some("250 ok"));
+        // Decided: a new request may be pending again.
+        assert!(matches!(
+            index.add_request("r-1", "staff", "staff", "again").unwrap(),
+            AddRequest::Added(_)
+        ));
+        let pending = index
+            .list_requests(&RequestFilter {
+                state: Some(RequestState::Pending),
+                ..RequestFilter::default()
+            })
+            .unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].report_id, "r-1", "newest first");
+        assert_eq!(index.unlock_failures("r-1").unwrap(), 0);
+        assert_eq!(index.add_unlock_failure("r-1").unwrap(), 1);
+        assert_eq!(index.add_unlock_failure("r-1").unwrap(), 2);
+        assert_eq!(index.unlock_failures("r-1").unwrap(), 2);
     }
 
     #[cfg(unix)]

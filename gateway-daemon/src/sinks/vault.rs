@@ -51,7 +51,7 @@ use std::sync::{PoisonError, RwLock};
 use anyhow::Context;
 use sanitizer_core::Report;
 
-use super::index::{HeldItem, HoldStatus, QuarantineIndex, SqliteIndex};
+use super::index::{HeldItem, HoldStatus, QuarantineIndex, RequestIndex, SqliteIndex};
 use super::quarantine::{
     DirStore, QuarantineError, QuarantineId, QuarantineStore, load_or_create_key,
 };
@@ -224,6 +224,22 @@ impl Vault {
             );
         }
         Ok(removed)
+    }
+
+    /// Removes one original now (an operator's purge, `crate::release::Release::purge`) and
+    /// marks every row that refers to it purged, under the same gate as the retention purge
+    /// (a concurrent hold of the same content is never half undone). Returns whether there
+    /// was an original and how many rows changed.
+    pub fn purge_now(&self, id: &QuarantineId) -> Result<(bool, usize), QuarantineError> {
+        let _gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let removed = self.store.remove(id)?;
+        let rows = self.index.mark_purged(id)?;
+        Ok((removed, rows))
+    }
+
+    /// Release requests and unlock attempts (`crate::release`).
+    pub fn requests(&self) -> &dyn RequestIndex {
+        &self.index
     }
 
     /// The originals.

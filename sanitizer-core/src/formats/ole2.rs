@@ -847,6 +847,7 @@ mod tests {
             let services = Services {
                 converter: Some(&fake),
                 fonts: None,
+                archive_password: None,
             };
             let out = sanitize_file_with(&b, Some(name), &Policy::default(), services);
             assert_eq!(out.report.verdict, Verdict::Blocked, "{name}");
@@ -876,6 +877,7 @@ mod tests {
         let services = Services {
             converter: Some(&fake),
             fonts: None,
+            archive_password: None,
         };
         let out = sanitize_file_with(&input, Some("旧.doc"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Sanitized, "{:?}", out.report);
@@ -913,6 +915,7 @@ mod tests {
         let services = Services {
             converter: Some(&fake),
             fonts: None,
+            archive_password: None,
         };
         let out = sanitize_file_with(&input, Some("帳票.xls"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Sanitized, "{:?}", out.report);
@@ -956,6 +959,7 @@ mod tests {
         let services = Services {
             converter: Some(&failing),
             fonts: None,
+            archive_password: None,
         };
         let out = sanitize_file_with(&plain, Some("a.doc"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Blocked);
@@ -970,6 +974,7 @@ mod tests {
         let services = Services {
             converter: Some(&ok),
             fonts: None,
+            archive_password: None,
         };
         let out = sanitize_file_with(&plain, Some("a.doc"), &policy, services);
         assert_eq!(out.report.verdict, Verdict::Blocked);

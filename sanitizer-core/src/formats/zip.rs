@@ -51,6 +51,35 @@ impl FormatSanitizer for ZipSanitizer {
     }
 
     fn sanitize(&self, input: &[u8], cx: &mut Context<'_>) -> Result<Rebuilt, SanitizeError> {
+        let unlocked;
+        let input = match cx.archive_password() {
+            Some(password) => match decrypt_zip(input, password, cx.budget().limits()) {
+                Ok(plain) => {
+                    cx.warn(WARN_UNLOCKED);
+                    unlocked = plain;
+                    unlocked.as_slice()
+                }
+                Err(UnlockError::WrongPassword) => {
+                    cx.warn(WARN_WRONG_PASSWORD);
+                    return Err(SanitizeError::Forbidden {
+                        threat: threats::ARCHIVE_ENCRYPTED,
+                        reason: "encrypted archive (PPAP): the password given does not open it"
+                            .into(),
+                    });
+                }
+                Err(UnlockError::Unsupported) => {
+                    return Err(SanitizeError::Forbidden {
+                        threat: threats::ARCHIVE_ENCRYPTED,
+                        reason: "encrypted archive (AES): cannot be unlocked by this version"
+                            .into(),
+                    });
+                }
+                // Not encrypted: the password is not needed.
+                Err(UnlockError::NotEncrypted) => input,
+                Err(UnlockError::Sanitize(e)) => return Err(e),
+            },
+            None => input,
+        };
         let members = read_members(input, cx)?;
         let out = write_zip(&members.kept)?;
         let expected: Vec<&str> = members.kept.iter().map(|m| m.path.as_str()).collect();
@@ -69,6 +98,131 @@ impl FormatSanitizer for ZipSanitizer {
                 })),
         )
     }
+}
+
+/// Report warning: an encrypted ZIP was opened with the password lent in
+/// [`crate::Services::archive_password`] and rebuilt like any other.
+pub const WARN_UNLOCKED: &str = "archive.unlocked_with_password";
+/// Report warning: the password lent does not open the encrypted ZIP (it stays blocked as
+/// `archive.encrypted`).
+pub const WARN_WRONG_PASSWORD: &str = "archive.wrong_password";
+
+/// Why [`decrypt_zip`] could not open an encrypted ZIP.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnlockError {
+    /// The password does not open it (ZipCrypto's check byte, or a CRC mismatch after
+    /// decryption, which is what a wrong password that passes the 1-in-256 check byte gives).
+    #[error("wrong password")]
+    WrongPassword,
+    /// Nothing in it is encrypted: there is nothing to unlock.
+    #[error("the archive is not encrypted")]
+    NotEncrypted,
+    /// WinZip AES members: not built into this version.
+    #[error("AES-encrypted ZIP members are not supported (only ZipCrypto)")]
+    Unsupported,
+    /// Not a readable ZIP, or over a limit while expanding.
+    #[error("{0}")]
+    Sanitize(#[from] SanitizeError),
+}
+
+/// Opens a ZipCrypto-encrypted ZIP (PPAP) with `password` and returns the same members as a
+/// plain, unencrypted ZIP (stored, names as decoded), which then goes through the ordinary
+/// ZIP sanitizer like any other archive. Expansion obeys `limits` as the sanitizer's does:
+/// member count, `compressed × max_ratio` per member, and the decoded-bytes budget. Directory
+/// entries, links and special files are left out (the sanitizer would drop them anyway).
+///
+/// This is only ever run inside a sandboxed worker: the plain ZIP is an intermediate that
+/// never leaves it unsanitized.
+pub fn decrypt_zip(
+    input: &[u8],
+    password: &[u8],
+    limits: &crate::limits::Limits,
+) -> Result<Vec<u8>, UnlockError> {
+    let mut budget = crate::limits::Budget::new(limits);
+    let mut archive = ZipArchive::new(Cursor::new(input)).map_err(malformed)?;
+    let count = archive.len();
+    if count > usize::try_from(limits.max_parts).unwrap_or(usize::MAX) {
+        return Err(SanitizeError::limit(
+            LimitKind::Parts,
+            format!("{count} members, over {}", limits.max_parts),
+        )
+        .into());
+    }
+    if archive.has_overlapping_entries().map_err(malformed)? || archive.has_duplicate_names() {
+        return Err(SanitizeError::Forbidden {
+            threat: threats::ARCHIVE_OVERLAP,
+            reason: "ZIP entries overlap or share names".into(),
+        }
+        .into());
+    }
+    let mut any_encrypted = false;
+    let mut metas = Vec::new();
+    for i in 0..count {
+        let f = archive.by_index_raw(i).map_err(malformed)?;
+        if f.compression() == CompressionMethod::AES {
+            return Err(UnlockError::Unsupported);
+        }
+        any_encrypted |= f.encrypted();
+        let regular = !f.is_dir()
+            && f.unix_mode()
+                .is_none_or(|m| m & S_IFMT == S_IFREG || m & S_IFMT == 0);
+        metas.push((
+            decode_zip_name(f.name_raw(), f.flags().as_u16() & 0x0800 != 0),
+            regular,
+            f.encrypted(),
+            f.compressed_size(),
+            f.last_modified(),
+        ));
+    }
+    if !any_encrypted {
+        return Err(UnlockError::NotEncrypted);
+    }
+    let mut out = ZipWriter::new(Cursor::new(Vec::new()));
+    for (i, (name, regular, encrypted, compressed, mtime)) in metas.into_iter().enumerate() {
+        budget.check_deadline()?;
+        if !regular {
+            continue;
+        }
+        let file = if encrypted {
+            archive.by_index_decrypt(i, password)
+        } else {
+            archive.by_index(i)
+        };
+        let file = match file {
+            Ok(f) => f,
+            Err(zip::result::ZipError::InvalidPassword) => return Err(UnlockError::WrongPassword),
+            Err(e) => return Err(malformed(e).into()),
+        };
+        let cap = compressed.saturating_mul(limits.max_ratio).max(64 * 1024);
+        let data = match read_capped(file.take(cap.saturating_add(1)), &mut budget) {
+            Ok(d) if d.len() as u64 > cap => {
+                return Err(SanitizeError::limit(
+                    LimitKind::Ratio,
+                    format!("member expands beyond {} times its size", limits.max_ratio),
+                )
+                .into());
+            }
+            Ok(d) => d,
+            Err(e @ SanitizeError::Limit { .. }) => return Err(e.into()),
+            // A CRC mismatch after decryption: the password passed the check byte by chance.
+            Err(_) if encrypted => return Err(UnlockError::WrongPassword),
+            Err(e) => return Err(e.into()),
+        };
+        let mut options = SimpleFileOptions::default()
+            .compression_method(CompressionMethod::Stored)
+            .large_file(data.len() as u64 >= u64::from(u32::MAX));
+        if let Some(t) = mtime {
+            options = options.last_modified_time(t);
+        }
+        out.start_file(name, options)
+            .and_then(|()| out.write_all(&data).map_err(Into::into))
+            .map_err(|e| SanitizeError::Malformed(format!("ZIP: cannot rebuild: {e}")))?;
+    }
+    let cursor = out
+        .finish()
+        .map_err(|e| SanitizeError::Malformed(format!("ZIP: cannot rebuild: {e}")))?;
+    Ok(cursor.into_inner())
 }
 
 fn malformed(e: zip::result::ZipError) -> SanitizeError {
@@ -585,6 +739,90 @@ pub(crate) mod tests {
         assert_eq!(out.report.verdict, Verdict::Blocked);
         assert!(out.report.threats().contains(&threats::ARCHIVE_ENCRYPTED));
         assert!(out.report.items[0].reason.contains("ask the administrator"));
+    }
+
+    /// A ZipCrypto archive made now with the zip crate's writer.
+    fn zipcrypto(members: &[(&str, &[u8])], password: &[u8]) -> Vec<u8> {
+        use zip::unstable::write::FileOptionsExt;
+        let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in members {
+            let o = SimpleFileOptions::default()
+                .compression_method(CompressionMethod::Deflated)
+                .with_deprecated_encryption(password)
+                .unwrap();
+            w.start_file(*name, o).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_ppap_zip_opens_with_its_password_and_is_then_sanitized_as_usual() {
+        let html = b"<html><script>alert(1)</script><p>\xe8\xa6\x8b\xe7\xa9\x8d</p></html>";
+        let ppap = zipcrypto(
+            &[("見積/quote.html", html), ("run.exe", b"MZ\x90\x00")],
+            b"s3cret",
+        );
+        // Locked: blocked as before.
+        let locked = sanitize_file(&ppap, Some("ppap.zip"), &Policy::default());
+        assert!(
+            locked
+                .report
+                .threats()
+                .contains(&threats::ARCHIVE_ENCRYPTED)
+        );
+        let limits = Policy::default().limits;
+        assert!(matches!(
+            decrypt_zip(&ppap, b"wrong", &limits),
+            Err(UnlockError::WrongPassword)
+        ));
+        let plain = decrypt_zip(&ppap, b"s3cret", &limits).unwrap();
+        let out = sanitize_file(&plain, Some("ppap.zip"), &Policy::default());
+        let bytes = out.output.unwrap().bytes.into_vec();
+        let members = list(&bytes);
+        let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["見積/quote.txt"],
+            "the script gone, the exe removed"
+        );
+        assert!(String::from_utf8_lossy(&members[0].1).contains("見積"));
+        assert!(!String::from_utf8_lossy(&members[0].1).contains("alert"));
+        // The same through the pipeline, with the password lent in Services.
+        let lent = |pw: &'static [u8]| crate::Services {
+            archive_password: Some(pw),
+            ..crate::Services::default()
+        };
+        let via =
+            crate::sanitize_file_with(&ppap, Some("ppap.zip"), &Policy::default(), lent(b"s3cret"));
+        assert!(via.report.warnings.iter().any(|w| w == WARN_UNLOCKED));
+        assert_eq!(list(via.output.unwrap().bytes.as_slice()).len(), 1);
+        let wrong =
+            crate::sanitize_file_with(&ppap, Some("ppap.zip"), &Policy::default(), lent(b"x"));
+        assert!(wrong.output.is_none());
+        assert!(
+            wrong
+                .report
+                .warnings
+                .iter()
+                .any(|w| w == WARN_WRONG_PASSWORD)
+        );
+        assert!(wrong.report.threats().contains(&threats::ARCHIVE_ENCRYPTED));
+        // Nothing to unlock in a plain ZIP.
+        assert!(matches!(
+            decrypt_zip(&make_zip(&[("a.txt", b"x")]), b"pw", &limits),
+            Err(UnlockError::NotEncrypted)
+        ));
+        // Limits hold while decrypting: a member over the decoded-bytes budget.
+        let big = zipcrypto(&[("big.txt", &vec![b'a'; 200_000])], b"pw");
+        let tight = crate::limits::Limits {
+            max_decoded_bytes: 100_000,
+            ..limits.clone()
+        };
+        assert!(matches!(
+            decrypt_zip(&big, b"pw", &tight),
+            Err(UnlockError::Sanitize(SanitizeError::Limit { .. }))
+        ));
     }
 
     #[test]

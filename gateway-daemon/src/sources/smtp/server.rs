@@ -633,6 +633,7 @@ impl Relay {
             input: original,
             name: None,
             mode: Mode::Mail,
+            password: None,
         };
         let task = tokio::task::spawn_blocking(move || {
             let r = transform.run(&job);
