@@ -199,7 +199,7 @@ pub enum Command {
     /// `get` writes the original (untrusted!) to a path you name, never beside safe outputs.
     #[command(subcommand, after_help = QUARANTINE_HELP)]
     Quarantine(QuarantineCommand),
-    /// Check the hash-chained audit log (the configuration's [audit] file).
+    /// Check the hash-chained audit log (the configuration's audit.file).
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -234,7 +234,7 @@ pub enum QuarantineCommand {
     List {
         /// The quarantine directory.
         dir: PathBuf,
-        /// Configuration whose [quarantine] key_file holds the key (see below).
+        /// Configuration whose quarantine.key_file holds the key (see below).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -247,7 +247,7 @@ pub enum QuarantineCommand {
         /// Print the stored reports as JSON Lines instead of a summary.
         #[arg(long)]
         json: bool,
-        /// Configuration whose [quarantine] key_file holds the key (see below).
+        /// Configuration whose quarantine.key_file holds the key (see below).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -261,7 +261,7 @@ pub enum QuarantineCommand {
         /// safe outputs.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        /// Configuration whose [quarantine] key_file holds the key: needed for originals
+        /// Configuration whose quarantine.key_file holds the key: needed for originals
         /// encrypted at rest.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -317,7 +317,7 @@ pub enum QuarantineCommand {
     /// Open a held password-protected ZIP (PPAP) with its password, read from standard input
     /// (never from the command line, where other users could see it): it is sanitized again
     /// in a worker and delivered like any sanitized item (mail to its recipients, a file into
-    /// [http] released_dir). No approval needed: nothing unsanitized crosses.
+    /// http.released_dir). No approval needed: nothing unsanitized crosses.
     Unlock {
         /// The daemon's configuration.
         #[arg(long, value_name = "FILE")]
