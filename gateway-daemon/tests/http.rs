@@ -644,3 +644,53 @@ fn a_public_address_without_tls_is_refused() {
     assert!(err.contains("http.tls_cert"), "{err}");
     let _: PathBuf = path;
 }
+
+#[test]
+fn concurrency_cap_and_request_timeout_answer_503() {
+    let (m, out) = Mugai::start(
+        "max_concurrent = 1\ntimeout_secs = 2\n",
+        &[
+            (&["add", "scanner", "--role", "requester"], None),
+            (&["token", "scanner"], None),
+        ],
+    );
+    let token = out[1].trim().to_owned();
+    // A client that sends its headers and then stalls holds the only slot...
+    let mut slow = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    write!(
+        slow,
+        "POST /v1/sanitize?filename=a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 100000\r\n\r\nhello"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // ...so the next request is told to come back later.
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=b.txt",
+        Auth::Token(&token),
+        Some(b"hi"),
+    );
+    assert_eq!(a.status, 503);
+    assert_eq!(a.header("retry-after"), "30");
+    // Health probes are never refused.
+    assert_eq!(m.request("GET", "/healthz", Auth::None, None).status, 200);
+    // The stalled request runs out of time: 503, and the slot is free again.
+    let started = Instant::now();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = slow.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=b.txt",
+        Auth::Token(&token),
+        Some(b"hi"),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-mugai-verdict"), "clean");
+    assert_eq!(a.body, b"hi");
+}

@@ -149,10 +149,10 @@ fn mail_summary(message: &[u8]) -> MailSummary {
         .and_then(|a| a.address().map(bound));
     for list in [parsed.to(), parsed.cc()].into_iter().flatten() {
         for a in list.iter() {
-            if let Some(addr) = a.address() {
-                if s.recipients.len() < 100 {
-                    s.recipients.push(bound(addr));
-                }
+            if let Some(addr) = a.address()
+                && s.recipients.len() < 100
+            {
+                s.recipients.push(bound(addr));
             }
         }
     }
@@ -369,7 +369,7 @@ fn visible(ctx: &Ctx, item: &HeldItem) -> bool {
     ctx.sees_all()
         || item.rcpt_to.iter().any(|r| {
             let r = normalize_address(r);
-            ctx.actor.addresses.iter().any(|a| *a == r)
+            ctx.actor.addresses.contains(&r)
         })
 }
 
@@ -441,10 +441,10 @@ fn requester_search(
         .min(Search::MAX_LIMIT);
     let mut found: Vec<HeldItem> = Vec::new();
     for addr in &ctx.actor.addresses {
-        if let Some(r) = &search.recipient {
-            if !addr.contains(&r.to_ascii_lowercase()) {
-                continue;
-            }
+        if let Some(r) = &search.recipient
+            && !addr.contains(&r.to_ascii_lowercase())
+        {
+            continue;
         }
         let mut s = search.clone();
         s.recipient = Some(addr.clone());
