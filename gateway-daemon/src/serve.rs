@@ -143,6 +143,11 @@ pub fn check(config: &Config) -> (Vec<String>, Vec<String>) {
     if smtp.enabled && smtp.listen.is_empty() {
         errors.push("smtp.listen: no address to listen on".into());
     }
+    if config.http.enabled
+        && let Err(e) = crate::sources::http::settings(&config.http)
+    {
+        errors.push(format!("{e:#}"));
+    }
     if smtp.accepted_domains.is_empty() {
         warnings.push("smtp.accepted_domains is empty: every recipient will be refused".into());
     }
