@@ -34,7 +34,7 @@
 //! 1. Add a variant to [`Route`] and its pattern in [`Route::parse`] (method and path
 //!    segments; `{id}`-style segments are captured as `String`s), and its metrics name in
 //!    [`Route::name`].
-//! 2. Handle it in [`Api::dispatch`]: the arm receives the authenticated [`Ctx`] (actor,
+//! 2. Handle it in `Api::dispatch`: the arm receives the authenticated [`Ctx`] (actor,
 //!    client address) and the request, and returns a [`Resp`]. Use [`read_body`] for bodies
 //!    (it enforces the limit), [`json`] / [`error`] for answers, and check the role with
 //!    [`Ctx::require`]. The concurrency cap, timeout, auth and metrics apply automatically to
