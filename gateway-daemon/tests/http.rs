@@ -41,7 +41,7 @@ impl Drop for Proc {
 struct Mugai {
     dir: tempfile::TempDir,
     port: u16,
-    _proc: Proc,
+    proc: Proc,
 }
 
 /// An answer as curl saw it.
@@ -154,7 +154,7 @@ impl Mugai {
             Mugai {
                 dir,
                 port,
-                _proc: Proc(child),
+                proc: Proc(child),
             },
             outputs,
         )
@@ -693,4 +693,48 @@ fn concurrency_cap_and_request_timeout_answer_503() {
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-mugai-verdict"), "clean");
     assert_eq!(a.body, b"hi");
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_stops_accepting() {
+    let (mut m, out) = Mugai::start(
+        "",
+        &[
+            (&["add", "scanner", "--role", "requester"], None),
+            (&["token", "scanner"], None),
+        ],
+    );
+    let token = out[1].trim().to_owned();
+    let mut conn = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    write!(
+        conn,
+        "POST /v1/sanitize?filename=a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 5\r\n\r\nhel"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(m.proc.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        TcpStream::connect(("127.0.0.1", m.port)).is_err(),
+        "still accepting after SIGTERM"
+    );
+    conn.write_all(b"lo").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello"), "{answer}");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = m.proc.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
