@@ -693,6 +693,27 @@ fn concurrency_cap_and_request_timeout_answer_503() {
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-mugai-verdict"), "clean");
     assert_eq!(a.body, b"hi");
+    // A client that goes away mid-upload frees its slot and leaves the gauge at 0.
+    let mut gone = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    write!(
+        gone,
+        "POST /v1/sanitize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 100\r\n\r\nab"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = m.request("GET", "/metrics", Auth::None, None);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("\nmugai_http_in_flight 0\n"), "{text}");
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=c.txt",
+        Auth::Token(&token),
+        Some(b"ok"),
+    );
+    assert_eq!(a.status, 200);
 }
 
 #[test]

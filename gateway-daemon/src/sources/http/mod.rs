@@ -597,10 +597,19 @@ impl Api {
                 "too many requests in progress; try again later",
             );
         };
+        // A guard, not a decrement after the await: hyper drops this future when the client
+        // goes away, and the gauge must not leak then.
+        struct InFlight<'a>(&'a AtomicU64);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let counted = InFlight(&self.in_flight);
         let limit = Duration::from_secs(self.settings.timeout_secs);
         let answered = tokio::time::timeout(limit, self.dispatch(route, ctx, req)).await;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(counted);
         drop(permit);
         answered.unwrap_or_else(|_| {
             error(
