@@ -45,6 +45,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod sinks;
 pub mod sources;
+pub mod users;
 
 /// The version of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

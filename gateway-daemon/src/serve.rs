@@ -143,6 +143,11 @@ pub fn check(config: &Config) -> (Vec<String>, Vec<String>) {
     if smtp.enabled && smtp.listen.is_empty() {
         errors.push("smtp.listen: no address to listen on".into());
     }
+    if config.http.enabled
+        && let Err(e) = crate::sources::http::settings(&config.http)
+    {
+        errors.push(format!("{e:#}"));
+    }
     if smtp.accepted_domains.is_empty() {
         warnings.push("smtp.accepted_domains is empty: every recipient will be refused".into());
     }
@@ -305,6 +310,11 @@ async fn start_smtp(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> 
     Ok(())
 }
 
+/// Starts the HTTP API's listener into `servers` ([`crate::sources::http`]).
+async fn start_http(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> anyhow::Result<()> {
+    crate::sources::http::start(shared, servers).await
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let log = crate::logging::init(&config.log)?;
@@ -361,6 +371,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         let mut servers = tokio::task::JoinSet::new();
         if config.smtp.enabled {
             start_smtp(&shared, &mut servers).await?;
+        }
+        if config.http.enabled {
+            start_http(&shared, &mut servers).await?;
         }
         crate::cli::say(&format!(
             "mugai: quarantine {}; SIGTERM stops, SIGHUP reloads the policy",

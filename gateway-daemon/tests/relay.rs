@@ -99,6 +99,7 @@ impl Mugai {
              [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
              [smtp]\nlisten = [\"127.0.0.1:{port}\"]\nhostname = \"mugai.test\"\n\
              accepted_domains = [\"city.example.lg.jp\"]\nshutdown_grace_secs = 10\n{smtp}\n\
+             [http]\nenabled = false\n\
              [downstream]\n{downstream}\n\
              [audit]\nfile = {a:?}\n\
              [log]\nfile = {l:?}\nlevel = \"info\"\n\

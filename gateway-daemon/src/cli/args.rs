@@ -210,6 +210,75 @@ pub enum Command {
     /// Print the manual page (roff) on standard output.
     #[command(after_help = "Example:\n  mugai man > /usr/local/share/man/man1/mugai.1\n")]
     Man,
+    /// Manage the HTTP API's users: roles, passwords, API tokens, mail addresses.
+    ///
+    /// The store is the configuration's `http.users_file` (SQLite, owner-only). Passwords are
+    /// kept as argon2id hashes and tokens as SHA-256: neither can be shown again.
+    #[command(subcommand, after_help = USER_HELP)]
+    User(UserCommand),
+}
+
+const USER_HELP: &str = "\
+Examples:
+  mugai user add tanaka --role requester --address tanaka@city.example.lg.jp --config mugai.toml
+  printf '%s\\n' \"$PASSWORD\" | mugai user add kacho --role approver --password-stdin
+  mugai user token scanner-01        # prints a new API token once (replaces the old one)
+  mugai user list
+  curl -H \"Authorization: Bearer $TOKEN\" --data-binary @a.docx \\
+       'http://127.0.0.1:8025/v1/sanitize?filename=a.docx' -o safe.docx
+";
+
+/// `mugai user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user.
+    Add {
+        /// The user name (letters, digits, '.', '_', '@', '-').
+        name: String,
+        /// requester (sees their own items), approver (decides releases), admin.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// A mail address of theirs (repeatable): a requester sees items addressed to these.
+        #[arg(long = "address", value_name = "ADDR")]
+        addresses: Vec<String>,
+        /// Read a password from the first line of standard input (without it the user can
+        /// sign in only with a token: `mugai user token NAME`).
+        #[arg(long)]
+        password_stdin: bool,
+        /// The configuration (for `http.users_file`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Set a user's password from the first line of standard input.
+    Passwd {
+        /// The user name.
+        name: String,
+        /// The configuration (for `http.users_file`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Remove a user (with their token).
+    Remove {
+        /// The user name.
+        name: String,
+        /// The configuration (for `http.users_file`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// List the users: name, role, password and token set or not, addresses.
+    List {
+        /// The configuration (for `http.users_file`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Make a new API token for a user and print it (once; the previous one stops working).
+    Token {
+        /// The user name.
+        name: String,
+        /// The configuration (for `http.users_file`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 const SERVE_HELP: &str = "\

@@ -23,6 +23,7 @@ use sanitizer_core::{DEFAULT_POLICY_TOML, Policy};
 
 pub use args::{
     AuditCommand, Cli, Command, Common, MailArgs, PolicyArgs, QuarantineCommand, SanitizeArgs,
+    UserCommand,
 };
 
 use crate::app::load_policy;
@@ -146,6 +147,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             print_out(&buf)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::User(cmd) => user(cmd),
         Command::Man => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(Cli::command())
@@ -155,6 +157,90 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Fatal> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `mugai user ...`: edits the users store named by the configuration's `http.users_file`.
+fn user(cmd: UserCommand) -> Result<ExitCode, Fatal> {
+    use crate::users::{UserError, UserStore};
+    let config = match &cmd {
+        UserCommand::Add { config, .. }
+        | UserCommand::Passwd { config, .. }
+        | UserCommand::Remove { config, .. }
+        | UserCommand::List { config }
+        | UserCommand::Token { config, .. } => config.clone(),
+    };
+    let config = match &config {
+        Some(p) => Config::load(p).map_err(|e| Fatal::Config(format!("{e:#}")))?,
+        None => Config::default(),
+    };
+    let fatal = |e: UserError| match e {
+        UserError::Invalid(_) | UserError::NotFound(_) | UserError::Exists(_) => {
+            Fatal::Usage("user", e.to_string())
+        }
+        e => Fatal::Io(e.to_string()),
+    };
+    let store = UserStore::open(&config.http.users_file).map_err(fatal)?;
+    let read_password = || -> Result<String, Fatal> {
+        let mut line = String::new();
+        io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Fatal::Io(format!("standard input: {e}")))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            addresses,
+            password_stdin,
+            ..
+        } => {
+            let Some(role) = crate::actor::Role::parse(&role) else {
+                return Err(Fatal::Usage(
+                    "user",
+                    format!("--role {role:?}: requester, approver or admin"),
+                ));
+            };
+            let password = if password_stdin {
+                Some(read_password()?)
+            } else {
+                None
+            };
+            store
+                .add(&name, role, &addresses, password.as_deref())
+                .map_err(fatal)?;
+            say(&format!("mugai: user {name} added ({})", role.as_str()));
+        }
+        UserCommand::Passwd { name, .. } => {
+            let password = read_password()?;
+            store.set_password(&name, &password).map_err(fatal)?;
+            say(&format!("mugai: password of {name} changed"));
+        }
+        UserCommand::Remove { name, .. } => {
+            store.remove(&name).map_err(fatal)?;
+            say(&format!("mugai: user {name} removed"));
+        }
+        UserCommand::List { .. } => {
+            let mut out = String::new();
+            for u in store.list().map_err(fatal)? {
+                out.push_str(&format!(
+                    "{}\t{}\tpassword={}\ttoken={}\t{}\n",
+                    u.name,
+                    u.role.as_str(),
+                    if u.has_password { "yes" } else { "no" },
+                    if u.has_token { "yes" } else { "no" },
+                    u.addresses.join(",")
+                ));
+            }
+            print_out(out.as_bytes())?;
+        }
+        UserCommand::Token { name, .. } => {
+            let token = store.new_token(&name).map_err(fatal)?;
+            print_out(format!("{token}\n").as_bytes())?;
+            say("mugai: this token is shown only now; the previous one no longer works");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Loads a policy file for a command; problems are configuration errors (exit 2).

@@ -9,4 +9,5 @@
 //! beside them.
 
 pub mod files;
+pub mod http;
 pub mod smtp;

@@ -259,6 +259,7 @@ impl Relay {
     /// One connection, from greeting to close.
     async fn connection(&self, stream: TcpStream, addr: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        crate::sources::http::metrics::metrics().inc_smtp_session();
         let ip = addr.ip();
         let mut stream = stream;
         if !allowed(ip, &self.settings.networks) {
@@ -589,6 +590,12 @@ impl Relay {
             downstream = %reply.code,
             ms = started.elapsed().as_millis() as u64,
             "message"
+        );
+        crate::sources::http::metrics::metrics().record(
+            "smtp",
+            true,
+            &outcome.report,
+            Duration::from_millis(ms(sanitize_ms)),
         );
         if reply.is_positive() {
             Reply::new(250, format!("2.0.0 Ok: queued as {qid}"))

@@ -1,0 +1,761 @@
+//! End-to-end tests of `mugai serve`'s HTTP API: a real daemon on a loopback port (SMTP and
+//! the drop directory off), users made with `mugai user`, requests made with curl, and
+//! `/metrics` parsed by Python's `prometheus_client` (`.ci/run` installs curl, python3 and
+//! python3-prometheus-client).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "a test may panic: that is its failure report"
+)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MUGAI: &str = env!("CARGO_BIN_EXE_mugai");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `mugai serve` with its own data folder.
+struct Mugai {
+    dir: tempfile::TempDir,
+    port: u16,
+    proc: Proc,
+}
+
+/// An answer as curl saw it.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: HashMap<String, Vec<String>>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map_or("", String::as_str)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// How a request authenticates.
+enum Auth<'a> {
+    None,
+    Token(&'a str),
+    Basic(&'a str, &'a str),
+}
+
+fn mugai_user(dir: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new(MUGAI)
+        .arg("user")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "mugai user {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Mugai {
+    /// Starts the daemon with `http_extra` keys in `[http]`; `users` is run first with
+    /// `mugai user ...` against the same configuration.
+    fn start(http_extra: &str, users: &[(&[&str], Option<&str>)]) -> (Mugai, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            "[pool]\nworkers = 2\n\
+             [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
+             [smtp]\nenabled = false\n\
+             [dropdir]\nenabled = false\n\
+             [http]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nusers_file = {u:?}\n{http_extra}\n\
+             [audit]\nfile = {a:?}\n\
+             [log]\nfile = {l:?}\nlevel = \"info\"\n",
+            q = dir.path().join("quarantine"),
+            k = dir.path().join("quarantine.key"),
+            u = dir.path().join("users.sqlite"),
+            a = dir.path().join("audit.jsonl"),
+            l = dir.path().join("mugai.log"),
+        );
+        let path = dir.path().join("mugai.toml");
+        std::fs::write(&path, config).unwrap();
+        let outputs = users
+            .iter()
+            .map(|(args, stdin)| mugai_user(dir.path(), &path, args, *stdin))
+            .collect();
+        let mut child = Command::new(MUGAI)
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("mugai serve exited ({status}): {err}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no listener");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (
+            Mugai {
+                dir,
+                port,
+                proc: Proc(child),
+            },
+            outputs,
+        )
+    }
+
+    /// A request with curl; `body` is sent as is (`--data-binary`).
+    fn request(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<&[u8]>) -> Answer {
+        let work = tempfile::tempdir().unwrap();
+        let headers = work.path().join("h");
+        let out = work.path().join("b");
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-S", "-X", method, "-D"])
+            .arg(&headers)
+            .arg("-o")
+            .arg(&out)
+            .args(["-w", "%{http_code}"]);
+        match auth {
+            Auth::None => {}
+            Auth::Token(t) => {
+                cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+            }
+            Auth::Basic(u, p) => {
+                cmd.arg("-u").arg(format!("{u}:{p}"));
+            }
+        }
+        if let Some(b) = body {
+            let f = work.path().join("in");
+            std::fs::write(&f, b).unwrap();
+            cmd.arg("--data-binary").arg(format!("@{}", f.display()));
+            cmd.args(["-H", "Content-Type: application/octet-stream"]);
+        }
+        cmd.arg(format!("http://127.0.0.1:{}{path}", self.port));
+        let done = cmd.output().unwrap();
+        let status: u16 = String::from_utf8_lossy(&done.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("curl: {}", String::from_utf8_lossy(&done.stderr)));
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        for line in std::fs::read_to_string(&headers)
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some((k, v)) = line.split_once(':') {
+                map.entry(k.trim().to_ascii_lowercase())
+                    .or_default()
+                    .push(v.trim().to_owned());
+            }
+        }
+        Answer {
+            status,
+            headers: map,
+            body: std::fs::read(&out).unwrap_or_default(),
+        }
+    }
+
+    fn audit(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default()
+    }
+}
+
+const ALICE: &str = "alice@city.example.lg.jp";
+const BOB: &str = "bob@city.example.lg.jp";
+const HTML: &[u8] =
+    b"<html><body><script>alert('x')</script><p>Hello \xe4\xb8\x96\xe7\x95\x8c</p></body></html>";
+const EXE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00 this is not a PDF";
+
+/// The samples of `/metrics` as Python's prometheus_client parses them:
+/// `name{label="v",...}` (labels sorted) → value.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        print("%s{%s} %r" % (s.name, labels, s.value))
+"#;
+    // The Debian interpreter, which python3-prometheus-client is installed for (a python3
+    // earlier in PATH, e.g. pyenv's, would not see it).
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse /metrics (install python3-prometheus-client): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn sanitize_reports_quarantine_roles_and_metrics() {
+    let pw = Some("a long enough password\n");
+    let (m, out) = Mugai::start(
+        "max_body_bytes = 1048576\n",
+        &[
+            (
+                &["add", "alice", "--role", "requester", "--address", ALICE],
+                None,
+            ),
+            (&["token", "alice"], None),
+            (
+                &[
+                    "add",
+                    "bob",
+                    "--role",
+                    "requester",
+                    "--address",
+                    BOB,
+                    "--password-stdin",
+                ],
+                pw,
+            ),
+            (
+                &["add", "boss", "--role", "approver", "--password-stdin"],
+                pw,
+            ),
+            (&["list"], None),
+        ],
+    );
+    let alice = out[1].trim().to_owned();
+    assert!(alice.starts_with("mugai_"), "{alice}");
+    assert!(out[4].contains("alice\trequester\tpassword=no\ttoken=yes\talice@city.example.lg.jp"));
+    let boss = || Auth::Basic("boss", "a long enough password");
+
+    assert_eq!(m.request("GET", "/healthz", Auth::None, None).status, 200);
+    let ready = m.request("GET", "/readyz", Auth::None, None);
+    assert_eq!(
+        ready.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ready.body)
+    );
+
+    // No credentials, or a wrong token: 401 with a challenge.
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=a.html",
+        Auth::None,
+        Some(HTML),
+    );
+    assert_eq!(a.status, 401);
+    assert!(
+        a.headers["www-authenticate"]
+            .iter()
+            .any(|v| v.starts_with("Bearer"))
+    );
+    let a = m.request("GET", "/v1/quarantine", Auth::Token("mugai_00"), None);
+    assert_eq!(a.status, 401);
+
+    // HTML → text, with the headers the contract names.
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B.html",
+        Auth::Token(&alice),
+        Some(HTML),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    let text = String::from_utf8(a.body.clone()).unwrap();
+    assert!(
+        text.contains("Hello 世界") && !text.contains("alert"),
+        "{text}"
+    );
+    assert!(
+        a.header("content-type").starts_with("text/plain"),
+        "{:?}",
+        a.headers
+    );
+    assert_eq!(
+        a.header("content-disposition"),
+        "attachment; filename=\"____.txt\"; filename*=UTF-8''%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B.txt"
+    );
+    assert_eq!(a.header("x-mugai-verdict"), "sanitized");
+    let html_id = a.header("x-mugai-report-id").to_owned();
+    assert!(!html_id.is_empty());
+
+    // The report, for its maker only (and approvers).
+    let r = m.request(
+        "GET",
+        &format!("/v1/reports/{html_id}"),
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let report = r.json();
+    assert_eq!(report["id"], html_id.as_str());
+    assert_eq!(report["verdict"], "sanitized");
+    assert!(report["quarantine_id"].is_string(), "held: {report}");
+    assert_eq!(
+        m.request("GET", &format!("/v1/reports/{html_id}"), bob_auth(), None)
+            .status,
+        404
+    );
+    assert_eq!(
+        m.request("GET", &format!("/v1/reports/{html_id}"), boss(), None)
+            .status,
+        200
+    );
+    assert_eq!(
+        m.request("GET", "/v1/reports/nope", Auth::Token(&alice), None)
+            .status,
+        404
+    );
+
+    // An executable is blocked: 422 with the report.
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=invoice.pdf",
+        Auth::Token(&alice),
+        Some(EXE),
+    );
+    assert_eq!(a.status, 422);
+    let blocked = a.json();
+    assert_eq!(blocked["verdict"], "blocked");
+    assert!(blocked["output"].is_null());
+    assert!(blocked["quarantine_id"].is_string());
+    let exe_id = blocked["id"].as_str().unwrap().to_owned();
+    assert_eq!(a.header("x-mugai-report-id"), exe_id);
+
+    // format=json carries the report and the output.
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=b.html&format=json",
+        bob_auth(),
+        Some(HTML),
+    );
+    assert_eq!(a.status, 200);
+    let j = a.json();
+    assert_eq!(j["report"]["verdict"], "sanitized");
+    let b64 = j["output_base64"].as_str().unwrap();
+    assert!(!b64.is_empty());
+    let bob_id = j["report"]["id"].as_str().unwrap().to_owned();
+
+    // A message: never 422, the safe message back.
+    let mail = format!(
+        "From: x@example.com\r\nTo: {ALICE}\r\nSubject: test\r\nMessage-ID: <1@example.com>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>hi</p><script>alert(1)</script>\r\n"
+    );
+    let a = m.request(
+        "POST",
+        "/v1/sanitize/mail",
+        Auth::Token(&alice),
+        Some(mail.as_bytes()),
+    );
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.header("content-type"), "message/rfc822");
+    assert!(!String::from_utf8_lossy(&a.body).contains("<script"));
+    let mail_id = a.header("x-mugai-report-id").to_owned();
+
+    // Over the body limit: 413, whatever the content.
+    let big = vec![b'a'; 2 << 20];
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=big.txt",
+        Auth::Token(&alice),
+        Some(&big),
+    );
+    assert_eq!(a.status, 413);
+
+    // A requester sees only items addressed to them, and never originals.
+    let a = m.request("GET", "/v1/quarantine", Auth::Token(&alice), None);
+    assert_eq!(a.status, 200);
+    let list = a.json();
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["report_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{list}");
+    for id in [&html_id, &exe_id, &mail_id] {
+        assert!(ids.contains(&id.as_str()), "{id} missing from {ids:?}");
+    }
+    assert!(!ids.contains(&bob_id.as_str()));
+    assert_eq!(list["total"], 3);
+    let a = m.request(
+        "GET",
+        "/v1/quarantine?verdict=blocked",
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(a.json()["items"][0]["report_id"], exe_id.as_str());
+    let a = m.request(
+        "GET",
+        &format!("/v1/quarantine/{bob_id}"),
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(a.status, 404, "another requester's item is invisible");
+    let a = m.request(
+        "GET",
+        &format!("/v1/quarantine/{exe_id}"),
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["report"]["verdict"], "blocked");
+    assert_eq!(a.json()["file_name"], "invoice.pdf");
+    let a = m.request(
+        "GET",
+        &format!("/v1/quarantine/{exe_id}/original"),
+        Auth::Token(&alice),
+        None,
+    );
+    assert_eq!(a.status, 403);
+
+    // An approver sees everything and may download originals, which is audited.
+    let a = m.request("GET", "/v1/quarantine?limit=10", boss(), None);
+    assert_eq!(a.json()["total"], 4, "{}", a.json());
+    let a = m.request(
+        "GET",
+        &format!("/v1/quarantine/{exe_id}/original"),
+        boss(),
+        None,
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body, EXE);
+    assert_eq!(a.header("content-type"), "application/octet-stream");
+    assert!(a.header("content-disposition").starts_with("attachment;"));
+    let audit = m.audit();
+    let event = audit
+        .lines()
+        .find(|l| l.contains("\"original_downloaded\""))
+        .expect("audited");
+    assert!(
+        event.contains("\"user\":\"boss\"") && event.contains(&exe_id),
+        "{event}"
+    );
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"kind\":\"message\""))
+            .count(),
+        4,
+        "one audit line per sanitize request"
+    );
+    assert_eq!(
+        m.request("GET", "/v1/quarantine?since=yesterday", boss(), None)
+            .status,
+        400
+    );
+
+    // Metrics: loopback needs no credentials; the counts match what was done.
+    let a = m.request("GET", "/metrics", Auth::None, None);
+    assert_eq!(a.status, 200);
+    let metrics = parse_metrics(&String::from_utf8(a.body).unwrap());
+    let get = |k: &str| {
+        *metrics
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing: {metrics:?}"))
+    };
+    assert_eq!(
+        get("mugai_files_total{result=\"sanitized\",source=\"http\"}"),
+        2.0
+    );
+    assert_eq!(
+        get("mugai_files_total{result=\"blocked\",source=\"http\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("mugai_messages_total{result=\"sanitized\",source=\"http\"}"),
+        1.0
+    );
+    assert!(get("mugai_threats_total{threat=\"html.script\"}") >= 2.0);
+    assert_eq!(
+        get("mugai_sanitize_duration_seconds_count{source=\"http\"}"),
+        4.0
+    );
+    assert_eq!(get("mugai_quarantine_items{}"), 4.0);
+    assert_eq!(get("mugai_pool_workers{}"), 2.0);
+    assert_eq!(
+        get("mugai_http_requests_total{code=\"401\",route=\"sanitize\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("mugai_http_requests_total{code=\"413\",route=\"sanitize\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("mugai_http_requests_total{code=\"422\",route=\"sanitize\"}"),
+        1.0
+    );
+    assert_eq!(get("mugai_auth_failures_total{}"), 1.0);
+    assert!(metrics.contains_key("mugai_smtp_sessions_total{}"));
+    assert!(
+        metrics
+            .keys()
+            .any(|k| k.starts_with("mugai_items_total{action=\"converted_to_text\",kind=\"html\""))
+    );
+}
+
+fn bob_auth() -> Auth<'static> {
+    Auth::Basic("bob", "a long enough password")
+}
+
+#[test]
+fn failed_logins_are_throttled_per_user_and_address() {
+    let pw = Some("the right password\n");
+    let (m, _) = Mugai::start(
+        "",
+        &[
+            (
+                &["add", "kacho", "--role", "approver", "--password-stdin"],
+                pw,
+            ),
+            (
+                &["add", "other", "--role", "requester", "--password-stdin"],
+                pw,
+            ),
+        ],
+    );
+    let right = || Auth::Basic("kacho", "the right password");
+    assert_eq!(
+        m.request("GET", "/v1/quarantine", right(), None).status,
+        200
+    );
+    for i in 0..5 {
+        let a = m.request("GET", "/v1/quarantine", Auth::Basic("kacho", "guess"), None);
+        assert_eq!(a.status, 401, "attempt {i}");
+    }
+    let a = m.request("GET", "/v1/quarantine", Auth::Basic("kacho", "guess"), None);
+    assert_eq!(a.status, 429);
+    let wait: u64 = a.header("retry-after").parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // Locked out even with the right password, and so is this address for everyone.
+    assert_eq!(
+        m.request("GET", "/v1/quarantine", right(), None).status,
+        429
+    );
+    let other = Auth::Basic("other", "the right password");
+    assert_eq!(m.request("GET", "/v1/quarantine", other, None).status, 429);
+    let log = std::fs::read_to_string(m.dir.path().join("mugai.log")).unwrap();
+    assert!(
+        log.contains("Login failed") && log.contains("kacho"),
+        "{log}"
+    );
+    assert!(!log.contains("guess"), "no passwords in logs");
+}
+
+#[test]
+fn a_public_address_without_tls_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mugai.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[quarantine]\ndir = {q:?}\n[smtp]\nenabled = false\n[dropdir]\nenabled = false\n\
+             [http]\nlisten = \"0.0.0.0:{p}\"\nusers_file = {u:?}\n",
+            q = dir.path().join("q"),
+            u = dir.path().join("users.sqlite"),
+            p = free_port(),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(MUGAI)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http.tls_cert"), "{err}");
+    let _: PathBuf = path;
+}
+
+#[test]
+fn concurrency_cap_and_request_timeout_answer_503() {
+    let (m, out) = Mugai::start(
+        "max_concurrent = 1\ntimeout_secs = 2\n",
+        &[
+            (&["add", "scanner", "--role", "requester"], None),
+            (&["token", "scanner"], None),
+        ],
+    );
+    let token = out[1].trim().to_owned();
+    // A client that sends its headers and then stalls holds the only slot...
+    let mut slow = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    write!(
+        slow,
+        "POST /v1/sanitize?filename=a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 100000\r\n\r\nhello"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // ...so the next request is told to come back later.
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=b.txt",
+        Auth::Token(&token),
+        Some(b"hi"),
+    );
+    assert_eq!(a.status, 503);
+    assert_eq!(a.header("retry-after"), "30");
+    // Health probes are never refused.
+    assert_eq!(m.request("GET", "/healthz", Auth::None, None).status, 200);
+    // The stalled request runs out of time: 503, and the slot is free again.
+    let started = Instant::now();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = slow.read(&mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=b.txt",
+        Auth::Token(&token),
+        Some(b"hi"),
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-mugai-verdict"), "clean");
+    assert_eq!(a.body, b"hi");
+    // A client that goes away mid-upload frees its slot and leaves the gauge at 0.
+    let mut gone = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    write!(
+        gone,
+        "POST /v1/sanitize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 100\r\n\r\nab"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = m.request("GET", "/metrics", Auth::None, None);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("\nmugai_http_in_flight 0\n"), "{text}");
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=c.txt",
+        Auth::Token(&token),
+        Some(b"ok"),
+    );
+    assert_eq!(a.status, 200);
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_and_stops_accepting() {
+    let (mut m, out) = Mugai::start(
+        "",
+        &[
+            (&["add", "scanner", "--role", "requester"], None),
+            (&["token", "scanner"], None),
+        ],
+    );
+    let token = out[1].trim().to_owned();
+    let mut conn = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
+    write!(
+        conn,
+        "POST /v1/sanitize?filename=a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 5\r\n\r\nhel"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(m.proc.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        TcpStream::connect(("127.0.0.1", m.port)).is_err(),
+        "still accepting after SIGTERM"
+    );
+    conn.write_all(b"lo").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("hello"), "{answer}");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = m.proc.0.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
