@@ -180,6 +180,7 @@ pub async fn sanitize(
         input,
         name: name.clone(),
         mode,
+        password: None,
     };
     let transform = api.shared.transform.get();
     let ran = tokio::task::spawn_blocking(move || {

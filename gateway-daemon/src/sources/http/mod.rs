@@ -711,6 +711,7 @@ impl Api {
             input: b"ready\n".to_vec(),
             name: Some("readyz.txt".into()),
             mode: crate::sanitize::Mode::File,
+            password: None,
         };
         self.shared
             .transform
