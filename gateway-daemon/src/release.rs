@@ -245,8 +245,11 @@ fn addressed_to(item: &HeldItem, addresses: &[String]) -> bool {
 }
 
 /// A mail item (delivered to its recipients) rather than a file (written to `released_dir`).
+/// Only what the relay received is a mail with an envelope to deliver to: an item posted to
+/// the HTTP API carries its poster's addresses (so they can see it) and a dropped file may be
+/// an `.eml`, but neither came with an envelope, so both are released as files.
 fn is_mail(item: &HeldItem) -> bool {
-    !item.rcpt_to.is_empty()
+    item.source == "smtp" && !item.rcpt_to.is_empty()
 }
 
 /// Text safe inside a header value: printable ASCII only (others become `?`), bounded.

@@ -759,3 +759,149 @@ fn sigterm_finishes_the_request_in_flight_and_stops_accepting() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A ZipCrypto archive (PPAP) made now with the zip crate's writer.
+fn ppap(password: &[u8]) -> Vec<u8> {
+    use zip::unstable::write::FileOptionsExt as _;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default()
+        .with_deprecated_encryption(password)
+        .unwrap();
+    w.start_file("agenda.html", o).unwrap();
+    w.write_all(b"<p>agenda</p><script>evil()</script>")
+        .unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn release_endpoints_keep_two_people_and_unlock_ppap() {
+    let pw = Some("a long enough password\n");
+    let (m, out) = Mugai::start(
+        "",
+        &[
+            (
+                &["add", "alice", "--role", "requester", "--address", ALICE],
+                None,
+            ),
+            (&["token", "alice"], None),
+            (
+                &["add", "boss", "--role", "approver", "--password-stdin"],
+                pw,
+            ),
+        ],
+    );
+    let alice = out[1].trim().to_owned();
+    let boss = || Auth::Basic("boss", "a long enough password");
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=page.html",
+        Auth::Token(&alice),
+        Some(HTML),
+    );
+    assert_eq!(a.status, 200);
+    let id = a.header("x-mugai-report-id").to_owned();
+    let path = |tail: &str| format!("/v1/quarantine/{id}/{tail}");
+
+    // A reason is required; then the request is made, once.
+    let r = m.request("POST", &path("requests"), Auth::Token(&alice), Some(b"{}"));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let ask = br#"{"reason": "the layout matters for the council"}"#;
+    let r = m.request("POST", &path("requests"), Auth::Token(&alice), Some(ask));
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["request"]["state"], "pending");
+    let r = m.request("POST", &path("requests"), Auth::Token(&alice), Some(ask));
+    assert_eq!(r.status, 409);
+    let r = m.request("GET", &path("requests"), Auth::Token(&alice), None);
+    assert_eq!(r.json()["requests"].as_array().unwrap().len(), 1);
+
+    // The requester cannot decide; the approver can.
+    let approve = br#"{"decision": "approve", "reason": "checked with the sender"}"#;
+    let r = m.request("POST", &path("release"), Auth::Token(&alice), Some(approve));
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    let r = m.request(
+        "POST",
+        &path("release"),
+        boss(),
+        Some(b"{\"decision\": \"maybe\"}"),
+    );
+    assert_eq!(r.status, 400);
+    let r = m.request("POST", &path("release"), boss(), Some(approve));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["request"]["state"], "approved");
+    assert_eq!(v["request"]["decided_by"], "boss");
+    let written = v["delivered_to"].as_str().unwrap().to_owned();
+    let released = m.dir.path().join("mugai-data/outbox/released");
+    let files: Vec<_> = std::fs::read_dir(&released)
+        .unwrap_or_else(|e| panic!("{}: {e} (delivered to {written})", released.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?} ({written})");
+    assert_eq!(
+        std::fs::read(&files[0]).unwrap(),
+        HTML,
+        "the original, as it came"
+    );
+    let r = m.request("POST", &path("release"), boss(), Some(approve));
+    assert_eq!(
+        r.status,
+        409,
+        "already released: {}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = m.request("GET", "/v1/requests?state=approved", boss(), None);
+    assert_eq!(r.json()["requests"].as_array().unwrap().len(), 1);
+
+    // PPAP: blocked, then unlocked by the recipient's password (no approver: nothing
+    // unsanitized crosses).
+    let zip = ppap(b"kaigi-0601");
+    let a = m.request(
+        "POST",
+        "/v1/sanitize?filename=agenda.zip",
+        Auth::Token(&alice),
+        Some(&zip),
+    );
+    assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
+    let zid = a.json()["id"].as_str().unwrap().to_owned();
+    let pw_path = format!("/v1/quarantine/{zid}/password");
+    let r = m.request(
+        "POST",
+        &pw_path,
+        Auth::Token(&alice),
+        Some(br#"{"password": "nope"}"#),
+    );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    let r = m.request(
+        "POST",
+        &pw_path,
+        Auth::Token(&alice),
+        Some(br#"{"password": "kaigi-0601"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["report"]["verdict"], "sanitized");
+
+    let audit = m.audit();
+    for kind in [
+        "\"release_requested\"",
+        "\"release_approved\"",
+        "\"release_delivered\"",
+        "\"ppap_unlock_failed\"",
+        "\"ppap_unlocked\"",
+    ] {
+        assert!(audit.contains(kind), "{kind} missing from the audit log");
+    }
+    assert!(
+        !audit.contains("kaigi-0601"),
+        "the password reached the audit log"
+    );
+    let verify = Command::new(MUGAI)
+        .args(["audit", "verify"])
+        .arg(m.dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -43,6 +43,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod release_api;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -64,6 +65,7 @@ use tokio::sync::Semaphore;
 
 use crate::actor::{Actor, Role};
 use crate::config::HttpSettings;
+use crate::release::Release;
 use crate::serve::Shared;
 use crate::sources::smtp::server::RunState;
 use crate::users::UserStore;
@@ -97,6 +99,16 @@ pub enum Route {
     QuarantineItem(String),
     /// `GET /v1/quarantine/{report_id}/original`.
     QuarantineOriginal(String),
+    /// `POST /v1/quarantine/{report_id}/requests`: ask for a release.
+    ReleaseRequest(String),
+    /// `GET /v1/quarantine/{report_id}/requests`.
+    ReleaseRequestsOf(String),
+    /// `POST /v1/quarantine/{report_id}/release`: approve or refuse.
+    ReleaseDecide(String),
+    /// `POST /v1/quarantine/{report_id}/password`: unlock a PPAP archive.
+    ReleasePassword(String),
+    /// `GET /v1/requests`.
+    ReleaseRequests,
     /// A known path with another method.
     MethodNotAllowed,
     /// Anything else.
@@ -121,13 +133,28 @@ impl Route {
             ["v1", "quarantine", id, "original"] if get => {
                 Route::QuarantineOriginal((*id).to_owned())
             }
+            ["v1", "quarantine", id, "requests"] if post => Route::ReleaseRequest((*id).to_owned()),
+            ["v1", "quarantine", id, "requests"] if get => {
+                Route::ReleaseRequestsOf((*id).to_owned())
+            }
+            ["v1", "quarantine", id, "release"] if post => Route::ReleaseDecide((*id).to_owned()),
+            ["v1", "quarantine", id, "password"] if post => {
+                Route::ReleasePassword((*id).to_owned())
+            }
+            ["v1", "requests"] if get => Route::ReleaseRequests,
             ["healthz" | "readyz" | "metrics"]
             | ["v1", "sanitize"]
             | ["v1", "sanitize", "mail"]
             | ["v1", "reports", _]
             | ["v1", "quarantine"]
             | ["v1", "quarantine", _]
-            | ["v1", "quarantine", _, "original"] => Route::MethodNotAllowed,
+            | [
+                "v1",
+                "quarantine",
+                _,
+                "original" | "requests" | "release" | "password",
+            ]
+            | ["v1", "requests"] => Route::MethodNotAllowed,
             _ => Route::NotFound,
         }
     }
@@ -144,6 +171,11 @@ impl Route {
             Route::QuarantineList => "quarantine_list",
             Route::QuarantineItem(_) => "quarantine_item",
             Route::QuarantineOriginal(_) => "quarantine_original",
+            Route::ReleaseRequest(_) => "release_request",
+            Route::ReleaseRequestsOf(_) => "release_requests_of",
+            Route::ReleaseDecide(_) => "release_decide",
+            Route::ReleasePassword(_) => "release_password",
+            Route::ReleaseRequests => "release_requests",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::NotFound => "not_found",
         }
@@ -344,6 +376,7 @@ pub struct Api {
     slots: Arc<Semaphore>,
     in_flight: AtomicU64,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
+    release: Release,
 }
 
 /// Whether `ip` is a loopback address (IPv4-mapped ones included).
@@ -434,6 +467,7 @@ pub async fn start(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> a
         slots: Arc::new(Semaphore::new(http.max_concurrent)),
         in_flight: AtomicU64::new(0),
         ready: Mutex::new(None),
+        release: Release::from_shared(shared).context("release service")?,
         users,
         settings: http,
     });
@@ -445,6 +479,16 @@ pub async fn start(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> a
 }
 
 impl Api {
+    /// The release service (the endpoints of [`release_api`]).
+    pub fn release(&self) -> Result<Release, String> {
+        Ok(self.release.clone())
+    }
+
+    /// The transform jobs run with now.
+    pub fn transform(&self) -> Arc<dyn crate::sanitize::Transform> {
+        self.shared.transform.get()
+    }
+
     /// Accepts connections until the daemon leaves `Running`, then waits for the open ones.
     async fn serve(self: Arc<Self>, listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) {
         let mut state = self.shared.state.clone();
@@ -633,6 +677,11 @@ impl Api {
             Route::QuarantineList => api::quarantine_list(self, &ctx, &query).await,
             Route::QuarantineItem(id) => api::quarantine_item(self, &ctx, &id).await,
             Route::QuarantineOriginal(id) => api::quarantine_original(self, &ctx, &id).await,
+            Route::ReleaseRequest(id) => release_api::request(self, &ctx, &id, req).await,
+            Route::ReleaseRequestsOf(id) => release_api::requests_of(self, &ctx, &id).await,
+            Route::ReleaseDecide(id) => release_api::decide(self, &ctx, &id, req).await,
+            Route::ReleasePassword(id) => release_api::password(self, &ctx, &id, req).await,
+            Route::ReleaseRequests => release_api::requests(self, &ctx, &query).await,
             _ => Ok(error(StatusCode::NOT_FOUND, "no such route")),
         };
         result.unwrap_or_else(|r| *r)
