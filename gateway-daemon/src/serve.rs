@@ -89,36 +89,48 @@ pub fn relay_settings(smtp: &SmtpSettings, hostname: &str) -> anyhow::Result<Rel
     })
 }
 
-/// The STARTTLS acceptor, when `smtp.tls_cert` is set.
-pub fn tls_acceptor(smtp: &SmtpSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+/// A TLS server configuration from a PEM certificate chain and key; errors name
+/// `{section}.tls_cert` / `{section}.tls_key`.
+pub fn tls_server_config(
+    cert: &Path,
+    key: &Path,
+    section: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("{section}.tls_cert {}", cert.display()))?;
+    if certs.is_empty() {
+        bail!(
+            "{section}.tls_cert {}: no certificate in it",
+            cert.display()
+        );
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("{section}.tls_key {}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .with_context(|| {
+            format!("{section}.tls_cert and {section}.tls_key do not make a usable pair")
+        })
+}
+
+/// The STARTTLS acceptor, when `smtp.tls_cert` is set.
+pub fn tls_acceptor(smtp: &SmtpSettings) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
     if smtp.tls_cert.as_os_str().is_empty() {
         if !smtp.tls_key.as_os_str().is_empty() {
             bail!("smtp.tls_key is set but smtp.tls_cert is not");
         }
         return Ok(None);
     }
-    let certs = CertificateDer::pem_file_iter(&smtp.tls_cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("smtp.tls_cert {}", smtp.tls_cert.display()))?;
-    if certs.is_empty() {
-        bail!(
-            "smtp.tls_cert {}: no certificate in it",
-            smtp.tls_cert.display()
-        );
-    }
-    let key = PrivateKeyDer::from_pem_file(&smtp.tls_key)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("smtp.tls_key {}", smtp.tls_key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("smtp.tls_cert and smtp.tls_key do not make a usable pair")?;
+    let config = tls_server_config(&smtp.tls_cert, &smtp.tls_key, "smtp")?;
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 

@@ -152,6 +152,34 @@ pub struct HeldItem {
     pub downstream_reply: Option<String>,
 }
 
+impl HeldItem {
+    /// A row for `report`'s item from `source`, received now: report id, size, verdict and
+    /// threats from the report, status `held`; the caller fills in what it knows of the
+    /// envelope, headers or file name.
+    pub fn for_report(report: &sanitizer_core::Report, source: &str) -> HeldItem {
+        HeldItem {
+            report_id: report.id.clone(),
+            quarantine_id: String::new(),
+            received_at: jiff::Timestamp::now().to_string(),
+            source: source.to_owned(),
+            client_ip: None,
+            helo: None,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            message_id: None,
+            subject: None,
+            header_from: None,
+            file_name: None,
+            size: report.input.size,
+            verdict: report.verdict.as_str().to_owned(),
+            threats: report.threats().into_iter().map(str::to_owned).collect(),
+            report_json: String::new(),
+            status: HoldStatus::Held,
+            downstream_reply: None,
+        }
+    }
+}
+
 /// A search: every filter given must match; rows come newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search {

@@ -217,29 +217,14 @@ pub async fn sanitize(
             None => ctx.actor.addresses.clone(),
         };
         let item = HeldItem {
-            report_id: outcome.report.id.clone(),
-            quarantine_id: String::new(),
-            received_at: jiff::Timestamp::now().to_string(),
-            source: "http".into(),
             client_ip: Some(ctx.client_ip.to_string()),
-            helo: None,
-            mail_from: None,
             rcpt_to,
             message_id: summary.as_ref().and_then(|s| s.message_id.clone()),
             subject: summary.as_ref().and_then(|s| s.subject.clone()),
             header_from: summary.as_ref().and_then(|s| s.from.clone()),
             file_name: name.clone(),
             size: original.len() as u64,
-            verdict: outcome.report.verdict.as_str().into(),
-            threats: outcome
-                .report
-                .threats()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-            report_json: String::new(),
-            status: HoldStatus::Held,
-            downstream_reply: None,
+            ..HeldItem::for_report(&outcome.report, "http")
         };
         outcome.report.quarantine_id = Some(QuarantineId::of(&original).to_string());
         let vault = Arc::clone(&api.shared.vault);

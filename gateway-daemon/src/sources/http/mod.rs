@@ -389,27 +389,10 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-/// The TLS acceptor for `cert` and `key` (PEM); errors name the key at fault.
+/// The TLS acceptor for `cert` and `key` (PEM), HTTP/1.1 by ALPN; errors name the key at
+/// fault.
 fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("http.tls_cert {}", cert.display()))?;
-    if certs.is_empty() {
-        bail!("http.tls_cert {}: no certificate in it", cert.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("http.tls_key {}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("http.tls_cert and http.tls_key do not make a usable pair")?;
+    let mut config = crate::serve::tls_server_config(cert, key, "http")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

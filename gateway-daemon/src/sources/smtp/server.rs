@@ -490,10 +490,7 @@ impl Relay {
             None
         } else {
             let item = HeldItem {
-                report_id: report_id.clone(),
-                quarantine_id: String::new(),
                 received_at: now.timestamp().to_string(),
-                source: "smtp".into(),
                 client_ip: Some(peer.ip.to_string()),
                 helo: Some(envelope.helo.clone()),
                 mail_from: Some(envelope.from.clone()),
@@ -501,18 +498,8 @@ impl Relay {
                 message_id: message_id.clone(),
                 subject,
                 header_from,
-                file_name: None,
                 size: original.len() as u64,
-                verdict: outcome.report.verdict.as_str().into(),
-                threats: outcome
-                    .report
-                    .threats()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-                report_json: String::new(),
-                status: HoldStatus::Held,
-                downstream_reply: None,
+                ..HeldItem::for_report(&outcome.report, "smtp")
             };
             outcome.report.quarantine_id = Some(QuarantineId::of(&original).to_string());
             let vault = Arc::clone(&self.vault);
