@@ -330,6 +330,9 @@ pub struct HttpSettings {
     /// Where approved file releases are written (`released/` in the drop directory's outbox
     /// by default).
     pub released_dir: PathBuf,
+    /// Seconds a console (web page) session lives without a request before it must sign in
+    /// again.
+    pub console_idle_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -345,6 +348,7 @@ impl Default for HttpSettings {
             timeout_secs: 300,
             report_retention_secs: 86_400,
             released_dir: "mugai-data/outbox/released".into(),
+            console_idle_secs: 1800,
         }
     }
 }
