@@ -415,7 +415,7 @@ fn parse_search(pairs: &[(String, String)]) -> Result<Search, Box<Resp>> {
 /// The rows a requester may see that match `search`, newest first, paged. The index matches
 /// recipients by substring, so each of the requester's addresses is searched and the rows
 /// are kept only on an exact (case-insensitive) match.
-fn requester_search(
+pub(crate) fn requester_search(
     index: &dyn crate::sinks::index::QuarantineIndex,
     ctx: &Ctx,
     search: &Search,

@@ -13,6 +13,7 @@
 //! | `GET /v1/quarantine?...` | any role (requesters: their items) | index search, newest first |
 //! | `GET /v1/quarantine/{report_id}` | as above | metadata and report |
 //! | `GET /v1/quarantine/{report_id}/original` | approver, admin | the original, audited |
+//! | `/`, `/console/...` | console session | the web console ([`console`]) |
 //!
 //! ## Authentication
 //! Every `/v1` route needs `Authorization: Bearer <token>` or HTTP Basic `user:password`
@@ -42,6 +43,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod metrics;
 pub mod release_api;
 
@@ -109,6 +111,8 @@ pub enum Route {
     ReleasePassword(String),
     /// `GET /v1/requests`.
     ReleaseRequests,
+    /// `/` and `/console/...`: the web console (its own sessions; [`console`]).
+    Console,
     /// A known path with another method.
     MethodNotAllowed,
     /// Anything else.
@@ -121,6 +125,9 @@ impl Route {
         let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let get = method == Method::GET || method == Method::HEAD;
         let post = method == Method::POST;
+        if path == "/" || path == "/console" || path.starts_with("/console/") {
+            return Route::Console;
+        }
         match segs.as_slice() {
             ["healthz"] if get => Route::Healthz,
             ["readyz"] if get => Route::Readyz,
@@ -176,6 +183,7 @@ impl Route {
             Route::ReleaseDecide(_) => "release_decide",
             Route::ReleasePassword(_) => "release_password",
             Route::ReleaseRequests => "release_requests",
+            Route::Console => "console",
             Route::MethodNotAllowed => "method_not_allowed",
             Route::NotFound => "not_found",
         }
@@ -377,6 +385,7 @@ pub struct Api {
     in_flight: AtomicU64,
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     release: Release,
+    console: console::Sessions,
 }
 
 /// Whether `ip` is a loopback address (IPv4-mapped ones included).
@@ -451,6 +460,7 @@ pub async fn start(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> a
         in_flight: AtomicU64::new(0),
         ready: Mutex::new(None),
         release: Release::from_shared(shared).context("release service")?,
+        console: console::Sessions::default(),
         users,
         settings: http,
     });
@@ -568,6 +578,7 @@ impl Api {
         match route {
             Route::Healthz => return json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             Route::Readyz => return self.readyz().await,
+            Route::Console => return console::handle(self, req, peer).await,
             Route::NotFound => return error(StatusCode::NOT_FOUND, "no such route"),
             Route::MethodNotAllowed => {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
