@@ -786,6 +786,12 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(Route::parse(&Method::GET, "//"), Route::NotFound);
+        assert_eq!(Route::parse(&Method::GET, "/"), Route::Console);
+        assert_eq!(
+            Route::parse(&Method::POST, "/console/login"),
+            Route::Console
+        );
+        assert_eq!(Route::parse(&Method::GET, "/consoles"), Route::NotFound);
     }
 
     #[test]

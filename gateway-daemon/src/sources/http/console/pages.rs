@@ -7,7 +7,7 @@ use maud::{DOCTYPE, Markup, html};
 use super::{Filters, Notice, PAGE, View};
 use crate::actor::Role;
 use crate::i18n::{Lang, threat_en, threat_ja};
-use crate::sinks::index::{HeldItem, ReleaseRequest, RequestState};
+use crate::sinks::index::{HeldItem, HoldStatus, ReleaseRequest, RequestState};
 use crate::sinks::outbox::escape_for_display;
 
 /// Untrusted text made inert for display (maud then HTML-escapes it).
@@ -18,6 +18,46 @@ fn shown(s: &str) -> String {
 /// Multi-line untrusted text made inert: as [`shown`] line by line, the line breaks kept.
 fn shown_lines(s: &str) -> String {
     s.split('\n').map(shown).collect::<Vec<_>>().join("\n")
+}
+
+/// An RFC 3339 time from the index as Japan time (`2026-12-03 23:12:08`), or as stored
+/// when it does not parse.
+fn jst(t: &str) -> String {
+    // Japan keeps +09:00 all year: no time zone database needed.
+    t.parse::<jiff::Timestamp>().map_or_else(
+        |_| shown(t),
+        |ts| {
+            ts.to_zoned_datetime(jiff::tz::TimeZone::fixed(jiff::tz::offset(9)))
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        },
+    )
+}
+
+/// A hold status in words.
+fn status_name(view: &View, s: HoldStatus) -> &'static str {
+    match s {
+        HoldStatus::Held => view.t("保留中", "held"),
+        HoldStatus::Delivered => view.t("無害化版を配送済み", "safe version delivered"),
+        HoldStatus::Deferred => view.t("配送再試行中", "delivery deferred"),
+        HoldStatus::Released => view.t("原本を解除済み", "original released"),
+        HoldStatus::Refused => view.t("配送先が拒否", "refused downstream"),
+        HoldStatus::Purged => view.t("原本は削除済み", "original purged"),
+    }
+}
+
+/// A report action in words.
+fn action_name(view: &View, a: &str) -> String {
+    match a {
+        "kept" => view.t("そのまま", "kept").to_owned(),
+        "rebuilt" => view.t("作り直し", "rebuilt").to_owned(),
+        "rasterized" => view.t("画像化", "rasterized").to_owned(),
+        "converted_to_text" => view.t("テキスト化", "converted to text").to_owned(),
+        "converted" => view.t("形式を変換", "converted").to_owned(),
+        "reencoded" => view.t("再エンコード", "re-encoded").to_owned(),
+        "removed" => view.t("削除", "removed").to_owned(),
+        other => shown(other),
+    }
 }
 
 /// The frame of every page.
@@ -160,7 +200,7 @@ pub fn list(view: &View, f: &Filters, rows: &[HeldItem], total: u64) -> Markup {
                     tbody {
                         @for r in rows {
                             tr {
-                                td { (shown(&r.received_at)) }
+                                td.time { (jst(&r.received_at)) }
                                 td { (shown(r.header_from.as_deref().or(r.mail_from.as_deref()).unwrap_or("-"))) }
                                 td {
                                     a href=(format!("/console/item/{}", r.report_id)) {
@@ -171,7 +211,7 @@ pub fn list(view: &View, f: &Filters, rows: &[HeldItem], total: u64) -> Markup {
                                 td { ul.reasons { @for t in r.threats.iter().take(3) {
                                     li { (match view.lang { Lang::Ja => threat_ja(t), Lang::En => threat_en(t) }) }
                                 } } }
-                                td { (r.status.as_str()) }
+                                td { (status_name(view, r.status)) }
                             }
                         }
                     }
@@ -239,24 +279,6 @@ pub fn detail(
                 p class=(if n.ok { "ok" } else { "error" }) role="status" { (shown(&n.text)) }
             }
             section {
-                h2 { (view.t("概要", "Summary")) }
-                dl.summary {
-                    dt { (view.t("件名", "Subject")) } dd.subject { (shown(item.subject.as_deref().unwrap_or("-"))) }
-                    dt { (view.t("差出人 (From)", "From")) } dd { (shown(item.header_from.as_deref().unwrap_or("-"))) }
-                    dt { (view.t("エンベロープ送信者", "Envelope sender")) } dd { (shown(item.mail_from.as_deref().unwrap_or("-"))) }
-                    dt { (view.t("宛先", "Recipients")) } dd { (shown(&item.rcpt_to.join(", "))) }
-                    @if let Some(n) = &item.file_name { dt { (view.t("ファイル名", "File name")) } dd { (shown(n)) } }
-                    dt { (view.t("受信日時", "Received")) } dd { (shown(&item.received_at)) }
-                    dt { (view.t("経路", "Source")) } dd { (shown(&item.source)) " " (shown(item.client_ip.as_deref().unwrap_or(""))) " " (shown(item.helo.as_deref().unwrap_or(""))) }
-                    dt { "Message-ID" } dd { (shown(item.message_id.as_deref().unwrap_or("-"))) }
-                    dt { (view.t("大きさ", "Size")) } dd { (item.size) " bytes" }
-                    dt { (view.t("判定", "Verdict")) } dd { (verdict_name(view, &item.verdict)) }
-                    dt { (view.t("隔離の状態", "Hold state")) } dd { (item.status.as_str()) }
-                    dt { (view.t("原本の SHA-256", "Original's SHA-256")) } dd { code { (shown(sha)) } }
-                    dt { (view.t("レポート ID", "Report id")) } dd { code { (shown(id)) } }
-                }
-            }
-            section {
                 h2 { (view.t("取り除いたものと理由", "What was removed and why")) }
                 @if removed.is_empty() {
                     p { (view.t("取り除いた部分はありません。", "Nothing was removed.")) }
@@ -265,7 +287,7 @@ pub fn detail(
                     @for i in &removed {
                         li {
                             strong.path { (shown(i.get("path").and_then(|v| v.as_str()).unwrap_or("-"))) }
-                            " — " (shown(i.get("action").and_then(|v| v.as_str()).unwrap_or("-")))
+                            " — " (action_name(view, i.get("action").and_then(|v| v.as_str()).unwrap_or("-")))
                             ul {
                                 @for t in i.get("threats").and_then(|v| v.as_array()).into_iter().flatten().filter_map(|t| t.as_str()) {
                                     li.reason {
@@ -277,6 +299,24 @@ pub fn detail(
                             }
                         }
                     }
+                }
+            }
+            section {
+                h2 { (view.t("概要", "Summary")) }
+                dl.summary {
+                    dt { (view.t("件名", "Subject")) } dd.subject { (shown(item.subject.as_deref().unwrap_or("-"))) }
+                    dt { (view.t("差出人 (From)", "From")) } dd { (shown(item.header_from.as_deref().unwrap_or("-"))) }
+                    dt { (view.t("エンベロープ送信者", "Envelope sender")) } dd { (shown(item.mail_from.as_deref().unwrap_or("-"))) }
+                    dt { (view.t("宛先", "Recipients")) } dd { (shown(&item.rcpt_to.join(", "))) }
+                    @if let Some(n) = &item.file_name { dt { (view.t("ファイル名", "File name")) } dd { (shown(n)) } }
+                    dt { (view.t("受信日時", "Received")) } dd { (jst(&item.received_at)) " (JST)" }
+                    dt { (view.t("経路", "Source")) } dd { (shown(&item.source)) " " (shown(item.client_ip.as_deref().unwrap_or(""))) " " (shown(item.helo.as_deref().unwrap_or(""))) }
+                    dt { "Message-ID" } dd { (shown(item.message_id.as_deref().unwrap_or("-"))) }
+                    dt { (view.t("大きさ", "Size")) } dd { (item.size) " bytes" }
+                    dt { (view.t("判定", "Verdict")) } dd { (verdict_name(view, &item.verdict)) }
+                    dt { (view.t("隔離の状態", "Hold state")) } dd { (status_name(view, item.status)) }
+                    dt { (view.t("原本の SHA-256", "Original's SHA-256")) } dd { code { (shown(sha)) } }
+                    dt { (view.t("レポート ID", "Report id")) } dd { code { (shown(id)) } }
                 }
             }
             section {
@@ -376,10 +416,32 @@ fn preview_text(report: &serde_json::Value) -> String {
             .flatten()
             .filter_map(|t| t.as_str())
             .collect();
-        let ja_why: Vec<&str> = threats.iter().map(|t| threat_ja(t)).collect();
-        let en_why: Vec<&str> = threats.iter().map(|t| threat_en(t)).collect();
-        ja.push_str(&format!("・{path}: {action} — {}\n", ja_why.join(" ")));
-        en.push_str(&format!("- {path}: {action} — {}\n", en_why.join(" ")));
+        let mut why: Vec<&str> = Vec::new();
+        for t in &threats {
+            if !why.contains(t) {
+                why.push(t);
+            }
+        }
+        let in_lang = |lang| View {
+            lang,
+            actor: None,
+            csrf: String::new(),
+        };
+        let (vja, ven) = (in_lang(Lang::Ja), in_lang(Lang::En));
+        let mut ja_why: Vec<&str> = why.iter().map(|t| threat_ja(t)).collect();
+        let mut en_why: Vec<&str> = why.iter().map(|t| threat_en(t)).collect();
+        ja_why.dedup();
+        en_why.dedup();
+        ja.push_str(&format!(
+            "・{path}: {} — {}\n",
+            action_name(&vja, action),
+            ja_why.join("。")
+        ));
+        en.push_str(&format!(
+            "- {path}: {} — {}\n",
+            action_name(&ven, action),
+            en_why.join("; ")
+        ));
     }
     format!("{ja}\n{en}")
 }
@@ -455,4 +517,98 @@ pub fn config(view: &View, toml: &str, warnings: &[String]) -> Markup {
             pre.config { (toml) }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Actor;
+
+    fn item(subject: &str, path: &str) -> HeldItem {
+        HeldItem {
+            report_id: "0195e5a4-0000-7000-8000-000000000000".into(),
+            quarantine_id: "q".into(),
+            received_at: "2026-12-03T14:00:00Z".into(),
+            source: "smtp".into(),
+            client_ip: None,
+            helo: None,
+            mail_from: Some("a@example.jp".into()),
+            rcpt_to: vec!["staff@city.example.lg.jp".into()],
+            message_id: None,
+            subject: Some(subject.into()),
+            header_from: None,
+            file_name: None,
+            size: 1,
+            verdict: "sanitized".into(),
+            threats: vec!["executable.binary".into()],
+            report_json: serde_json::json!({
+                "input": {"sha256": "ab"},
+                "items": [{"path": path, "action": "removed", "threats": ["executable.binary"]}]
+            })
+            .to_string(),
+            status: HoldStatus::Held,
+            downstream_reply: None,
+        }
+    }
+
+    fn view(role: Role) -> View {
+        View {
+            lang: Lang::Ja,
+            actor: Some(Actor {
+                name: "staff".into(),
+                role,
+                addresses: vec![],
+            }),
+            csrf: "tok".into(),
+        }
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_and_bidi_made_visible() {
+        let page = detail(
+            &view(Role::Requester),
+            &item(
+                "<script>alert(1)</script>\u{202e}",
+                "attachment[1]/a\u{202e}txt.exe",
+            ),
+            &[],
+            None,
+        )
+        .into_string();
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\u{202e}"));
+        assert!(!page.contains('\u{202e}'));
+        assert!(page.contains("a\\u{202e}txt.exe"));
+        assert!(page.contains(threat_ja("executable.binary")));
+        assert!(page.contains("2026-12-03 23:00:00 (JST)"));
+        // A requester gets the request form (with the CSRF token), not the decision forms.
+        assert!(page.contains("name=\"csrf\" value=\"tok\""));
+        assert!(page.contains("id=\"request\"") && !page.contains("id=\"approve\""));
+    }
+
+    #[test]
+    fn approvers_decide_only_others_requests() {
+        let req = |requester: &str| ReleaseRequest {
+            id: 1,
+            report_id: "r".into(),
+            requester: requester.into(),
+            entered_by: requester.into(),
+            reason: "r".into(),
+            created_at: "t".into(),
+            state: RequestState::Pending,
+            decided_by: None,
+            decision_reason: None,
+            decided_at: None,
+            delivered_at: None,
+            delivery_reply: None,
+        };
+        let it = item("s", "p");
+        let other = detail(&view(Role::Approver), &it, &[req("someone")], None).into_string();
+        assert!(other.contains("id=\"approve\"") && other.contains("id=\"refuse\""));
+        let own = detail(&view(Role::Approver), &it, &[req("staff")], None).into_string();
+        assert!(
+            !own.contains("id=\"approve\""),
+            "no button on one's own request"
+        );
+    }
 }
