@@ -20,6 +20,7 @@ from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 BASE = os.environ["MUGAI_BASE"]
@@ -38,10 +39,21 @@ def browser():
 
 
 def shot(d, name):
+    # As tall as the page, 1366 wide: one picture per page for the CI artifacts.
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1366, max(768, min(int(height) + 140, 4000)))
     d.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+    d.set_window_size(1366, 768)
     with open(os.path.join(SHOTS, f"{name}.html"), "w", encoding="utf-8") as f:
         f.write(d.page_source)
     print(f"screenshot {name}.png ({d.title})")
+
+
+def click_and_wait(d, element):
+    """Submits a form by its button and waits until the next page replaced this one."""
+    old = d.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(d, 10).until(EC.staleness_of(old))
 
 
 def no_alert(d):
@@ -57,13 +69,13 @@ def sign_in(d, user):
     assert d.find_element(By.CSS_SELECTOR, "html").get_attribute("lang") == "ja"
     d.find_element(By.ID, "user").send_keys(user)
     d.find_element(By.ID, "password").send_keys(PASSWORD)
-    d.find_element(By.CSS_SELECTOR, "form.card button[type=submit]").click()
+    click_and_wait(d, d.find_element(By.CSS_SELECTOR, "form.card button[type=submit]"))
     WebDriverWait(d, 10).until(lambda d: d.current_url.rstrip("/").endswith("/console"))
     assert user in d.find_element(By.CSS_SELECTOR, ".who").text
 
 
 def sign_out(d):
-    d.find_element(By.CSS_SELECTOR, "header form button").click()
+    click_and_wait(d, d.find_element(By.CSS_SELECTOR, "header form button"))
     WebDriverWait(d, 10).until(lambda d: "/console/login" in d.current_url)
     d.get(BASE + "/console/")
     assert "/console/login" in d.current_url, "signed out means signed out"
@@ -138,7 +150,7 @@ def run(d):
     assert not d.find_elements(By.ID, "approve"), "a requester gets no approve button"
     shot(d, "detail")
     d.find_element(By.ID, "reason").send_keys("取引先からの正式な請求書のため")
-    d.find_element(By.ID, "request").click()
+    click_and_wait(d, d.find_element(By.ID, "request"))
     assert "承認待ち" in d.find_element(By.CSS_SELECTOR, "td.state").text
     assert "解除申請を受け付けました" in d.page_source
     assert not d.find_elements(By.ID, "approve"), "still no approve button for the requester"
@@ -178,7 +190,7 @@ def run(d):
     assert len(links) == 3, links
     d.get(item_url)
     d.find_element(By.ID, "approve-reason").send_keys("業務上必要と確認した")
-    d.find_element(By.ID, "approve").click()
+    click_and_wait(d, d.find_element(By.ID, "approve"))
     assert "承認しました" in d.page_source, d.page_source
     assert "承認済み" in d.find_element(By.CSS_SELECTOR, "td.state").text
     shot(d, "approver")
