@@ -320,7 +320,26 @@ fn segments(path: &str) -> Vec<&str> {
 pub(super) async fn handle(api: &Arc<Api>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let query = query_pairs(req.uri().query().unwrap_or(""));
     let (lang, set_lang) = lang_of(&req, &query);
-    let mut resp = route(api, req, peer, lang, &query).await;
+    // The API's per-request limit applies here too (a slow disk must not pin a connection).
+    let limit = Duration::from_secs(api.settings.timeout_secs);
+    let answered = tokio::time::timeout(limit, route(api, req, peer, lang, &query)).await;
+    let mut resp = answered.unwrap_or_else(|_| {
+        let view = View {
+            lang,
+            actor: None,
+            csrf: String::new(),
+        };
+        html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::message(
+                &view,
+                view.t(
+                    "時間内に処理できませんでした。しばらくしてからやり直してください。",
+                    "This took too long; try again later.",
+                ),
+            ),
+        )
+    });
     if let Some(l) = set_lang {
         let v = match l {
             Lang::Ja => "ja",

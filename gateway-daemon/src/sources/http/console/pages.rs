@@ -587,6 +587,23 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_archives_get_a_password_field() {
+        let mut it = item("s", "attachment[1]/a.zip");
+        assert!(
+            !detail(&view(Role::Requester), &it, &[], None)
+                .into_string()
+                .contains("name=\"password\"")
+        );
+        it.threats = vec!["archive.encrypted".into()];
+        let page = detail(&view(Role::Requester), &it, &[], None).into_string();
+        assert!(
+            page.contains("type=\"password\" name=\"password\""),
+            "{page}"
+        );
+        assert!(page.contains("/unlock\""));
+    }
+
+    #[test]
     fn approvers_decide_only_others_requests() {
         let req = |requester: &str| ReleaseRequest {
             id: 1,
