@@ -184,6 +184,14 @@ def run(d):
     assert "invoicefdp.exe" in src and "filename.bidi_control" in src
     sign_out(d)
 
+    # Another requester sees only their own item and cannot open staff's by its address.
+    sign_in(d, "other")
+    assert list(item_links(d)) == ["for someone else"], item_links(d)
+    d.get(item_url)
+    assert "見つからないか" in d.page_source
+    assert not d.find_elements(By.CSS_SELECTOR, "dl.summary")
+    sign_out(d)
+
     # The approver sees every item, approves the request.
     sign_in(d, "kacho")
     links = item_links(d)
