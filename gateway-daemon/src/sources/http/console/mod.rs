@@ -8,9 +8,9 @@
 //! | `POST /console/logout` | signed in | サインアウト |
 //! | `GET /console/` | signed in | 隔離一覧: filters, newest first, paged |
 //! | `GET /console/item/{report_id}` | who may see it | 詳細: envelope, reasons, preview, report, hash, release state |
-//! | `POST /console/item/{id}/request` | requester | 解除申請 ([`Release::request`]) |
+//! | `POST /console/item/{id}/request` | requester | 解除申請 ([`crate::release::Release::request`]) |
 //! | `POST /console/item/{id}/approve`, `.../refuse` | approver, admin (not the requester) | 承認 / 却下 |
-//! | `POST /console/item/{id}/unlock` | who may see it | PPAP password ([`Release::unlock_with_password`]) |
+//! | `POST /console/item/{id}/unlock` | who may see it | PPAP password ([`crate::release::Release::unlock_with_password`]) |
 //! | `GET /console/audit` | admin | 監査ログ, chain verified ([`crate::sinks::audit::verify`]) |
 //! | `GET /console/config` | admin | 設定の確認: running config, `serve::check` warnings |
 //! | `GET /console/static/style.css` | anyone | the embedded style sheet |
@@ -54,7 +54,7 @@ use super::api::query_pairs;
 use super::{Api, Resp};
 use crate::actor::{Actor, Role};
 use crate::i18n::Lang;
-use crate::release::{Release, ReleaseError, Target};
+use crate::release::{ReleaseError, Target};
 use crate::sinks::index::{HeldItem, ReleaseRequest, RequestFilter, Search};
 
 /// The session cookie's name.
@@ -721,13 +721,7 @@ async fn detail(
     q: &[(String, String)],
     notice: Option<(StatusCode, Notice)>,
 ) -> Resp {
-    let release = match Release::from_shared(&api.shared) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "Console: the release service cannot start.");
-            return unavailable(view);
-        }
-    };
+    let release = api.release.clone();
     let (actor2, id2) = (actor.clone(), id.to_owned());
     let found = tokio::task::spawn_blocking(move || -> Result<_, ReleaseError> {
         let item = release.item_for(&actor2, &id2)?;
@@ -808,13 +802,7 @@ async fn act(
     action: &str,
     form: &[(String, String)],
 ) -> Resp {
-    let release = match Release::from_shared(&api.shared) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "Console: the release service cannot start.");
-            return unavailable(view);
-        }
-    };
+    let release = api.release.clone();
     let reason = field(form, "reason").to_owned();
     let result: Result<(), ReleaseError> = match action {
         "request" => {
