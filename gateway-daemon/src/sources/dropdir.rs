@@ -65,7 +65,7 @@
 //!   audit line twice (the second run cannot tell whether the first one got that far).
 //! - SIGTERM: no new file is taken; files in progress finish.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::fs::MetadataExt as _;
@@ -972,7 +972,8 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
     let slots = Arc::new(Semaphore::new(timing.max_concurrent.max(1)));
     let mut settle = Settle::default();
     let mut redo: VecDeque<PathBuf> = VecDeque::new();
-    let mut in_flight: HashSet<PathBuf> = HashSet::new();
+    let mut in_flight: HashMap<PathBuf, tokio::task::Id> = HashMap::new();
+    let mut more = false;
     let mut backoff: BTreeMap<PathBuf, Instant> = BTreeMap::new();
     let mut warned: HashSet<PathBuf> = HashSet::new();
     let mut tasks: tokio::task::JoinSet<(PathBuf, Finished)> = tokio::task::JoinSet::new();
@@ -985,7 +986,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
 
     let step = |settle: &mut Settle,
                 redo: &mut VecDeque<PathBuf>,
-                in_flight: &mut HashSet<PathBuf>,
+                in_flight: &mut HashMap<PathBuf, tokio::task::Id>,
                 backoff: &mut BTreeMap<PathBuf, Instant>,
                 tasks: &mut tokio::task::JoinSet<(PathBuf, Finished)>| {
         let now = Instant::now();
@@ -996,15 +997,9 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                 return;
             };
             redo.pop_front();
-            if !in_flight.insert(rel.clone()) {
-                continue;
+            if !in_flight.contains_key(&rel) {
+                launch(&dropdir, rel, permit, tasks, in_flight);
             }
-            let d = Arc::clone(&dropdir);
-            tasks.spawn_blocking(move || {
-                let f = d.process(&rel);
-                drop(permit);
-                (rel, f)
-            });
         }
         let free = slots.available_permits();
         if free == 0 {
@@ -1024,7 +1019,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             if !settle.confirm(&rel, now_seen, now) {
                 continue;
             }
-            if in_flight.contains(&rel) {
+            if in_flight.contains_key(&rel) {
                 // The same name is still in progress: look again later.
                 if let Some(s) = now_seen {
                     settle.observe(&rel, s, now);
@@ -1032,16 +1027,14 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                 continue;
             }
             match dropdir.claim(&rel) {
-                Ok(()) => {
-                    in_flight.insert(rel.clone());
-                    let d = Arc::clone(&dropdir);
-                    tasks.spawn_blocking(move || {
-                        let f = d.process(&rel);
-                        drop(permit);
-                        (rel, f)
-                    });
-                }
+                Ok(()) => launch(&dropdir, rel, permit, tasks, in_flight),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // `work/` still holds an entry of that name (being finished): wait.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if let Some(s) = now_seen {
+                        settle.observe(&rel, s, now);
+                    }
+                }
                 Err(e) => {
                     if let Some(s) = now_seen {
                         settle.observe(&rel, s, now);
@@ -1072,6 +1065,11 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             break;
         }
         if events.rescan.swap(false, Ordering::Relaxed) {
+            want_walk = true;
+        }
+        // The last walk stopped at the limit: walk again once half of it is taken.
+        if more && settle.len() < MAX_PENDING / 2 {
+            more = false;
             want_walk = true;
         }
         let walk_allowed = last_walk.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
@@ -1124,7 +1122,8 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                     Err(e) => {
                         // A panic: the entry stays in `work/`; the next rescan finds it.
                         tracing::error!(error = %e, "A drop-directory task failed; its file stays in the work folder.");
-                        in_flight.retain(|r| dropdir.work.join(r).exists());
+                        let id = e.id();
+                        in_flight.retain(|_, t| *t != id);
                     }
                 }
                 step(&mut settle, &mut redo, &mut in_flight, &mut backoff, &mut tasks);
@@ -1138,8 +1137,9 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                 walking = None;
                 if let Some((found, left)) = done {
                     let now = Instant::now();
+                    more = found.truncated;
                     for (rel, seen) in found.files {
-                        if !in_flight.contains(&rel) {
+                        if !in_flight.contains_key(&rel) {
                             settle.observe(&rel, seen, now);
                         }
                     }
@@ -1147,7 +1147,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                         warn_special(&mut warned, &rel, what);
                     }
                     for rel in left {
-                        if !in_flight.contains(&rel) && !redo.contains(&rel) {
+                        if !in_flight.contains_key(&rel) && !redo.contains(&rel) {
                             redo.push_back(rel);
                         }
                     }
@@ -1171,6 +1171,24 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
     }
     while tasks.join_next().await.is_some() {}
     tracing::info!("Drop directory stopped.");
+}
+
+/// Runs `process` for the claimed `rel` on the blocking pool, holding `permit` meanwhile.
+fn launch(
+    dropdir: &Arc<Dropdir>,
+    rel: PathBuf,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    tasks: &mut tokio::task::JoinSet<(PathBuf, Finished)>,
+    in_flight: &mut HashMap<PathBuf, tokio::task::Id>,
+) {
+    let d = Arc::clone(dropdir);
+    let key = rel.clone();
+    let handle = tasks.spawn_blocking(move || {
+        let f = d.process(&rel);
+        drop(permit);
+        (rel, f)
+    });
+    in_flight.insert(key, handle.id());
 }
 
 /// Logs a symlink or special file in the inbox once per path (they are left where they are).
