@@ -319,6 +319,7 @@ fn a_tree_of_hostile_files_comes_out_safe_with_reports_notes_and_quarantine() {
         .into_iter()
         .map(|h| {
             assert_eq!(h.source, "dropdir");
+            assert_eq!(h.status.as_str(), "delivered", "{h:?}");
             (h.file_name.unwrap(), h.verdict)
         })
         .collect();
@@ -528,5 +529,12 @@ fn a_thousand_files_survive_kill_9_exactly_once() {
             "{f}"
         );
     }
-    eprintln!("1,000 files with a kill -9 in between: {elapsed:.1?}");
+    let log = m.log();
+    eprintln!(
+        "1,000 files with a kill -9 in between: {elapsed:.1?}; after the restart: {}",
+        log.lines()
+            .filter(|l| l.contains("left in the work folder") || l.contains("Finishing a file"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

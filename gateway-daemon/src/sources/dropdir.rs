@@ -64,6 +64,14 @@
 //! - A crash just after the output was linked and before the entry was removed may write the
 //!   audit line twice (the second run cannot tell whether the first one got that far).
 //! - SIGTERM: no new file is taken; files in progress finish.
+//!
+//! ## Other choices
+//! - Outputs get the daemon's umask, not the input's permission bits (as `mugai sanitize`
+//!   does): the inbox's writer is not the outbox's reader.
+//! - The quarantine row of a file ends `delivered` with what was written (`outbox: sub/a.txt`,
+//!   `blocked note: …`), or `deferred` with the reason when the file went back to the inbox.
+//! - An input over `limits.max_input_bytes` is read only up to the limit (the core blocks it);
+//!   that prefix is not quarantined and the note promises nothing.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -337,6 +345,8 @@ pub enum Finished {
     /// The output is visible but the entry could not be finished (report, cleanup): it stays
     /// in `work/` with its marker and the next rescan finishes it.
     Unfinished(String),
+    /// Nothing to do: `work/` has no such entry (another run of the loop finished it).
+    Gone,
 }
 
 /// The drop directory's folders and the pieces it hands files to.
@@ -471,6 +481,21 @@ impl Dropdir {
         Ok(())
     }
 
+    /// [`Dropdir::claim`], then checks the claimed file is still what settled (`seen`); if a
+    /// writer changed it at the last moment it goes straight back (`Interrupted`).
+    pub fn claim_settled(&self, rel: &Path, seen: Seen) -> io::Result<()> {
+        self.claim(rel)?;
+        let now = std::fs::symlink_metadata(self.work.join(rel)).map(|m| Seen::of(&m))?;
+        if now != seen {
+            self.unclaim(rel)?;
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "changed while being claimed",
+            ));
+        }
+        Ok(())
+    }
+
     /// Gives `work/rel` back to the inbox (under a numbered name if the inbox has a new file
     /// of that name) and drops its marker. Returns where it went.
     pub fn unclaim(&self, rel: &Path) -> io::Result<PathBuf> {
@@ -535,11 +560,22 @@ impl Dropdir {
         }
     }
 
-    /// Entries left in `work/` (a crash, or an entry that could not be finished), relative
-    /// paths; removes temporary files and markers whose entry is gone.
+    /// Entries in `work/` (left by a crash, or not finished), relative paths, sorted.
     pub fn leftovers(&self) -> Vec<PathBuf> {
-        let found = walk(&self.work, usize::MAX);
-        let entries: HashSet<PathBuf> = found.files.iter().map(|(p, _)| p.clone()).collect();
+        let mut v: Vec<PathBuf> = walk(&self.work, usize::MAX)
+            .files
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// At start only, before any claim (a marker being written would look stale): removes
+    /// temporary files from `work/`, and markers whose entry is gone (a crash between the
+    /// removal of an entry and of its marker). Returns the entries, as [`Dropdir::leftovers`].
+    pub fn recover(&self) -> Vec<PathBuf> {
+        let entries: HashSet<PathBuf> = self.leftovers().into_iter().collect();
         let wanted: HashSet<PathBuf> = entries.iter().map(|r| self.marker_path(r)).collect();
         let mut dirs = vec![self.work.clone()];
         while let Some(dir) = dirs.pop() {
@@ -602,6 +638,11 @@ impl Dropdir {
     /// Whatever happens, the file is not lost: it ends as an output or a blocked note, back in
     /// the inbox, or still in `work/`.
     pub fn process(&self, rel: &Path) -> Finished {
+        if let Err(e) = std::fs::symlink_metadata(self.work.join(rel))
+            && e.kind() == io::ErrorKind::NotFound
+        {
+            return Finished::Gone;
+        }
         let finished = self.process_inner(rel);
         if let Finished::Retry(reason) = &finished {
             match self.unclaim(rel) {
@@ -707,6 +748,46 @@ impl Dropdir {
             }
         }
 
+        drop(job);
+        let held = outcome.report.quarantine_id.is_some();
+        let report_id = outcome.report.id.clone();
+        let finished = self.write_out(
+            rel,
+            &out_dir,
+            outcome,
+            &input_sha,
+            queue_id,
+            sanitize_ms,
+            started,
+        );
+        if held && let Finished::Retry(reason) = &finished {
+            // The row says why the file is not out yet (it comes back with a new report).
+            if let Err(e) = self
+                .vault
+                .set_delivery(&report_id, HoldStatus::Deferred, reason)
+            {
+                tracing::warn!(error = %e, "Cannot mark the quarantine row deferred.");
+            }
+        }
+        finished
+    }
+
+    /// Writes the marker, then the output or the blocked note, then finishes.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one private step of process_inner"
+    )]
+    fn write_out(
+        &self,
+        rel: &Path,
+        out_dir: &Path,
+        outcome: crate::sanitize::JobOutcome,
+        input_sha: &str,
+        queue_id: String,
+        sanitize_ms: u64,
+        started: Instant,
+    ) -> Finished {
+        let rel_text = rel.to_string_lossy().into_owned();
         // What to write: the output, or the note saying why there is none.
         let (base, bytes, blocked) = match &outcome.output {
             Some(out) => (out.name.clone(), out.bytes().to_vec(), false),
@@ -719,8 +800,7 @@ impl Dropdir {
                 (normalize_filename(&name).name, note.into_bytes(), true)
             }
         };
-        drop(job);
-        if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        if let Err(e) = std::fs::create_dir_all(out_dir) {
             return Finished::Retry(format!("outbox {}: {e}", out_dir.display()));
         }
         let written_sha256 = sha256_hex(&bytes);
@@ -739,7 +819,7 @@ impl Dropdir {
             }
             let marker = Marker {
                 rel_path: rel_text.clone(),
-                input_sha256: input_sha.clone(),
+                input_sha256: input_sha.to_owned(),
                 written: candidate.clone(),
                 written_sha256: written_sha256.clone(),
                 report,
@@ -749,7 +829,7 @@ impl Dropdir {
             if let Err(e) = self.write_marker(rel, &marker) {
                 return Finished::Retry(format!("cannot write the claim marker: {e}"));
             }
-            match write_atomic(&out_dir, &candidate, &bytes, Existing::Keep, Access::Umask) {
+            match write_atomic(out_dir, &candidate, &bytes, Existing::Keep, Access::Umask) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => {
                     let kind = if is_transient(&e) {
@@ -762,7 +842,7 @@ impl Dropdir {
                         out_dir.join(&candidate).display()
                     ));
                 }
-                Ok(_) => return self.finish(rel, &out_dir, &marker, started),
+                Ok(_) => return self.finish(rel, out_dir, &marker, started),
             }
         }
         Finished::Retry(format!(
@@ -821,6 +901,21 @@ impl Dropdir {
         if let Err(e) = write_report(&report_dir, stem, &marker.report.id, &line) {
             tracing::error!(path = %shown(rel), error = %e, "Cannot write the report; the file stays in the work folder.");
             return Finished::Unfinished(format!("report: {e}"));
+        }
+        if marker.report.quarantine_id.is_some() {
+            // The safe version (or the note) is out: the row is no longer waiting.
+            let what = if marker.report.output.is_some() {
+                "outbox"
+            } else {
+                "blocked note"
+            };
+            let reply = format!("{what}: {out_rel}");
+            if let Err(e) =
+                self.vault
+                    .set_delivery(&marker.report.id, HoldStatus::Delivered, &reply)
+            {
+                tracing::warn!(path = %shown(rel), error = %e, "Cannot record the delivery in the quarantine index.");
+            }
         }
         if let Some(audit) = &self.audit {
             let mut record = AuditRecord::from_report(&marker.report);
@@ -976,7 +1071,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
     let mut more = false;
     let mut backoff: BTreeMap<PathBuf, Instant> = BTreeMap::new();
     let mut warned: HashSet<PathBuf> = HashSet::new();
-    let mut tasks: tokio::task::JoinSet<(PathBuf, Finished)> = tokio::task::JoinSet::new();
+    let mut tasks: tokio::task::JoinSet<(PathBuf, TaskEnd)> = tokio::task::JoinSet::new();
     let tick_every = (timing.settle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -988,7 +1083,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                 redo: &mut VecDeque<PathBuf>,
                 in_flight: &mut HashMap<PathBuf, tokio::task::Id>,
                 backoff: &mut BTreeMap<PathBuf, Instant>,
-                tasks: &mut tokio::task::JoinSet<(PathBuf, Finished)>| {
+                tasks: &mut tokio::task::JoinSet<(PathBuf, TaskEnd)>| {
         let now = Instant::now();
         backoff.retain(|_, until| *until > now);
         // Leftovers of `work/` first, then stable inbox files.
@@ -998,14 +1093,15 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             };
             redo.pop_front();
             if !in_flight.contains_key(&rel) {
-                launch(&dropdir, rel, permit, tasks, in_flight);
+                launch(&dropdir, rel, None, permit, tasks, in_flight);
             }
         }
         let free = slots.available_permits();
         if free == 0 {
             return;
         }
-        for rel in settle.due(now, timing.settle, free.saturating_mul(4)) {
+        let limit = free.saturating_mul(4).saturating_add(backoff.len());
+        for rel in settle.due(now, timing.settle, limit) {
             if backoff.contains_key(&rel) {
                 continue;
             }
@@ -1026,29 +1122,13 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                 }
                 continue;
             }
-            match dropdir.claim(&rel) {
-                Ok(()) => launch(&dropdir, rel, permit, tasks, in_flight),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // `work/` still holds an entry of that name (being finished): wait.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if let Some(s) = now_seen {
-                        settle.observe(&rel, s, now);
-                    }
-                }
-                Err(e) => {
-                    if let Some(s) = now_seen {
-                        settle.observe(&rel, s, now);
-                    }
-                    backoff.insert(rel.clone(), now + RETRY_DELAY);
-                    tracing::warn!(path = %shown(&rel), error = %e, "Cannot claim a file; it stays in the inbox.");
-                }
-            }
+            launch(&dropdir, rel, now_seen, permit, tasks, in_flight);
         }
     };
 
     // Start: what an earlier run left in `work/`, then the inbox as it is.
     let d = Arc::clone(&dropdir);
-    if let Ok(left) = tokio::task::spawn_blocking(move || d.leftovers()).await {
+    if let Ok(left) = tokio::task::spawn_blocking(move || d.recover()).await {
         if !left.is_empty() {
             tracing::info!(
                 files = left.len(),
@@ -1083,7 +1163,11 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             }));
         }
         tokio::select! {
-            _ = state.changed() => {}
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
             Some(path) = events.rx.recv() => {
                 let now = Instant::now();
                 let mut batch = vec![path];
@@ -1113,10 +1197,27 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             }
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 match joined {
-                    Ok((rel, finished)) => {
+                    Ok((rel, end)) => {
                         in_flight.remove(&rel);
-                        if let Finished::Retry(_) = finished {
-                            backoff.insert(rel, Instant::now() + RETRY_DELAY);
+                        let now = Instant::now();
+                        match end {
+                            TaskEnd::Finished(Finished::Retry(_)) => {
+                                backoff.insert(rel, now + RETRY_DELAY);
+                            }
+                            TaskEnd::Finished(_) => {}
+                            TaskEnd::NotClaimed(e) => {
+                                // Still there (changed at the last moment, or the same name
+                                // still being finished in `work/`): it settles again.
+                                if let Ok(m) = std::fs::symlink_metadata(dropdir.inbox.join(&rel))
+                                    && m.is_file()
+                                {
+                                    settle.observe(&rel, Seen::of(&m), now);
+                                }
+                                if !matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::AlreadyExists | io::ErrorKind::Interrupted) {
+                                    backoff.insert(rel.clone(), now + RETRY_DELAY);
+                                    tracing::warn!(path = %shown(&rel), error = %e, "Cannot claim a file; it stays in the inbox.");
+                                }
+                            }
                         }
                     }
                     Err(e) => {
@@ -1173,20 +1274,36 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
     tracing::info!("Drop directory stopped.");
 }
 
-/// Runs `process` for the claimed `rel` on the blocking pool, holding `permit` meanwhile.
+/// How a task of the loop ended.
+#[derive(Debug)]
+enum TaskEnd {
+    /// The entry was processed.
+    Finished(Finished),
+    /// The inbox file was not claimed (`Interrupted`: it changed at the last moment and was
+    /// put back at once).
+    NotClaimed(io::Error),
+}
+
+/// On the blocking pool, holding `permit`: claims `inbox/rel` when `claim` says what the
+/// settled file looked like (and puts it straight back if the claimed file is not that),
+/// then processes `work/rel`.
 fn launch(
     dropdir: &Arc<Dropdir>,
     rel: PathBuf,
+    claim: Option<Seen>,
     permit: tokio::sync::OwnedSemaphorePermit,
-    tasks: &mut tokio::task::JoinSet<(PathBuf, Finished)>,
+    tasks: &mut tokio::task::JoinSet<(PathBuf, TaskEnd)>,
     in_flight: &mut HashMap<PathBuf, tokio::task::Id>,
 ) {
     let d = Arc::clone(dropdir);
     let key = rel.clone();
     let handle = tasks.spawn_blocking(move || {
-        let f = d.process(&rel);
+        let end = match claim.map(|seen| d.claim_settled(&rel, seen)) {
+            Some(Err(e)) => TaskEnd::NotClaimed(e),
+            Some(Ok(())) | None => TaskEnd::Finished(d.process(&rel)),
+        };
         drop(permit);
-        (rel, f)
+        (rel, end)
     });
     in_flight.insert(key, handle.id());
 }
@@ -1392,6 +1509,32 @@ mod tests {
     }
 
     #[test]
+    fn a_file_changed_while_claimed_goes_straight_back() {
+        let f = fixture();
+        let inbox = f.root.join("inbox");
+        put(&inbox, "a.txt", b"one");
+        let settled = Seen::of(&std::fs::metadata(inbox.join("a.txt")).unwrap());
+        std::fs::write(inbox.join("a.txt"), b"one and more").unwrap();
+        let e = f
+            .dropdir
+            .claim_settled(Path::new("a.txt"), settled)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+        assert_eq!(std::fs::read(inbox.join("a.txt")).unwrap(), b"one and more");
+        assert!(files(&f.root.join("work")).is_empty());
+        // Unchanged: claimed. Processed twice (a stale rescan): the second finds nothing.
+        let settled = Seen::of(&std::fs::metadata(inbox.join("a.txt")).unwrap());
+        f.dropdir
+            .claim_settled(Path::new("a.txt"), settled)
+            .unwrap();
+        assert!(matches!(
+            f.dropdir.process(Path::new("a.txt")),
+            Finished::Done { .. }
+        ));
+        assert_eq!(f.dropdir.process(Path::new("a.txt")), Finished::Gone);
+    }
+
+    #[test]
     fn a_symlink_swapped_in_is_never_read_and_goes_back() {
         let f = fixture();
         let work = f.root.join("work");
@@ -1446,6 +1589,12 @@ mod tests {
             .index()
             .search(&crate::sinks::index::Search::default())
             .unwrap();
+        assert!(rows.iter().all(|r| r.status == HoldStatus::Delivered));
+        assert!(
+            rows.iter().any(|r| r.downstream_reply.as_deref()
+                == Some("blocked note: dept/setup.exe.blocked.txt")),
+            "{rows:?}"
+        );
         let mut held: Vec<_> = rows
             .iter()
             .map(|r| (r.source.as_str(), r.file_name.clone().unwrap()))
@@ -1539,7 +1688,7 @@ mod tests {
         // A marker whose entry is gone (crash between removing the entry and the marker).
         std::fs::write(work.join(format!("{MARKER_PREFIX}0123.json")), b"{}").unwrap();
         std::fs::write(work.join(format!("{TEMP_PREFIX}abc")), b"half").unwrap();
-        let left = f.dropdir.leftovers();
+        let left = f.dropdir.recover();
         assert_eq!(left, [PathBuf::from("b.txt"), PathBuf::from("x/y/a.txt")]);
         assert_eq!(files(&work), ["b.txt", "x/y/a.txt"]);
         for rel in left {

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Drop-directory throughput next to `mugai sanitize DIR -o OUT` on the same 1,000 files.
+#
+#   bash benches/dropdir.sh            # release build, 1,000 files, 2 pool workers
+#   N=200 WORKERS=4 bash benches/dropdir.sh
+#
+# Both runs use the worker pool with WORKERS processes, quarantine the originals that are not
+# clean and write one report per file. The daemon is timed from the moment the files are
+# moved into its inbox (one rename per folder: "the first drop") until the last report
+# appears (reports are written after their output); the CLI from start to exit. The files:
+# small HTML with a script (-> .txt), text notes, executables (blocked) and, one in ten,
+# corpus samples (docm, PDF with JavaScript, disguised setup.txt, ZIP with an EXE).
+# settle_secs = 1: every file waits one second unchanged before it is taken, which the
+# figure includes.
+set -euo pipefail
+
+N=${N:-1000}
+WORKERS=${WORKERS:-2}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+cargo build --quiet --release -p gateway-daemon --bin mugai
+MUGAI=$TARGET/release/mugai
+
+WORK=$(mktemp -d)
+DAEMON=
+cleanup() {
+    if [[ -n $DAEMON ]]; then kill "$DAEMON" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# The files, generated once and copied for each run.
+python3 - "$WORK/src" "$N" "$ROOT/corpus/samples" <<'EOF'
+import os, sys
+src, n, corpus = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+samples = [("docm", "office/macro.docm"), ("pdf", "pdf/js_openaction.pdf"),
+           ("txt", "disguised/setup.txt"), ("zip", "archives/zip_exe_and_txt.zip")]
+samples = [(ext, open(os.path.join(corpus, p), "rb").read()) for ext, p in samples]
+for i in range(n):
+    d = os.path.join(src, f"d{i % 10}")
+    os.makedirs(d, exist_ok=True)
+    k = i % 10
+    if k == 0:
+        ext, data = samples[(i // 10) % len(samples)]
+        name = f"sample{i}.{ext}"
+    elif k == 1:
+        name, data = f"tool{i}.exe", b"MZ\x90\x00\x03\x00"
+    elif k <= 5:
+        name = f"page{i}.html"
+        data = f"<html><script>x({i})</script><p>ページ {i}</p></html>".encode()
+    else:
+        name = f"note{i}.txt"
+        data = (f"メモ {i}\n" + "本文 " * (i % 50) + "\n").encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+EOF
+
+now() { date +%s.%N; }
+count_reports() { find "$1" -name '*.report.json' | wc -l; }
+
+# 1. The command line.
+mkdir -p "$WORK/cli"
+t0=$(now)
+set +e
+"$MUGAI" sanitize --quiet --quarantine "$WORK/cli/q" --report "$WORK/cli/reports.jsonl" \
+    -j "$WORKERS" "$WORK/src" -o "$WORK/cli/out" 2>"$WORK/cli/stderr"
+rc=$?
+set -e
+t1=$(now)
+if [[ $rc != 0 && $rc != 3 ]]; then cat "$WORK/cli/stderr"; exit 1; fi
+cli_lines=$(wc -l <"$WORK/cli/reports.jsonl")
+
+# 2. The daemon.
+D=$WORK/daemon
+mkdir -p "$D/inbox" "$D/staging"
+cp -r "$WORK/src/." "$D/staging/"
+cat >"$D/mugai.toml" <<EOF
+[pool]
+workers = $WORKERS
+[quarantine]
+dir = "$D/quarantine"
+key_file = "$D/quarantine.key"
+[smtp]
+enabled = false
+[http]
+enabled = false
+[dropdir]
+enabled = true
+inbox = "$D/inbox"
+outbox = "$D/outbox"
+work = "$D/work"
+settle_secs = 1
+rescan_secs = 30
+[audit]
+file = "$D/audit.jsonl"
+[log]
+file = "$D/mugai.log"
+level = "warn"
+EOF
+"$MUGAI" serve --config "$D/mugai.toml" 2>"$D/stderr" &
+DAEMON=$!
+for _ in $(seq 100); do
+    grep -q "drop directory" "$D/stderr" 2>/dev/null && break
+    sleep 0.1
+done
+sleep 0.5
+t2=$(now)
+for sub in "$D"/staging/*; do mv "$sub" "$D/inbox/"; done
+while [[ $(count_reports "$D/outbox") -lt $N ]]; do
+    kill -0 "$DAEMON" || { cat "$D/stderr"; exit 1; }
+    sleep 0.05
+done
+t3=$(now)
+kill -TERM "$DAEMON"; wait "$DAEMON" || true; DAEMON=
+
+python3 - "$N" "$t0" "$t1" "$t2" "$t3" "$cli_lines" <<'EOF'
+import sys
+n = int(sys.argv[1]); t0, t1, t2, t3 = map(float, sys.argv[2:6]); lines = int(sys.argv[6])
+cli, daemon = t1 - t0, t3 - t2
+print(f"files: {n} (CLI reports: {lines})")
+print(f"mugai sanitize DIR -o OUT : {cli:7.2f} s  {n / cli:7.1f} files/s")
+print(f"drop directory            : {daemon:7.2f} s  {n / daemon:7.1f} files/s")
+print(f"daemon / CLI time         : {daemon / cli:7.2f}  (goal < 1.20)")
+EOF
