@@ -46,6 +46,17 @@
 //! was never linked, or the name was taken by another file meanwhile) is discarded and the
 //! entry processed from the start.
 //!
+//! ## Durability (power cuts, not only `kill -9`)
+//! Each step is fsynced before the next becomes visible: the marker (file and folder) before
+//! the output, the output (file and folder) before the report, the report before the work
+//! entry goes. Two syncs are left out on purpose, because the marker makes them redundant:
+//! the claim's rename is not synced by itself (the marker's folder sync, in the same folder,
+//! makes it durable before anything is written; a claim lost before that leaves the file in
+//! the inbox with nothing written), and the removal of a finished entry is not synced (an
+//! entry that comes back finds its marker and its output, and is only finished again). This
+//! relies on a rename being one journal transaction (ext4, XFS, btrfs): after a power cut the
+//! file is in the inbox or in `work/`, never in both.
+//!
 //! ## Failure modes
 //! - `kill -9` anywhere: the file is in the inbox, or in `work/` (processed again at start),
 //!   never lost; the outbox never shows a partial file under a real name: incomplete writes
@@ -474,11 +485,9 @@ impl Dropdir {
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        rename_noreplace(&self.inbox.join(rel), &to)?;
-        if let Some(parent) = to.parent() {
-            sync_dir(parent)?;
-        }
-        Ok(())
+        // No fsync here: the marker written into the same folder before any output syncs it
+        // (see "Durability" in the module docs).
+        rename_noreplace(&self.inbox.join(rel), &to)
     }
 
     /// [`Dropdir::claim`], then checks the claimed file is still what settled (`seen`); if a
@@ -638,12 +647,19 @@ impl Dropdir {
     /// Whatever happens, the file is not lost: it ends as an output or a blocked note, back in
     /// the inbox, or still in `work/`.
     pub fn process(&self, rel: &Path) -> Finished {
+        self.process_then(rel, || {})
+    }
+
+    /// [`Dropdir::process`], calling `sanitized` as soon as the transform is done (or was not
+    /// needed): the loop's sanitizing slot is free from then on, while this file's writes
+    /// (quarantine, output, report) go on.
+    pub fn process_then(&self, rel: &Path, sanitized: impl FnOnce()) -> Finished {
         if let Err(e) = std::fs::symlink_metadata(self.work.join(rel))
             && e.kind() == io::ErrorKind::NotFound
         {
             return Finished::Gone;
         }
-        let finished = self.process_inner(rel);
+        let finished = self.process_inner(rel, sanitized);
         if let Finished::Retry(reason) = &finished {
             match self.unclaim(rel) {
                 Ok(back) => tracing::warn!(
@@ -663,7 +679,7 @@ impl Dropdir {
         finished
     }
 
-    fn process_inner(&self, rel: &Path) -> Finished {
+    fn process_inner(&self, rel: &Path, sanitized: impl FnOnce()) -> Finished {
         let started = Instant::now();
         let path = self.work.join(rel);
         let item = match read_file(&path, self.max_input, Follow::Walked) {
@@ -692,7 +708,9 @@ impl Dropdir {
             input: item.bytes,
             name: item.name,
         };
-        let mut outcome = match self.transform.get().run(&job) {
+        let ran = self.transform.get().run(&job);
+        sanitized();
+        let mut outcome = match ran {
             Ok(o) => o,
             Err(e) => {
                 let kind = if e.transient {
@@ -930,15 +948,12 @@ impl Dropdir {
                 tracing::error!(path = %shown(rel), error = %e, "Cannot append to the audit log.");
             }
         }
+        // Not synced: an entry that comes back after a power cut finds its marker and output
+        // and is only finished again.
         let entry = self.work.join(rel);
         if let Err(e) = std::fs::remove_file(&entry) {
             tracing::error!(path = %shown(rel), error = %e, "Cannot remove the finished file from the work folder.");
             return Finished::Unfinished(format!("cleanup: {e}"));
-        }
-        if let Some(dir) = entry.parent()
-            && let Err(e) = sync_dir(dir)
-        {
-            tracing::warn!(error = %e, "Cannot sync the work folder.");
         }
         let _ = std::fs::remove_file(self.marker_path(rel));
         self.prune_work_dirs(rel);
@@ -1065,6 +1080,10 @@ fn watch_inbox(inbox: &Path) -> Events {
 pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiver<RunState>) {
     let mut events = watch_inbox(&dropdir.inbox);
     let slots = Arc::new(Semaphore::new(timing.max_concurrent.max(1)));
+    // A file holds its slot while it is read and sanitized; its writes (quarantine, output,
+    // report: mostly waiting for fsync) overlap the next file's sanitizing, up to this many
+    // files in all.
+    let max_in_flight = timing.max_concurrent.max(1).saturating_mul(2);
     let mut settle = Settle::default();
     let mut redo: VecDeque<PathBuf> = VecDeque::new();
     let mut in_flight: HashMap<PathBuf, tokio::task::Id> = HashMap::new();
@@ -1088,6 +1107,9 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
         backoff.retain(|_, until| *until > now);
         // Leftovers of `work/` first, then stable inbox files.
         while let Some(rel) = redo.front().cloned() {
+            if in_flight.len() >= max_in_flight {
+                return;
+            }
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                 return;
             };
@@ -1104,6 +1126,9 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
         for rel in settle.due(now, timing.settle, limit) {
             if backoff.contains_key(&rel) {
                 continue;
+            }
+            if in_flight.len() >= max_in_flight {
+                return;
             }
             let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
                 return;
@@ -1284,7 +1309,7 @@ enum TaskEnd {
     NotClaimed(io::Error),
 }
 
-/// On the blocking pool, holding `permit`: claims `inbox/rel` when `claim` says what the
+/// On the blocking pool, holding `permit` until the transform is done: claims `inbox/rel` when `claim` says what the
 /// settled file looked like (and puts it straight back if the claimed file is not that),
 /// then processes `work/rel`.
 fn launch(
@@ -1300,9 +1325,8 @@ fn launch(
     let handle = tasks.spawn_blocking(move || {
         let end = match claim.map(|seen| d.claim_settled(&rel, seen)) {
             Some(Err(e)) => TaskEnd::NotClaimed(e),
-            Some(Ok(())) | None => TaskEnd::Finished(d.process(&rel)),
+            Some(Ok(())) | None => TaskEnd::Finished(d.process_then(&rel, move || drop(permit))),
         };
-        drop(permit);
         (rel, end)
     });
     in_flight.insert(key, handle.id());
