@@ -1084,6 +1084,8 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
     // report: mostly waiting for fsync) overlap the next file's sanitizing, up to this many
     // files in all.
     let max_in_flight = timing.max_concurrent.max(1).saturating_mul(2);
+    // Rung when a slot is freed mid-task, so the next file starts without waiting for a tick.
+    let freed = Arc::new(tokio::sync::Notify::new());
     let mut settle = Settle::default();
     let mut redo: VecDeque<PathBuf> = VecDeque::new();
     let mut in_flight: HashMap<PathBuf, tokio::task::Id> = HashMap::new();
@@ -1115,7 +1117,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             };
             redo.pop_front();
             if !in_flight.contains_key(&rel) {
-                launch(&dropdir, rel, None, permit, tasks, in_flight);
+                launch(&dropdir, rel, None, (permit, &freed), tasks, in_flight);
             }
         }
         let free = slots.available_permits();
@@ -1147,7 +1149,7 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
                 }
                 continue;
             }
-            launch(&dropdir, rel, now_seen, permit, tasks, in_flight);
+            launch(&dropdir, rel, now_seen, (permit, &freed), tasks, in_flight);
         }
     };
 
@@ -1283,6 +1285,9 @@ pub async fn run(dropdir: Arc<Dropdir>, timing: Timing, mut state: watch::Receiv
             _ = tick.tick() => {
                 step(&mut settle, &mut redo, &mut in_flight, &mut backoff, &mut tasks);
             }
+            () = freed.notified() => {
+                step(&mut settle, &mut redo, &mut in_flight, &mut backoff, &mut tasks);
+            }
             _ = rescan.tick() => want_walk = true,
         }
     }
@@ -1316,16 +1321,20 @@ fn launch(
     dropdir: &Arc<Dropdir>,
     rel: PathBuf,
     claim: Option<Seen>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    (permit, freed): (tokio::sync::OwnedSemaphorePermit, &Arc<tokio::sync::Notify>),
     tasks: &mut tokio::task::JoinSet<(PathBuf, TaskEnd)>,
     in_flight: &mut HashMap<PathBuf, tokio::task::Id>,
 ) {
     let d = Arc::clone(dropdir);
     let key = rel.clone();
+    let freed = Arc::clone(freed);
     let handle = tasks.spawn_blocking(move || {
         let end = match claim.map(|seen| d.claim_settled(&rel, seen)) {
             Some(Err(e)) => TaskEnd::NotClaimed(e),
-            Some(Ok(())) | None => TaskEnd::Finished(d.process_then(&rel, move || drop(permit))),
+            Some(Ok(())) | None => TaskEnd::Finished(d.process_then(&rel, move || {
+                drop(permit);
+                freed.notify_one();
+            })),
         };
         (rel, end)
     });
