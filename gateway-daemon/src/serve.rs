@@ -327,6 +327,56 @@ async fn start_http(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> 
     crate::sources::http::start(shared, servers).await
 }
 
+/// Starts the drop directory ([`crate::sources::dropdir`]) into `servers`: checks its folders
+/// (and that `work` shares the inbox's file system), sweeps stale temporary files from the
+/// outbox, then runs until the daemon stops taking work.
+async fn start_dropdir(
+    shared: &Shared,
+    servers: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<()> {
+    use crate::sources::dropdir::{Dropdir, Timing};
+    let settings = &shared.config.dropdir;
+    let max_input = shared.config.policy.limits.max_input_bytes;
+    let dropdir = Dropdir::open(
+        settings,
+        max_input,
+        Arc::clone(&shared.transform),
+        Arc::clone(&shared.vault),
+        shared.audit.clone(),
+    )?;
+    let dropdir = Arc::new(dropdir);
+    let d = Arc::clone(&dropdir);
+    let swept = tokio::task::spawn_blocking(move || d.sweep_outbox())
+        .await
+        .unwrap_or(0);
+    if swept > 0 {
+        tracing::info!(
+            files = swept,
+            "drop directory: stale temporary files removed"
+        );
+    }
+    let timing = Timing {
+        settle: Duration::from_secs(settings.settle_secs),
+        rescan: Duration::from_secs(settings.rescan_secs),
+        max_concurrent: if settings.max_concurrent > 0 {
+            settings.max_concurrent
+        } else {
+            shared.workers
+        },
+    };
+    crate::cli::say(&format!(
+        "mugai: drop directory {} -> {}",
+        settings.inbox.display(),
+        settings.outbox.display()
+    ));
+    servers.spawn(crate::sources::dropdir::run(
+        dropdir,
+        timing,
+        shared.state.clone(),
+    ));
+    Ok(())
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. `config_path` is re-read on SIGHUP.
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let log = crate::logging::init(&config.log)?;
@@ -386,6 +436,9 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         if config.http.enabled {
             start_http(&shared, &mut servers).await?;
+        }
+        if config.dropdir.enabled {
+            start_dropdir(&shared, &mut servers).await?;
         }
         crate::cli::say(&format!(
             "mugai: quarantine {}; SIGTERM stops, SIGHUP reloads the policy",

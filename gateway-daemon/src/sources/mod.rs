@@ -4,10 +4,11 @@
 //!
 //! - [`files`]: files and directories named on the command line, and standard input.
 //! - [`smtp`]: the SMTP relay (today its protocol session; the I/O loop comes next).
+//! - [`dropdir`]: the drop directory (inbox → outbox, claimed by rename, crash-safe).
 //!
-//! The drop directory (`dropdir.rs`) and the HTTP API (`http.rs`) will be further sources
-//! beside them.
+//! The HTTP API (`http.rs`) will be a further source beside them.
 
+pub mod dropdir;
 pub mod files;
 pub mod http;
 pub mod smtp;
