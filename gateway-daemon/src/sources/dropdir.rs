@@ -707,6 +707,7 @@ impl Dropdir {
             mode: Mode::detect(item.name.as_deref(), &item.bytes),
             input: item.bytes,
             name: item.name,
+            password: None,
         };
         let ran = self.transform.get().run(&job);
         sanitized();
@@ -730,29 +731,9 @@ impl Dropdir {
         // The original is durable in the quarantine before anything is visible.
         if outcome.report.verdict != Verdict::Clean && !item.truncated {
             let held = HeldItem {
-                report_id: outcome.report.id.clone(),
-                quarantine_id: String::new(),
-                received_at: jiff::Timestamp::now().to_string(),
-                source: "dropdir".into(),
-                client_ip: None,
-                helo: None,
-                mail_from: None,
-                rcpt_to: Vec::new(),
-                message_id: None,
-                subject: None,
-                header_from: None,
                 file_name: Some(rel_text.clone()),
                 size: job.input.len() as u64,
-                verdict: outcome.report.verdict.as_str().into(),
-                threats: outcome
-                    .report
-                    .threats()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
-                report_json: String::new(),
-                status: HoldStatus::Held,
-                downstream_reply: None,
+                ..HeldItem::for_report(&outcome.report, "dropdir")
             };
             outcome.report.quarantine_id = Some(QuarantineId::of(&job.input).to_string());
             if let Err(e) = self.vault.hold(&job.input, &held, &outcome.report) {
