@@ -455,11 +455,20 @@ impl Dropdir {
                 settings.inbox.display()
             );
         }
+        // Canonical paths from here on: inotify reports events under the absolute path, and
+        // a relative inbox (`mugai-data/inbox` in the bundled configuration) would match none.
+        let canonical = |key: &str| {
+            canon
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default()
+        };
         Ok(Dropdir {
-            inbox: settings.inbox.clone(),
-            outbox: settings.outbox.clone(),
-            work: settings.work.clone(),
-            reports,
+            inbox: canonical("inbox"),
+            outbox: canonical("outbox"),
+            work: canonical("work"),
+            reports: reports.map(|_| canonical("reports")),
             max_input,
             transform,
             vault,
