@@ -85,6 +85,8 @@ struct Setup<'a> {
     downstream: Option<String>,
     /// Extra `[policy.limits]` keys.
     limits: &'a str,
+    /// Run the HTTP API on this loopback port (off otherwise).
+    http: Option<u16>,
 }
 
 impl Mugai {
@@ -99,7 +101,8 @@ impl Mugai {
              [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
              [smtp]\nlisten = [\"127.0.0.1:{port}\"]\nhostname = \"mugai.test\"\n\
              accepted_domains = [\"city.example.lg.jp\"]\nshutdown_grace_secs = 10\n{smtp}\n\
-             [http]\nenabled = false\n\
+             {http}\
+             [dropdir]\nenabled = false\n\
              [downstream]\n{downstream}\n\
              [audit]\nfile = {a:?}\n\
              [log]\nfile = {l:?}\nlevel = \"info\"\n\
@@ -108,6 +111,13 @@ impl Mugai {
             k = dir.path().join("quarantine.key"),
             a = dir.path().join("audit.jsonl"),
             l = dir.path().join("mugai.log"),
+            http = match setup.http {
+                Some(p) => format!(
+                    "[http]\nlisten = \"127.0.0.1:{p}\"\nusers_file = {:?}\n",
+                    dir.path().join("users.sqlite")
+                ),
+                None => "[http]\nenabled = false\n".to_owned(),
+            },
             smtp = setup.smtp,
             limits = setup.limits,
         );
@@ -888,4 +898,132 @@ fn sigterm_finishes_the_transaction_in_flight_and_sighup_keeps_a_good_policy() {
     wait_for("the relay to exit", 20, || {
         TcpStream::connect(("127.0.0.1", m.port)).is_err()
     });
+}
+
+/// `mugai user ...` against the daemon's configuration, password on standard input.
+fn add_user(m: &Mugai, args: &[&str]) {
+    let mut child = Command::new(MUGAI)
+        .arg("user")
+        .args(args)
+        .args(["--password-stdin", "--config"])
+        .arg(&m.config)
+        .current_dir(m.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a long enough password\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// POSTs JSON with curl as `user`; the status code and the body.
+fn post(port: u16, user: &str, path: &str, body: &str) -> (u16, String) {
+    let out = Command::new(need("curl"))
+        .args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
+        .arg("-u")
+        .arg(format!("{user}:a long enough password"))
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn an_approved_release_reaches_the_downstream_mta() {
+    let sink_dir = tempfile::tempdir().unwrap();
+    let (_sink, sink_port) = smtp_sink(sink_dir.path(), &[]);
+    let http = free_port();
+    let m = Mugai::start(Setup {
+        downstream: Some(format!(
+            "kind = \"smtp\"\naddress = \"127.0.0.1:{sink_port}\"\ntls = \"none\"\n"
+        )),
+        http: Some(http),
+        ..Setup::default()
+    });
+    add_user(
+        &m,
+        &[
+            "add",
+            "staff",
+            "--role",
+            "requester",
+            "--address",
+            "staff@city.example.lg.jp",
+        ],
+    );
+    add_user(&m, &["add", "kacho", "--role", "approver"]);
+    let mail = m.dir.path().join("in.eml");
+    std::fs::write(&mail, HTML_MAIL).unwrap();
+    let out = swaks(
+        m.port,
+        &[
+            "--from",
+            "sender@example.com",
+            "--to",
+            "staff@city.example.lg.jp",
+            "--data",
+            &format!("@{}", mail.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    wait_for("the sanitized message", 20, || {
+        dumped(sink_dir.path()).len() == 1
+    });
+    let first = dumped(sink_dir.path());
+    let report_id = parse(&first[0])["report_id"].as_str().unwrap().to_owned();
+    let ask = format!("/v1/quarantine/{report_id}/requests");
+    let decide = format!("/v1/quarantine/{report_id}/release");
+    let (code, body) = post(
+        http,
+        "staff",
+        &ask,
+        r#"{"reason": "the table layout is needed"}"#,
+    );
+    assert_eq!(code, 201, "{body}");
+    let approve = r#"{"decision": "approve", "reason": "sender confirmed by phone"}"#;
+    let (code, body) = post(http, "staff", &decide, approve);
+    assert_eq!(code, 403, "the requester cannot approve: {body}");
+    let (code, body) = post(http, "kacho", &decide, approve);
+    assert_eq!(code, 200, "{body}");
+    wait_for("the released original", 20, || {
+        dumped(sink_dir.path()).len() == 2
+    });
+    let released = dumped(sink_dir.path())
+        .into_iter()
+        .find(|p| !first.contains(p))
+        .unwrap();
+    let text = String::from_utf8_lossy(&std::fs::read(&released).unwrap()).into_owned();
+    assert!(text.contains("X-Mugai-Released: by kacho"), "{text}");
+    assert!(
+        text.contains("<script>alert(1)</script>"),
+        "the original, as received: {text}"
+    );
+    assert!(text.contains("staff@city.example.lg.jp"), "{text}");
+    let audit = std::fs::read_to_string(m.dir.path().join("audit.jsonl")).unwrap();
+    for kind in ["release_requested", "release_approved", "release_delivered"] {
+        assert!(audit.contains(&format!("\"{kind}\"")), "{kind}: {audit}");
+    }
 }
