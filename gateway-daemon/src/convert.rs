@@ -384,6 +384,7 @@ mod tests {
                 converter: Some(&lo),
                 fonts: None,
                 archive_password: None,
+                ocr: None,
             };
             let out = sanitizer_core::sanitize_file_with(
                 &input,

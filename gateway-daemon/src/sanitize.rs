@@ -272,6 +272,7 @@ impl Transform for InProcess {
             converter: self.converter.as_deref().map(|c| c as &dyn Converter),
             fonts: self.fonts.as_ref(),
             archive_password: None,
+            ocr: None,
         };
         Ok(sanitize(job, &self.policy, services))
     }

@@ -102,6 +102,7 @@ fn main() -> ExitCode {
         converter: None,
         fonts: Some(&fonts),
         archive_password: None,
+        ocr: None,
     };
     let outcome = sanitize_file_with(&bytes, Some(name), &policy, services);
     eprintln!("{}", outcome.report.to_json_line());

@@ -103,6 +103,7 @@ pub(crate) mod testing {
                 converter: None,
                 fonts: Some(&fonts),
                 archive_password: None,
+                ocr: None,
             },
         )
     }

@@ -153,6 +153,37 @@ pub trait Converter: Sync {
     ) -> Result<Vec<u8>, String>;
 }
 
+/// One word recognised by an [`Ocr`] engine, in image pixels (origin top left).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcrWord {
+    /// The word as Unicode text.
+    pub text: String,
+    /// Left edge in pixels.
+    pub left: u32,
+    /// Top edge in pixels.
+    pub top: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// A text recogniser outside the pure core (Tesseract, run by the daemon as a confined
+/// child). Used for rasterized pages that carry no text when `pdf.ocr` is on.
+pub trait Ocr: Sync {
+    /// Recognises the words of one 8-bit grey image (`width` x `height`, row-major) rendered
+    /// at `dpi`, in `languages` (`jpn+eng`). Must give up by `deadline`.
+    fn recognize(
+        &self,
+        grey: &[u8],
+        width: u32,
+        height: u32,
+        dpi: u32,
+        languages: &str,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<OcrWord>, String>;
+}
+
 /// Fonts lent by the caller. The core reads no files: the renderers get the fonts for text a
 /// document names but does not embed (above all Japanese) from here, and SVG text is drawn
 /// only with the fonts given here (a document never names a file to load).
@@ -204,6 +235,8 @@ pub struct Services<'a> {
     /// with it the ZIP sanitizer opens ZipCrypto archives and rebuilds their members as usual
     /// (see [`crate::formats::zip::decrypt_zip`]). Only ever set inside a worker.
     pub archive_password: Option<&'a [u8]>,
+    /// Text recogniser for pages without text, if one is available (`pdf.ocr`).
+    pub ocr: Option<&'a dyn Ocr>,
 }
 
 impl std::fmt::Debug for Services<'_> {
@@ -215,6 +248,7 @@ impl std::fmt::Debug for Services<'_> {
                 "archive_password",
                 &self.archive_password.map(|_| "[redacted]"),
             )
+            .field("ocr", &self.ocr.is_some())
             .finish()
     }
 }
@@ -334,6 +368,11 @@ impl<'a> Context<'a> {
     /// The archive password lent by the caller, if any (PPAP unlocking).
     pub fn archive_password(&self) -> Option<&'a [u8]> {
         self.services.archive_password
+    }
+
+    /// The text recogniser lent by the caller, if any.
+    pub fn ocr(&self) -> Option<&'a dyn Ocr> {
+        self.services.ocr
     }
 
     /// The item's budget.

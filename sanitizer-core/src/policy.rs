@@ -187,6 +187,13 @@ pub struct PdfPolicy {
     pub dpi: u32,
     /// Add an invisible text layer to rasterized pages. Default false.
     pub text_layer: bool,
+    /// Recognise text (OCR) on rasterized pages that carry none, when the caller lends an
+    /// [`crate::pipeline::Ocr`] engine. Default false.
+    pub ocr: bool,
+    /// Tesseract language list for OCR, `+`-separated. Default `jpn+eng`.
+    pub ocr_languages: String,
+    /// Wall-clock budget for the OCR of one page, in seconds. Default 20.
+    pub ocr_page_secs: u32,
 }
 
 impl Default for PdfPolicy {
@@ -195,6 +202,9 @@ impl Default for PdfPolicy {
             mode: PdfMode::Rasterize,
             dpi: 150,
             text_layer: false,
+            ocr: false,
+            ocr_languages: "jpn+eng".into(),
+            ocr_page_secs: 20,
         }
     }
 }

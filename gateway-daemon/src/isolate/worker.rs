@@ -212,6 +212,7 @@ pub fn run(args: &[String]) -> i32 {
         converter: header.converter.then_some(&converter as &dyn Converter),
         fonts: Some(&fonts),
         archive_password: None,
+        ocr: None,
     };
     // The same dispatch as the in-process path: one function decides file or mail.
     let job = crate::sanitize::Job {

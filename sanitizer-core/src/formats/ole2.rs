@@ -848,6 +848,7 @@ mod tests {
                 converter: Some(&fake),
                 fonts: None,
                 archive_password: None,
+                ocr: None,
             };
             let out = sanitize_file_with(&b, Some(name), &Policy::default(), services);
             assert_eq!(out.report.verdict, Verdict::Blocked, "{name}");
@@ -878,6 +879,7 @@ mod tests {
             converter: Some(&fake),
             fonts: None,
             archive_password: None,
+            ocr: None,
         };
         let out = sanitize_file_with(&input, Some("旧.doc"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Sanitized, "{:?}", out.report);
@@ -916,6 +918,7 @@ mod tests {
             converter: Some(&fake),
             fonts: None,
             archive_password: None,
+            ocr: None,
         };
         let out = sanitize_file_with(&input, Some("帳票.xls"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Sanitized, "{:?}", out.report);
@@ -960,6 +963,7 @@ mod tests {
             converter: Some(&failing),
             fonts: None,
             archive_password: None,
+            ocr: None,
         };
         let out = sanitize_file_with(&plain, Some("a.doc"), &Policy::default(), services);
         assert_eq!(out.report.verdict, Verdict::Blocked);
@@ -975,6 +979,7 @@ mod tests {
             converter: Some(&ok),
             fonts: None,
             archive_password: None,
+            ocr: None,
         };
         let out = sanitize_file_with(&plain, Some("a.doc"), &policy, services);
         assert_eq!(out.report.verdict, Verdict::Blocked);

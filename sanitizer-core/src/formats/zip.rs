@@ -791,6 +791,7 @@ pub(crate) mod tests {
         // The same through the pipeline, with the password lent in Services.
         let lent = |pw: &'static [u8]| crate::Services {
             archive_password: Some(pw),
+            ocr: None,
             ..crate::Services::default()
         };
         let via =

@@ -12,7 +12,11 @@
 
 use std::io::Write;
 
+use pdf_writer::{Content, Filter, Name, Pdf, Ref};
+
 use crate::error::SanitizeError;
+
+use super::rasterize::RefAlloc;
 
 /// Flate level for page images: fast, most of the gain of level 9.
 pub const FLATE_LEVEL: u32 = 6;
@@ -60,6 +64,74 @@ pub struct EncodedPage {
     pub image: PageImage,
     /// The encoded stream.
     pub data: Vec<u8>,
+}
+
+impl EncodedPage {
+    /// Bytes of encoded image data, for the output budget.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Short name of the encoding for statistics.
+    pub fn label(&self) -> &'static str {
+        self.image.label()
+    }
+}
+
+/// Writes the image XObject(s) of `page` and paints them into `content` over the whole page
+/// (`width_pt` x `height_pt`). Returns the resource names and objects to list on the page.
+pub fn write_images(
+    out: &mut Pdf,
+    alloc: &mut RefAlloc,
+    page: &EncodedPage,
+    width_pt: f32,
+    height_pt: f32,
+    content: &mut Content,
+) -> Result<Vec<(String, Ref)>, SanitizeError> {
+    let image_ref = alloc.bump()?;
+    let w = i32::try_from(page.width).map_err(|_| SanitizeError::Internal("width".into()))?;
+    let h = i32::try_from(page.height).map_err(|_| SanitizeError::Internal("height".into()))?;
+    {
+        let mut image = out.image_xobject(image_ref, &page.data);
+        image.width(w).height(h);
+        match &page.image {
+            PageImage::BilevelG4 => {
+                image.filter(Filter::CcittFaxDecode);
+                image.color_space().device_gray();
+                image.bits_per_component(1);
+                image.decode_parms().k(-1).columns(w).rows(h);
+            }
+            PageImage::GreyFlate => {
+                image.filter(Filter::FlateDecode);
+                image.color_space().device_gray();
+                image.bits_per_component(8);
+            }
+            PageImage::IndexedFlate(palette) => {
+                image.filter(Filter::FlateDecode);
+                let hival = i32::try_from((palette.len() / 3).saturating_sub(1))
+                    .map_err(|_| SanitizeError::Internal("palette".into()))?;
+                image
+                    .color_space()
+                    .indexed(Name(b"DeviceRGB"), hival, palette);
+                image.bits_per_component(8);
+            }
+            PageImage::GreyJpeg => {
+                image.filter(Filter::DctDecode);
+                image.color_space().device_gray();
+                image.bits_per_component(8);
+            }
+            PageImage::RgbJpeg => {
+                image.filter(Filter::DctDecode);
+                image.color_space().device_rgb();
+                image.bits_per_component(8);
+            }
+        }
+    }
+    content.save_state();
+    content.transform([width_pt, 0.0, 0.0, height_pt, 0.0, 0.0]);
+    content.x_object(Name(b"Im0"));
+    content.restore_state();
+    Ok(vec![("Im0".to_owned(), image_ref)])
 }
 
 /// What one pass over the pixels found.

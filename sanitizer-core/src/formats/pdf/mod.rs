@@ -21,6 +21,7 @@ pub mod encode;
 pub mod fonts;
 pub mod rasterize;
 mod recheck;
+pub mod text;
 
 pub use recheck::recheck;
 

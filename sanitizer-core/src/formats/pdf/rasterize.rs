@@ -24,12 +24,12 @@ use std::time::Instant;
 use hayro::hayro_interpret::{InterpreterSettings, InterpreterWarning};
 use hayro::hayro_syntax::{LoadPdfError, Pdf as HayroPdf, PdfData};
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
-use pdf_writer::{Content, Filter, Name, Pdf, Rect, Ref};
+use pdf_writer::{Content, Name, Pdf, Rect, Ref};
 
 use crate::error::SanitizeError;
 use crate::limits::{Budget, LimitKind};
 
-use super::encode::{EncodedPage, PageImage, encode_page};
+use super::encode::{EncodedPage, encode_page, write_images};
 use super::fonts::FontResolver;
 
 /// Most render threads used for one document.
@@ -225,76 +225,56 @@ fn to_i32(n: usize) -> Result<i32, SanitizeError> {
     i32::try_from(n).map_err(|_| SanitizeError::Internal("object number overflow".into()))
 }
 
-/// Object numbers: catalog 1, page tree 2, then page/content/image triples.
-fn page_refs(index: usize) -> Result<(Ref, Ref, Ref), SanitizeError> {
-    let base = index
-        .checked_mul(3)
-        .and_then(|b| b.checked_add(3))
-        .ok_or_else(|| SanitizeError::Internal("object number overflow".into()))?;
-    Ok((
-        Ref::new(to_i32(base)?),
-        Ref::new(to_i32(base + 1)?),
-        Ref::new(to_i32(base + 2)?),
-    ))
+/// Hands out object numbers: catalog 1, page tree 2, then everything else in order.
+#[derive(Debug)]
+pub struct RefAlloc(i32);
+
+impl RefAlloc {
+    fn new() -> Self {
+        RefAlloc(3)
+    }
+
+    /// The next free object number.
+    pub fn bump(&mut self) -> Result<Ref, SanitizeError> {
+        let r = Ref::new(self.0);
+        self.0 = self
+            .0
+            .checked_add(1)
+            .ok_or_else(|| SanitizeError::Internal("object number overflow".into()))?;
+        Ok(r)
+    }
 }
 
+/// Writes one page; returns its object.
 fn write_page(
     out: &mut Pdf,
-    index: usize,
+    alloc: &mut RefAlloc,
     plan: PagePlan,
     page: &EncodedPage,
-) -> Result<(), SanitizeError> {
-    let (page_ref, content_ref, image_ref) = page_refs(index)?;
-    let w = i32::try_from(page.width).map_err(|_| SanitizeError::Internal("width".into()))?;
-    let h = i32::try_from(page.height).map_err(|_| SanitizeError::Internal("height".into()))?;
-    {
-        let mut image = out.image_xobject(image_ref, &page.data);
-        image.width(w).height(h);
-        match &page.image {
-            PageImage::BilevelG4 => {
-                image.filter(Filter::CcittFaxDecode);
-                image.color_space().device_gray();
-                image.bits_per_component(1);
-                image.decode_parms().k(-1).columns(w).rows(h);
-            }
-            PageImage::GreyFlate => {
-                image.filter(Filter::FlateDecode);
-                image.color_space().device_gray();
-                image.bits_per_component(8);
-            }
-            PageImage::IndexedFlate(palette) => {
-                image.filter(Filter::FlateDecode);
-                let hival = to_i32((palette.len() / 3).saturating_sub(1))?;
-                image
-                    .color_space()
-                    .indexed(Name(b"DeviceRGB"), hival, palette);
-                image.bits_per_component(8);
-            }
-            PageImage::GreyJpeg => {
-                image.filter(Filter::DctDecode);
-                image.color_space().device_gray();
-                image.bits_per_component(8);
-            }
-            PageImage::RgbJpeg => {
-                image.filter(Filter::DctDecode);
-                image.color_space().device_rgb();
-                image.bits_per_component(8);
-            }
-        }
-    }
+) -> Result<Ref, SanitizeError> {
+    let page_ref = alloc.bump()?;
+    let content_ref = alloc.bump()?;
     let mut content = Content::new();
-    content.save_state();
-    content.transform([plan.width_pt, 0.0, 0.0, plan.height_pt, 0.0, 0.0]);
-    content.x_object(Name(b"Im0"));
-    content.restore_state();
+    let xobjects = write_images(
+        out,
+        alloc,
+        page,
+        plan.width_pt,
+        plan.height_pt,
+        &mut content,
+    )?;
     let content = content.finish();
     out.stream(content_ref, &content);
     let mut p = out.page(page_ref);
     p.media_box(Rect::new(0.0, 0.0, plan.width_pt, plan.height_pt));
     p.parent(Ref::new(2));
     p.contents(content_ref);
-    p.resources().x_objects().pair(Name(b"Im0"), image_ref);
-    Ok(())
+    let mut resources = p.resources();
+    let mut names = resources.x_objects();
+    for (name, r) in &xobjects {
+        names.pair(Name(name.as_bytes()), *r);
+    }
+    Ok(page_ref)
 }
 
 /// Renders `input` at `dpi` into a new image-only PDF.
@@ -327,6 +307,8 @@ pub fn rasterize(
         Condvar::new(),
     );
     let mut out = Pdf::new();
+    let mut alloc = RefAlloc::new();
+    let mut kids: Vec<Ref> = Vec::with_capacity(n);
     let mut out_bytes: u64 = 0;
 
     let written: Result<(), SanitizeError> = std::thread::scope(|scope| {
@@ -351,15 +333,15 @@ pub fn rasterize(
                         .get(next)
                         .copied()
                         .ok_or_else(|| SanitizeError::Internal("plan missing".into()))?;
-                    out_bytes = out_bytes.saturating_add(page.data.len() as u64);
+                    out_bytes = out_bytes.saturating_add(page.byte_len() as u64);
                     if out_bytes > max_output {
                         return Err(SanitizeError::limit(
                             LimitKind::OutputBytes,
                             format!("rasterized output over {max_output} bytes"),
                         ));
                     }
-                    *stats.encodings.entry(page.image.label()).or_insert(0) += 1;
-                    write_page(&mut out, next, plan, &page)?;
+                    *stats.encodings.entry(page.label()).or_insert(0) += 1;
+                    kids.push(write_page(&mut out, &mut alloc, plan, &page)?);
                     next += 1;
                     let (lock, cvar) = &progress;
                     lock.lock().unwrap_or_else(|e| e.into_inner()).written = next;
@@ -375,9 +357,6 @@ pub fn rasterize(
     });
     written?;
 
-    let kids: Vec<Ref> = (0..n)
-        .map(|i| page_refs(i).map(|r| r.0))
-        .collect::<Result<_, _>>()?;
     out.pages(Ref::new(2)).kids(kids).count(to_i32(n)?);
     out.catalog(Ref::new(1)).pages(Ref::new(2));
     stats.pages = n;
