@@ -725,6 +725,36 @@ impl Release {
         Ok(rows)
     }
 
+    /// The job that sanitizes `report_id`'s original again, for a reviewer's preview of its
+    /// sanitized form (the console's page pictures): the same visibility rules as
+    /// [`Release::item_for`]; a purged original is [`ReleaseError::Gone`]. The original never
+    /// leaves this process except into a sandboxed worker.
+    pub fn preview_job(
+        &self,
+        actor: &Actor,
+        report_id: &str,
+    ) -> Result<crate::sanitize::Job, ReleaseError> {
+        use crate::sanitize::{Job, Mode};
+        let item = self.item_for(actor, report_id)?;
+        if item.status == HoldStatus::Purged {
+            return Err(ReleaseError::Gone(format!(
+                "the original of {report_id} was purged"
+            )));
+        }
+        let qid = QuarantineId::parse(&item.quarantine_id)?;
+        let original = self.vault.store().get(&qid)?.original;
+        Ok(Job {
+            input: original,
+            name: item.file_name.clone(),
+            mode: if is_mail(&item) {
+                Mode::Mail
+            } else {
+                Mode::File
+            },
+            password: None,
+        })
+    }
+
     /// Opens a blocked PPAP archive with its password: the held item (a file, or a mail with
     /// the archive attached) is sanitized again in a worker (`transform`) with the password
     /// lent to the ZIP sanitizer. A file's sanitized archive is written to `released_dir`; a

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use sanitizer_core::preview::{PreviewLimits, Thumbnail, thumbnails};
 use sanitizer_core::report::{Kind, Report, Verdict};
 use sanitizer_core::unicode::{extension, normalize_filename, with_extension};
 use sanitizer_core::{Converter, FileOutcome, FontSource, MailOutcome, Policy, Services, sniff};
@@ -191,6 +192,11 @@ pub trait Transform: Send + Sync {
     /// or killed sanitizer) is a verdict in the outcome's report; `Err` only when the transform
     /// could not run at all.
     fn run(&self, job: &Job) -> Result<JobOutcome, TransformError>;
+
+    /// Sanitizes one job and draws its output as small pictures for a reviewer
+    /// ([`sanitizer_core::preview`]); an output with nothing to draw (or no output) gives none.
+    /// `Err` only when the transform could not run at all.
+    fn preview(&self, job: &Job, limits: &PreviewLimits) -> Result<Vec<Thumbnail>, TransformError>;
 }
 
 /// The daemon's current transform, shared by every source and replaced on SIGHUP (a new
@@ -275,6 +281,31 @@ impl Transform for InProcess {
             ocr: None,
         };
         Ok(sanitize(job, &self.policy, services))
+    }
+
+    fn preview(&self, job: &Job, limits: &PreviewLimits) -> Result<Vec<Thumbnail>, TransformError> {
+        let services = Services {
+            converter: self.converter.as_deref().map(|c| c as &dyn Converter),
+            fonts: self.fonts.as_ref(),
+            archive_password: None,
+            ocr: None,
+        };
+        Ok(preview(job, &self.policy, services, limits))
+    }
+}
+
+/// Sanitizes `job` as [`sanitize`] does, then draws its output's pictures (what a worker runs
+/// for a preview job). The pictures are of the sanitized output only, never of the input.
+pub fn preview(
+    job: &Job,
+    policy: &Policy,
+    services: Services<'_>,
+    limits: &PreviewLimits,
+) -> Vec<Thumbnail> {
+    let fonts = services.fonts.cloned();
+    match sanitize(job, policy, services).output {
+        Some(o) => thumbnails(o.bytes(), o.kind, limits, fonts),
+        None => Vec::new(),
     }
 }
 

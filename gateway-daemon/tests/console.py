@@ -146,6 +146,18 @@ def run(d):
     assert reasons and all(any("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff"
                                    for c in r) for r in reasons), reasons
     assert "無害化のお知らせ" in d.find_element(By.CSS_SELECTOR, "pre.preview").text
+    # The safe preview: the sanitized PDF drawn as pictures by a worker, loaded under the CSP.
+    thumbs = d.find_elements(By.CSS_SELECTOR, "div.thumbs img")
+    assert len(thumbs) == 1, len(thumbs)
+    caption = d.find_element(By.CSS_SELECTOR, "div.thumbs figcaption").text
+    assert caption == "mitsumori.pdf p.1", caption
+    loaded = d.execute_script(
+        "return Array.from(document.querySelectorAll('div.thumbs img'))"
+        ".map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
+    print("thumbnails:", loaded)
+    assert all(c and w > 100 and h > w for c, w, h in loaded), loaded
+    thumb_path = urllib.parse.urlparse(thumbs[0].get_attribute("src")).path
+    assert thumb_path.startswith(item_path + "/thumb/"), thumb_path
     assert len(d.find_element(By.CSS_SELECTOR, "dl.summary code").text) == 64
     assert not d.find_elements(By.ID, "approve"), "a requester gets no approve button"
     shot(d, "detail")
@@ -190,6 +202,14 @@ def run(d):
     d.get(item_url)
     assert "見つからないか" in d.page_source
     assert not d.find_elements(By.CSS_SELECTOR, "dl.summary")
+    # Nor its preview pictures, cached as they are.
+    req = urllib.request.Request(BASE + thumb_path)
+    req.add_header("Cookie", "mugai_session=" + d.get_cookie("mugai_session")["value"])
+    try:
+        urllib.request.urlopen(req)
+        raise AssertionError("another requester got staff's preview picture")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404, e.code
     sign_out(d)
 
     # The approver sees every item, approves the request.

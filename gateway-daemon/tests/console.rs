@@ -116,7 +116,25 @@ fn send(port: u16, rcpt: &str, message: &str) {
     say("QUIT", 221, &mut r);
 }
 
-/// A message with an HTML body and an attachment `name` (RFC 2231, UTF-8) of `bytes_b64`.
+/// A one-page PDF with a black bar and the word "INVOICE", base64: the part the detail page
+/// previews as a picture of its sanitized (rasterized) form.
+fn pdf_b64() -> String {
+    let content = "0 0 0 rg 40 700 300 40 re f BT /F1 36 Tf 40 600 Td (INVOICE) Tj ET";
+    let pdf = format!(
+        "%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n\
+2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n\
+3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 595 842]/Contents 4 0 R\
+/Resources<</Font<</F1 5 0 R>>>>>>endobj\n\
+4 0 obj<</Length {}>>stream\n{content}\nendstream endobj\n\
+5 0 obj<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>endobj\n\
+trailer<</Root 1 0 R>>\n%%EOF\n",
+        content.len()
+    );
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pdf)
+}
+
+/// A message with an HTML body, an attachment `name` (RFC 2231, UTF-8) of `bytes_b64`, and a
+/// PDF.
 fn mail(to: &str, subject: &str, name: &str, bytes_b64: &str) -> String {
     let encoded: String = name
         .bytes()
@@ -146,8 +164,15 @@ Content-Disposition: attachment; filename*=UTF-8''{encoded}\n\
 Content-Transfer-Encoding: base64\n\
 \n\
 {bytes_b64}\n\
+--b\n\
+Content-Type: application/pdf\n\
+Content-Disposition: attachment; filename=\"mitsumori.pdf\"\n\
+Content-Transfer-Encoding: base64\n\
+\n\
+{pdf}\n\
 --b--\n",
         n = subject.len() + to.len() + name.len(),
+        pdf = pdf_b64(),
     )
 }
 

@@ -46,6 +46,7 @@ pub mod mail;
 pub mod naming;
 pub mod pipeline;
 pub mod policy;
+pub mod preview;
 pub mod recheck;
 pub mod report;
 pub mod sniff;

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sanitizer_core::preview::{PreviewLimits, Thumbnail};
 use sanitizer_core::report::is_valid_report_id;
 use sanitizer_core::unicode::extension;
 use sanitizer_core::{
@@ -36,7 +37,7 @@ use sanitizer_core::{
 
 use crate::isolate::sandbox::SandboxConfig;
 use crate::isolate::wire::{
-    self, ConvertReply, ConvertRequest, Frame, JobHeader, Mode, ResultHeader, tag,
+    self, ConvertReply, ConvertRequest, Frame, JobHeader, Mode, PreviewHeader, ResultHeader, tag,
 };
 use crate::isolate::worker;
 use crate::sanitize::{Job, JobOutcome, Transform, TransformError};
@@ -359,6 +360,51 @@ impl Pool {
         password: Option<&crate::sanitize::Password>,
         policy: &Policy,
     ) -> Result<Result<Raw, SanitizeError>, PoolError> {
+        let frame = match self.run_frame(mode, input, name, password, policy, None)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        match frame.header::<ResultHeader>() {
+            Ok(head) => Ok(Ok(Raw {
+                head,
+                body: frame.body,
+            })),
+            Err(e) => Ok(Err(SanitizeError::Worker {
+                threat: threats::WORKER_CRASHED,
+                detail: format!("unreadable result from worker: {e}"),
+            })),
+        }
+    }
+
+    /// Sanitizes an item in a worker and returns the pictures of its output (see
+    /// [`sanitizer_core::preview`]). The worker's answer is raw pixels; every size is checked
+    /// against `limits` and the body length here, so nothing in it is parsed. A failed or
+    /// forged answer is an `Err`: a preview is a convenience, never a verdict.
+    pub fn preview(
+        &self,
+        mode: Mode,
+        input: &[u8],
+        name: Option<&str>,
+        policy: &Policy,
+        limits: &PreviewLimits,
+    ) -> Result<Vec<Thumbnail>, PoolError> {
+        let frame = self
+            .run_frame(mode, input, name, None, policy, Some(*limits))?
+            .map_err(|e| PoolError(format!("no preview: {e}")))?;
+        accept_preview(&frame, limits)
+    }
+
+    /// Runs one job and returns the worker's final frame (a result, or the pictures of a
+    /// preview job).
+    fn run_frame(
+        &self,
+        mode: Mode,
+        input: &[u8],
+        name: Option<&str>,
+        password: Option<&crate::sanitize::Password>,
+        policy: &Policy,
+        preview: Option<PreviewLimits>,
+    ) -> Result<Result<Frame, SanitizeError>, PoolError> {
         let mut w = self.take()?;
         // The worker confirms it is confined before it is given anything.
         let ready = await_ready(&mut w)?;
@@ -382,6 +428,12 @@ impl Pool {
             converter: self.converter.is_some(),
             host: self.cfg.host.clone(),
             password: password.cloned(),
+            preview,
+        };
+        let last = if preview.is_some() {
+            tag::PREVIEW
+        } else {
+            tag::RESULT
         };
         let mut timed_out = false;
         let mut result = None;
@@ -389,7 +441,7 @@ impl Pool {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match w.events.recv_timeout(left) {
-                    Ok(Event::Frame(f)) if f.tag == tag::RESULT => {
+                    Ok(Event::Frame(f)) if f.tag == last => {
                         result = Some(f);
                         break;
                     }
@@ -415,16 +467,7 @@ impl Pool {
         let Some(frame) = result else {
             return Ok(Err(classify(status, &stderr, timed_out)));
         };
-        match frame.header::<ResultHeader>() {
-            Ok(head) => Ok(Ok(Raw {
-                head,
-                body: frame.body,
-            })),
-            Err(e) => Ok(Err(SanitizeError::Worker {
-                threat: threats::WORKER_CRASHED,
-                detail: format!("unreadable result from worker: {e}"),
-            })),
-        }
+        Ok(Ok(frame))
     }
 
     fn answer_convert(
@@ -512,6 +555,65 @@ impl Transform for Isolated {
             transient: true,
         })
     }
+
+    fn preview(&self, job: &Job, limits: &PreviewLimits) -> Result<Vec<Thumbnail>, TransformError> {
+        self.pool
+            .preview(
+                job.mode,
+                &job.input,
+                job.name.as_deref(),
+                &self.policy,
+                limits,
+            )
+            .map_err(|e| TransformError {
+                message: e.to_string(),
+                transient: false,
+            })
+    }
+}
+
+/// Checks a worker's preview answer against `limits`: at most `max_images` pictures, each
+/// 1..=`max_side` pixels a side, their pixels exactly filling the body. Labels are cut to 120
+/// characters without control or bidi characters.
+fn accept_preview(frame: &Frame, limits: &PreviewLimits) -> Result<Vec<Thumbnail>, PoolError> {
+    let forged = |why: &str| PoolError(format!("preview refused: {why}"));
+    let head: PreviewHeader = frame
+        .header()
+        .map_err(|e| forged(&format!("unreadable header: {e}")))?;
+    if head.pictures.len() > limits.max_images {
+        return Err(forged("too many pictures"));
+    }
+    let mut rest: &[u8] = &frame.body;
+    let mut out = Vec::with_capacity(head.pictures.len());
+    for p in head.pictures {
+        let side_ok = |v: u32| (1..=limits.max_side).contains(&v);
+        if !side_ok(p.width) || !side_ok(p.height) {
+            return Err(forged("picture size out of bounds"));
+        }
+        let len = (p.width as usize)
+            .checked_mul(p.height as usize)
+            .and_then(|n| n.checked_mul(3))
+            .ok_or_else(|| forged("picture size overflows"))?;
+        let (pixels, tail) = rest
+            .split_at_checked(len)
+            .ok_or_else(|| forged("body shorter than the pictures"))?;
+        rest = tail;
+        out.push(Thumbnail {
+            label: p
+                .label
+                .chars()
+                .filter(|c| !c.is_control() && !sanitizer_core::unicode::is_invisible_control(*c))
+                .take(120)
+                .collect(),
+            width: p.width,
+            height: p.height,
+            rgb: pixels.to_vec(),
+        });
+    }
+    if !rest.is_empty() {
+        return Err(forged("body longer than the pictures"));
+    }
+    Ok(out)
 }
 
 /// The largest frame body the parent accepts from a worker under `policy`: its output cap, or
@@ -942,5 +1044,60 @@ mod tests {
             recheck::mail_report_id(out.message.as_slice()).as_deref(),
             Some(out.report.id.as_str())
         );
+    }
+
+    fn preview_frame(pictures: &[(u32, u32)], body: Vec<u8>) -> Frame {
+        let head = PreviewHeader {
+            pictures: pictures
+                .iter()
+                .map(|(w, h)| wire::PictureHeader {
+                    label: "p.1\u{202e}\n".into(),
+                    width: *w,
+                    height: *h,
+                })
+                .collect(),
+        };
+        Frame {
+            tag: tag::PREVIEW,
+            header: serde_json::to_vec(&head).unwrap(),
+            body,
+        }
+    }
+
+    /// A preview answer is raw pixels whose every size the parent checks: a worker cannot make
+    /// it read past the body, keep extra bytes, or hand the browser a giant picture.
+    #[test]
+    fn forged_previews_are_refused() {
+        let limits = PreviewLimits {
+            max_images: 2,
+            max_side: 10,
+        };
+        let ok = accept_preview(&preview_frame(&[(2, 3), (1, 1)], vec![7; 21]), &limits).unwrap();
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[0].rgb.len(), 18);
+        assert_eq!(ok[1].rgb, vec![7; 3]);
+        assert_eq!(
+            ok[0].label, "p.1",
+            "control and bidi characters are dropped"
+        );
+        for (pics, len) in [
+            (vec![(2, 3)], 17),                // short body
+            (vec![(2, 3)], 19),                // trailing bytes
+            (vec![(11, 1)], 33),               // wider than allowed
+            (vec![(0, 1)], 0),                 // empty picture
+            (vec![(1, 1), (1, 1), (1, 1)], 9), // too many
+            (vec![(u32::MAX, u32::MAX)], 3),   // overflow
+        ] {
+            assert!(
+                accept_preview(&preview_frame(&pics, vec![0; len]), &limits).is_err(),
+                "{pics:?} with {len} bytes"
+            );
+        }
+        let garbage = Frame {
+            tag: tag::PREVIEW,
+            header: b"{".to_vec(),
+            body: Vec::new(),
+        };
+        assert!(accept_preview(&garbage, &limits).is_err());
     }
 }

@@ -11,6 +11,7 @@
 //! | `C` | worker → parent | [`ConvertRequest`] | document to convert |
 //! | `c` | parent → worker | [`ConvertReply`] | converted document |
 //! | `R` | worker → parent | [`ResultHeader`] | output bytes (empty when blocked) |
+//! | `P` | worker → parent | [`PreviewHeader`] | raw RGB pictures, one after another |
 
 use std::io::{self, Read, Write};
 
@@ -32,6 +33,8 @@ pub mod tag {
     pub const CONVERT_REPLY: u8 = b'c';
     /// The job's result.
     pub const RESULT: u8 = b'R';
+    /// The pictures of a preview job.
+    pub const PREVIEW: u8 = b'P';
 }
 
 pub use crate::sanitize::Mode;
@@ -53,6 +56,30 @@ pub struct JobHeader {
     /// A PPAP password for a file job (see `crate::sanitize::Job::password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<crate::sanitize::Password>,
+    /// Set for a preview job: the worker answers with the output's pictures ([`tag::PREVIEW`])
+    /// instead of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<sanitizer_core::preview::PreviewLimits>,
+}
+
+/// The header of a preview result: each picture's label and size; the body holds their RGB
+/// pixels (`width * height * 3` bytes each) in this order. The parent checks every size
+/// against the job's limits and the body length before it uses a byte.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreviewHeader {
+    /// The pictures, in order.
+    pub pictures: Vec<PictureHeader>,
+}
+
+/// One picture of a [`PreviewHeader`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PictureHeader {
+    /// What it shows (`p.1`, `report.pdf p.2`): a claim, shown escaped.
+    pub label: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
 }
 
 /// A conversion the worker asks the parent to run.

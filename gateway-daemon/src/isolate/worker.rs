@@ -24,7 +24,9 @@ use std::time::Instant;
 use sanitizer_core::{Converter, Services};
 
 use crate::isolate::sandbox::{self, SandboxConfig};
-use crate::isolate::wire::{self, ConvertReply, ConvertRequest, JobHeader, ResultHeader, tag};
+use crate::isolate::wire::{
+    self, ConvertReply, ConvertRequest, JobHeader, PictureHeader, PreviewHeader, ResultHeader, tag,
+};
 
 /// The hidden subcommand that starts a worker.
 pub const WORKER_ARG: &str = "__worker";
@@ -221,6 +223,26 @@ pub fn run(args: &[String]) -> i32 {
         mode: header.mode,
         password: header.password.clone(),
     };
+    if let Some(limits) = header.preview {
+        let pictures = crate::sanitize::preview(&job, &header.policy, services, &limits);
+        let head = PreviewHeader {
+            pictures: pictures
+                .iter()
+                .map(|p| PictureHeader {
+                    label: p.label.clone(),
+                    width: p.width,
+                    height: p.height,
+                })
+                .collect(),
+        };
+        let body: Vec<u8> = pictures.into_iter().flat_map(|p| p.rgb).collect();
+        let mut out = io::stdout().lock();
+        if wire::write_frame(&mut out, tag::PREVIEW, &head, &body).is_err() {
+            return EXIT_PROTOCOL;
+        }
+        let _ = out.flush();
+        return 0;
+    }
     let outcome = crate::sanitize::sanitize(&job, &header.policy, services);
     let result = match outcome.output {
         Some(o) => (

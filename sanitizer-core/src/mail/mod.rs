@@ -76,7 +76,7 @@
 //! `Authentication-Results`) are kept as in any message, reduced to printable ASCII and refolded.
 
 mod body;
-mod build;
+pub(crate) mod build;
 mod charset;
 mod headers;
 pub(crate) mod jis;

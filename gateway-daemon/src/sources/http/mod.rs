@@ -386,6 +386,7 @@ pub struct Api {
     ready: Mutex<Option<(Instant, Result<(), String>)>>,
     release: Release,
     console: console::Sessions,
+    previews: console::preview::Previews,
 }
 
 /// Whether `ip` is a loopback address (IPv4-mapped ones included).
@@ -461,6 +462,7 @@ pub async fn start(shared: &Shared, servers: &mut tokio::task::JoinSet<()>) -> a
         ready: Mutex::new(None),
         release: Release::from_shared(shared).context("release service")?,
         console: console::Sessions::default(),
+        previews: console::preview::Previews::default(),
         users,
         settings: http,
     });

@@ -37,6 +37,7 @@
 //! `Cache-Control: no-store`.
 
 mod pages;
+pub mod preview;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -440,6 +441,7 @@ async fn route(
         }
         [] if get => list(api, &view, &actor, query).await,
         ["item", id] if get => detail(api, &view, &actor, id, query, None).await,
+        ["item", id, "thumb", file] if get => thumb(api, &view, &actor, id, file).await,
         ["item", id, action] if post => act(api, &view, &actor, id, action, &form).await,
         ["audit"] if get => {
             if actor.role != Role::Admin {
@@ -763,10 +765,65 @@ async fn detail(
         Some((s, n)) => (s, Some(n)),
         None => (StatusCode::OK, done_notice(view, field(q, "done"))),
     };
+    let pictures = match api
+        .previews
+        .get(&api.release, &api.shared.transform, actor, id)
+        .await
+    {
+        Ok(p) => Some(p),
+        Err(ReleaseError::Gone(_)) => None,
+        Err(e) => {
+            tracing::warn!(report_id = %id, error = %e, "Console: no preview pictures.");
+            None
+        }
+    };
     html(
         status,
-        pages::detail(view, &item, &requests, notice.as_ref()),
+        pages::detail(
+            view,
+            &item,
+            &requests,
+            notice.as_ref(),
+            pictures.as_deref().map(Vec::as_slice),
+        ),
     )
+}
+
+/// `GET /console/item/{id}/thumb/{n}.png`: one preview picture, under the detail page's rules.
+async fn thumb(api: &Arc<Api>, view: &View, actor: &Actor, id: &str, file: &str) -> Resp {
+    let not_found = || {
+        html(
+            StatusCode::NOT_FOUND,
+            pages::message(view, view.t("ページが見つかりません。", "No such page.")),
+        )
+    };
+    let Some(n) = file
+        .strip_suffix(".png")
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return not_found();
+    };
+    let pictures = match api
+        .previews
+        .get(&api.release, &api.shared.transform, actor, id)
+        .await
+    {
+        Ok(p) => p,
+        Err(ReleaseError::NotFound(_) | ReleaseError::Invalid(_) | ReleaseError::Gone(_)) => {
+            return not_found();
+        }
+        Err(e) => {
+            tracing::warn!(report_id = %id, error = %e, "Console: no preview pictures.");
+            return unavailable(view);
+        }
+    };
+    let Some(p) = pictures.get(n) else {
+        return not_found();
+    };
+    let mut r = Response::new(Full::new(p.png.clone()));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    secured(r)
 }
 
 /// The notice after a successful action (`?done=`), fixed texts only.

@@ -240,6 +240,7 @@ pub fn detail(
     item: &HeldItem,
     requests: &[ReleaseRequest],
     notice: Option<&Notice>,
+    pictures: Option<&[super::preview::Picture]>,
 ) -> Markup {
     let report: serde_json::Value =
         serde_json::from_str(&item.report_json).unwrap_or(serde_json::Value::Null);
@@ -320,7 +321,28 @@ pub fn detail(
                 }
             }
             section {
-                h2 { (view.t("安全なプレビュー(受信者への通知の内容)", "Safe preview (what the recipient was told)")) }
+                h2 { (view.t("安全なプレビュー", "Safe preview")) }
+                p.hint { (view.t(
+                    "無害化した後の内容を画像にしたものです(原本は表示しません)。",
+                    "The sanitized form, drawn as pictures in a sandboxed worker (the original is never shown).",
+                )) }
+                @match pictures {
+                    Some(pics) if !pics.is_empty() => {
+                        div.thumbs {
+                            @for (n, p) in pics.iter().enumerate() {
+                                figure {
+                                    img src=(format!("/console/item/{id}/thumb/{n}.png"))
+                                        width=(p.width) height=(p.height)
+                                        alt=(format!("{} {}", view.t("プレビュー", "Preview"), shown(&p.label)));
+                                    figcaption { (shown(&p.label)) }
+                                }
+                            }
+                        }
+                    }
+                    Some(_) => p { (view.t("画像で表示できる内容はありません(本文・通知のみ)。", "Nothing to draw: text and notice only.")) }
+                    None => p { (view.t("プレビュー画像を作れませんでした(原本が削除されたか、処理に失敗しました)。", "No preview pictures (the original was purged, or drawing failed).")) }
+                }
+                h3 { (view.t("受信者への通知の内容", "What the recipient was told")) }
                 pre.preview { (preview_text(&report)) }
             }
             section {
@@ -432,15 +454,22 @@ fn preview_text(report: &serde_json::Value) -> String {
         let mut en_why: Vec<&str> = why.iter().map(|t| threat_en(t)).collect();
         ja_why.dedup();
         en_why.dedup();
+        let tail = |why: &[&str], sep: &str| {
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", why.join(sep))
+            }
+        };
         ja.push_str(&format!(
-            "・{path}: {} — {}\n",
+            "・{path}: {}{}\n",
             action_name(&vja, action),
-            ja_why.join("。")
+            tail(&ja_why, "。")
         ));
         en.push_str(&format!(
-            "- {path}: {} — {}\n",
+            "- {path}: {}{}\n",
             action_name(&ven, action),
-            en_why.join("; ")
+            tail(&en_why, "; ")
         ));
     }
     format!("{ja}\n{en}")
@@ -573,9 +602,21 @@ mod tests {
             ),
             &[],
             None,
+            Some(&[super::super::preview::Picture {
+                label: "<img src=x onerror=alert(1)>.pdf p.1".into(),
+                width: 10,
+                height: 14,
+                png: bytes::Bytes::new(),
+            }]),
         )
         .into_string();
         assert!(!page.contains("<script>"), "{page}");
+        assert!(!page.contains("<img src=x"), "{page}");
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;.pdf p.1"));
+        assert!(
+            page.contains("src=\"/console/item/0195e5a4-0000-7000-8000-000000000000/thumb/0.png\""),
+            "{page}"
+        );
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;\\u{202e}"));
         assert!(!page.contains('\u{202e}'));
         assert!(page.contains("a\\u{202e}txt.exe"));
@@ -590,12 +631,12 @@ mod tests {
     fn encrypted_archives_get_a_password_field() {
         let mut it = item("s", "attachment[1]/a.zip");
         assert!(
-            !detail(&view(Role::Requester), &it, &[], None)
+            !detail(&view(Role::Requester), &it, &[], None, None)
                 .into_string()
                 .contains("name=\"password\"")
         );
         it.threats = vec!["archive.encrypted".into()];
-        let page = detail(&view(Role::Requester), &it, &[], None).into_string();
+        let page = detail(&view(Role::Requester), &it, &[], None, None).into_string();
         assert!(
             page.contains("type=\"password\" name=\"password\""),
             "{page}"
@@ -620,9 +661,9 @@ mod tests {
             delivery_reply: None,
         };
         let it = item("s", "p");
-        let other = detail(&view(Role::Approver), &it, &[req("someone")], None).into_string();
+        let other = detail(&view(Role::Approver), &it, &[req("someone")], None, None).into_string();
         assert!(other.contains("id=\"approve\"") && other.contains("id=\"refuse\""));
-        let own = detail(&view(Role::Approver), &it, &[req("staff")], None).into_string();
+        let own = detail(&view(Role::Approver), &it, &[req("staff")], None, None).into_string();
         assert!(
             !own.contains("id=\"approve\""),
             "no button on one's own request"
