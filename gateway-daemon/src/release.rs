@@ -222,6 +222,40 @@ pub struct Release {
     audit: Option<Arc<AuditLog>>,
     downstream: Option<Downstream>,
     released_dir: PathBuf,
+    /// Requests whose original is being delivered right now (shared by clones).
+    delivering: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+}
+
+/// A request claimed for delivery: while it lives, no other approval or retry of the same
+/// request can start a second delivery. Released on drop, whatever happened.
+struct Delivering {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    id: i64,
+}
+
+impl Delivering {
+    /// Claims request `id`; `None` when a delivery of it is already under way.
+    fn claim(
+        set: &Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+        id: i64,
+    ) -> Option<Delivering> {
+        let mut guard = set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.insert(id).then(|| Delivering {
+            set: Arc::clone(set),
+            id,
+        })
+    }
+}
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 fn reason_of(reason: &str) -> Result<&str, ReleaseError> {
@@ -304,6 +338,7 @@ impl Release {
             audit,
             downstream,
             released_dir,
+            delivering: Arc::default(),
         }
     }
 
@@ -500,6 +535,22 @@ impl Release {
     ) -> Result<Released, ReleaseError> {
         let reason = reason_of(reason)?;
         let req = self.decidable(actor, target)?;
+        // One delivery per request at a time: two approvers clicking together, or a retry while
+        // the first delivery still waits on the downstream, must not send the original twice.
+        // The daemon is the only process that releases while it runs (it holds the audit log's
+        // lock), so an in-process claim is enough.
+        let Some(_claim) = Delivering::claim(&self.delivering, req.id) else {
+            return Err(ReleaseError::Conflict(format!(
+                "request {} is being delivered right now",
+                req.id
+            )));
+        };
+        // Read the state again under the claim: a delivery that finished just before it counts.
+        let req = self
+            .vault
+            .requests()
+            .get_request(req.id)?
+            .ok_or_else(|| ReleaseError::NotFound(format!("no request {}", req.id)))?;
         let retry = match req.state {
             RequestState::Pending => false,
             RequestState::Approved if req.delivered_at.is_none() => true,
@@ -1340,6 +1391,46 @@ Subject: invoice\r\n\r\nsee attachment\r\n";
             .request(&staff, &id, "the sender confirmed")
             .unwrap();
         assert_eq!(events(&f)[1]["kind"], "release_refused");
+    }
+
+    /// While one delivery of a request is under way, a second approval or retry of it is
+    /// refused (409) instead of sending the original twice; once it ends, the retry works.
+    #[test]
+    fn one_delivery_per_request_at_a_time() {
+        let f = fixture();
+        let id = hold(&f, b"MZ file", &[], Some("a.exe"));
+        let a = user("alice", Role::Approver, &[]);
+        let b = user("bob", Role::Approver, &[]);
+        let c = user("carol", Role::Admin, &[]);
+        let req = f.release.request(&a, &id, "needed").unwrap();
+        let rt = rt();
+        let busy = Delivering::claim(&f.release.delivering, req.id).unwrap();
+        assert!(Delivering::claim(&f.release.delivering, req.id).is_none());
+        for who in [&b, &c] {
+            let err = rt
+                .block_on(f.release.approve(who, &Target::Request(req.id), "ok"))
+                .unwrap_err();
+            assert_eq!(err.http_status(), 409, "{err}");
+        }
+        assert_eq!(
+            f.release
+                .vault()
+                .requests()
+                .get_request(req.id)
+                .unwrap()
+                .unwrap()
+                .state,
+            RequestState::Pending,
+            "a refused attempt decides nothing"
+        );
+        drop(busy);
+        rt.block_on(f.release.approve(&b, &Target::Request(req.id), "ok"))
+            .unwrap();
+        let again = rt
+            .block_on(f.release.approve(&c, &Target::Request(req.id), "ok"))
+            .unwrap_err();
+        assert_eq!(again.http_status(), 409, "delivered already: {again}");
+        assert!(f.release.delivering.lock().unwrap().is_empty());
     }
 
     #[test]
