@@ -14,94 +14,29 @@
     reason = "a test may panic: that is its failure report"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const MUGAI: &str = env!("CARGO_BIN_EXE_mugai");
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use common::{Client, eml_files, free_port};
+
 const STAFF: &str = "staff@city.example.lg.jp";
 const OTHER: &str = "other@city.example.lg.jp";
 const PASSWORD: &str = "correct horse battery staple";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn mugai_user(dir: &Path, config: &Path, args: &[&str]) {
-    let mut child = Command::new(MUGAI)
-        .arg("user")
-        .args(args)
-        .arg("--password-stdin")
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(PASSWORD.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mugai user {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Reads one SMTP reply (all its lines) and returns its code.
-fn reply(r: &mut impl BufRead) -> u16 {
-    loop {
-        let mut line = String::new();
-        assert!(
-            r.read_line(&mut line).unwrap() > 0,
-            "SMTP connection closed"
-        );
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return line.get(..3).unwrap().parse().unwrap();
-        }
-    }
-}
-
 /// Sends `message` to `rcpt` through the relay on `port`; panics unless it is accepted.
 fn send(port: u16, rcpt: &str, message: &str) {
-    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut w = stream.try_clone().unwrap();
-    let mut r = BufReader::new(stream);
-    assert_eq!(reply(&mut r), 220);
-    let mut say = |line: &str, want: u16, r: &mut BufReader<TcpStream>| {
-        w.write_all(line.as_bytes()).unwrap();
-        w.write_all(b"\r\n").unwrap();
-        assert_eq!(reply(r), want, "{line}");
+    let (mut c, greeting) = Client::connect(port);
+    assert_eq!(greeting.0, 220);
+    let mut say = |line: &str, want: u16| {
+        assert_eq!(c.cmd(line).0, want, "{line}");
     };
-    say("EHLO sender.example.jp", 250, &mut r);
-    say("MAIL FROM:<sender@example.jp>", 250, &mut r);
-    say(&format!("RCPT TO:<{rcpt}>"), 250, &mut r);
-    say("DATA", 354, &mut r);
+    say("EHLO sender.example.jp", 250);
+    say("MAIL FROM:<sender@example.jp>", 250);
+    say(&format!("RCPT TO:<{rcpt}>"), 250);
+    say("DATA", 354);
     let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
     let mut data = String::new();
     for line in body.split("\r\n") {
@@ -112,8 +47,8 @@ fn send(port: u16, rcpt: &str, message: &str) {
         data.push_str("\r\n");
     }
     data.push('.');
-    say(&data, 250, &mut r);
-    say("QUIT", 221, &mut r);
+    say(&data, 250);
+    say("QUIT", 221);
 }
 
 /// A one-page PDF with a black bar and the word "INVOICE", base64: the part the detail page
@@ -176,15 +111,6 @@ Content-Transfer-Encoding: base64\n\
     )
 }
 
-/// The messages the `dir` downstream wrote.
-fn eml_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-        .collect()
-}
-
 /// Whether the browser test can run here.
 fn browser_available() -> Result<(), String> {
     for p in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
@@ -228,64 +154,28 @@ fn console_review_and_release_in_a_browser() {
     let out = dir.path().join("out");
     let audit = dir.path().join("audit.jsonl");
     let config = format!(
-        "[pool]\nworkers = 2\n\
-         [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
+        "{base}\
          [smtp]\nlisten = [\"127.0.0.1:{smtp_port}\"]\nhostname = \"mugai.test\"\n\
          accepted_domains = [\"city.example.lg.jp\"]\n\
          [downstream]\nkind = \"dir\"\ndir = {out:?}\n\
          [dropdir]\nenabled = false\n\
          [http]\nenabled = true\nlisten = \"127.0.0.1:{http_port}\"\nusers_file = {u:?}\n\
-         released_dir = {r:?}\nconsole_idle_secs = 600\n\
-         [audit]\nfile = {audit:?}\n\
-         [log]\nfile = {l:?}\nlevel = \"info\"\n",
-        q = dir.path().join("quarantine"),
-        k = dir.path().join("quarantine.key"),
+         released_dir = {r:?}\nconsole_idle_secs = 600\n",
+        base = common::config_logged(dir.path()),
         u = dir.path().join("users.sqlite"),
         r = dir.path().join("released"),
-        l = dir.path().join("mugai.log"),
     );
-    let path = dir.path().join("mugai.toml");
-    std::fs::write(&path, config).unwrap();
-    mugai_user(
-        dir.path(),
-        &path,
-        &["add", "staff", "--role", "requester", "--address", STAFF],
-    );
-    mugai_user(
-        dir.path(),
-        &path,
-        &["add", "other", "--role", "requester", "--address", OTHER],
-    );
-    mugai_user(dir.path(), &path, &["add", "kacho", "--role", "approver"]);
-    mugai_user(dir.path(), &path, &["add", "admin", "--role", "admin"]);
-    let mut child = Command::new(MUGAI)
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", http_port)).is_err()
-        || TcpStream::connect(("127.0.0.1", smtp_port)).is_err()
-    {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("mugai serve exited ({status}): {err}");
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "no listener");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _serve = Proc(child);
+    let path = common::write_config(dir.path(), &config);
+    // Each user with PASSWORD, given on standard input.
+    let add_user = |args: &[&str]| {
+        let args = [args, &["--password-stdin"]].concat();
+        common::mugai_user(dir.path(), &path, &args, Some(PASSWORD));
+    };
+    add_user(&["add", "staff", "--role", "requester", "--address", STAFF]);
+    add_user(&["add", "other", "--role", "requester", "--address", OTHER]);
+    add_user(&["add", "kacho", "--role", "approver"]);
+    add_user(&["add", "admin", "--role", "admin"]);
+    let _serve = common::serve(dir.path(), &path, &[http_port, smtp_port]);
 
     // "MZ" and a PE-looking header: an executable by content and by name.
     let exe = "TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=";
@@ -356,11 +246,7 @@ fn console_review_and_release_in_a_browser() {
         !log.contains("release_refused"),
         "the forged approve must leave no decision"
     );
-    let verified = Command::new(MUGAI)
-        .args(["audit", "verify"])
-        .arg(&audit)
-        .output()
-        .unwrap();
+    let verified = common::audit_verify(&audit);
     assert!(
         verified.status.success(),
         "audit verify: {}",

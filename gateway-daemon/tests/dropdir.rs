@@ -9,13 +9,14 @@
     reason = "a test may panic: that is its failure report"
 )]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MUGAI: &str = env!("CARGO_BIN_EXE_mugai");
+use common::{Proc, files};
 
 /// A corpus sample's bytes.
 fn sample(rel: &str) -> Vec<u8> {
@@ -29,43 +30,26 @@ fn sample(rel: &str) -> Vec<u8> {
 struct Mugai {
     dir: PathBuf,
     config: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for Mugai {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    child: Option<Proc>,
 }
 
 impl Mugai {
     /// Writes the configuration into `dir` and starts the daemon.
     fn start(dir: &Path, settle_secs: u64) -> Mugai {
         let config = format!(
-            "[pool]\nworkers = 2\n\
-             [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
+            "{base}\
              [smtp]\nenabled = false\n\
              [http]\nenabled = false\n\
              [dropdir]\nenabled = true\ninbox = {i:?}\noutbox = {o:?}\nwork = {w:?}\n\
-             settle_secs = {settle_secs}\nrescan_secs = 5\n\
-             [audit]\nfile = {a:?}\n\
-             [log]\nfile = {l:?}\nlevel = \"info\"\n",
-            q = dir.join("quarantine"),
-            k = dir.join("quarantine.key"),
+             settle_secs = {settle_secs}\nrescan_secs = 5\n",
+            base = common::config_logged(dir),
             i = dir.join("inbox"),
             o = dir.join("outbox"),
             w = dir.join("work"),
-            a = dir.join("audit.jsonl"),
-            l = dir.join("mugai.log"),
         );
-        let path = dir.join("mugai.toml");
-        std::fs::write(&path, config).unwrap();
         let mut m = Mugai {
             dir: dir.to_owned(),
-            config: path,
+            config: common::write_config(dir, &config),
             child: None,
         };
         m.spawn();
@@ -73,22 +57,12 @@ impl Mugai {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(MUGAI)
-            .arg("serve")
-            .arg("--config")
-            .arg(&self.config)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
+        self.child = Some(Proc(common::spawn_serve(&self.dir, &self.config)));
     }
 
     /// Panics with the daemon's stderr and log if it exited.
     fn alive(&mut self) {
-        let c = self.child.as_mut().unwrap();
+        let c = &mut self.child.as_mut().unwrap().0;
         if let Ok(Some(status)) = c.try_wait() {
             let mut err = String::new();
             if let Some(mut e) = c.stderr.take() {
@@ -99,33 +73,21 @@ impl Mugai {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("mugai.log")).unwrap_or_default()
+        common::log(&self.dir)
     }
 
     /// `kill -9`.
     fn kill9(&mut self) {
         let mut c = self.child.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
+        c.0.kill().unwrap();
+        c.0.wait().unwrap();
     }
 
     /// SIGTERM, and waits for a clean exit.
     fn stop(&mut self) {
         let mut c = self.child.take().unwrap();
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let start = Instant::now();
-        loop {
-            if let Some(status) = c.try_wait().unwrap() {
-                assert!(status.success(), "mugai serve exited with {status}");
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "mugai serve did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::signal(&c.0, nix::sys::signal::Signal::SIGTERM);
+        common::wait_exit_ok(&mut c.0, "mugai serve", Duration::from_secs(30));
     }
 
     fn inbox(&self) -> PathBuf {
@@ -149,27 +111,6 @@ impl Mugai {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-/// Every file under `dir` (dot-names included), relative, sorted.
-fn files(dir: &Path) -> Vec<String> {
-    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(list) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in list.flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                go(root, &p, out);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    let mut v = Vec::new();
-    go(dir, dir, &mut v);
-    v.sort();
-    v
 }
 
 /// Visible files (no component starting with a dot): what an LGWAN-side reader may open.

@@ -10,93 +10,22 @@
     reason = "a test may panic: that is its failure report"
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MUGAI: &str = env!("CARGO_BIN_EXE_mugai");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Answer, Auth, MUGAI, Proc, free_port};
 
 /// A running `mugai serve` with its own data folder.
 struct Mugai {
     dir: tempfile::TempDir,
     port: u16,
     proc: Proc,
-}
-
-/// An answer as curl saw it.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: HashMap<String, Vec<String>>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.first())
-            .map_or("", String::as_str)
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-/// How a request authenticates.
-enum Auth<'a> {
-    None,
-    Token(&'a str),
-    Basic(&'a str, &'a str),
-}
-
-fn mugai_user(dir: &Path, config: &Path, args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new(MUGAI)
-        .arg("user")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "mugai user {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 impl Mugai {
@@ -106,108 +35,68 @@ impl Mugai {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = format!(
-            "[pool]\nworkers = 2\n\
-             [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
+            "{base}\
              [smtp]\nenabled = false\n\
              [dropdir]\nenabled = false\n\
-             [http]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nusers_file = {u:?}\n{http_extra}\n\
-             [audit]\nfile = {a:?}\n\
-             [log]\nfile = {l:?}\nlevel = \"info\"\n",
-            q = dir.path().join("quarantine"),
-            k = dir.path().join("quarantine.key"),
+             [http]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\nusers_file = {u:?}\n{http_extra}\n",
+            base = common::config_logged(dir.path()),
             u = dir.path().join("users.sqlite"),
-            a = dir.path().join("audit.jsonl"),
-            l = dir.path().join("mugai.log"),
         );
-        let path = dir.path().join("mugai.toml");
-        std::fs::write(&path, config).unwrap();
+        let path = common::write_config(dir.path(), &config);
         let outputs = users
             .iter()
-            .map(|(args, stdin)| mugai_user(dir.path(), &path, args, *stdin))
+            .map(|(args, stdin)| common::mugai_user(dir.path(), &path, args, *stdin))
             .collect();
-        let mut child = Command::new(MUGAI)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("mugai serve exited ({status}): {err}");
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "no listener");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        (
-            Mugai {
-                dir,
-                port,
-                proc: Proc(child),
-            },
-            outputs,
-        )
+        let proc = common::serve(dir.path(), &path, &[port]);
+        (Mugai { dir, port, proc }, outputs)
+    }
+
+    /// Starts the daemon with `http_extra` keys in `[http]` and one user, the requester
+    /// `scanner`, who has a token; the token.
+    fn with_scanner(http_extra: &str) -> (Mugai, String) {
+        let (m, out) = Mugai::start(
+            http_extra,
+            &[
+                (&["add", "scanner", "--role", "requester"], None),
+                (&["token", "scanner"], None),
+            ],
+        );
+        (m, out[1].trim().to_owned())
     }
 
     /// A request with curl; `body` is sent as is (`--data-binary`).
     fn request(&self, method: &str, path: &str, auth: Auth<'_>, body: Option<&[u8]>) -> Answer {
-        let work = tempfile::tempdir().unwrap();
-        let headers = work.path().join("h");
-        let out = work.path().join("b");
-        let mut cmd = Command::new("curl");
-        cmd.args(["-s", "-S", "-X", method, "-D"])
-            .arg(&headers)
-            .arg("-o")
-            .arg(&out)
-            .args(["-w", "%{http_code}"]);
-        match auth {
-            Auth::None => {}
-            Auth::Token(t) => {
-                cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
-            }
-            Auth::Basic(u, p) => {
-                cmd.arg("-u").arg(format!("{u}:{p}"));
-            }
-        }
-        if let Some(b) = body {
-            let f = work.path().join("in");
-            std::fs::write(&f, b).unwrap();
-            cmd.arg("--data-binary").arg(format!("@{}", f.display()));
-            cmd.args(["-H", "Content-Type: application/octet-stream"]);
-        }
-        cmd.arg(format!("http://127.0.0.1:{}{path}", self.port));
-        let done = cmd.output().unwrap();
-        let status: u16 = String::from_utf8_lossy(&done.stdout)
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("curl: {}", String::from_utf8_lossy(&done.stderr)));
-        let mut map: HashMap<String, Vec<String>> = HashMap::new();
-        for line in std::fs::read_to_string(&headers)
-            .unwrap_or_default()
-            .lines()
-        {
-            if let Some((k, v)) = line.split_once(':') {
-                map.entry(k.trim().to_ascii_lowercase())
-                    .or_default()
-                    .push(v.trim().to_owned());
-            }
-        }
-        Answer {
-            status,
-            headers: map,
-            body: std::fs::read(&out).unwrap_or_default(),
-        }
+        common::request(
+            self.port,
+            method,
+            path,
+            auth,
+            body,
+            "application/octet-stream",
+        )
+    }
+
+    /// `GET PATH`.
+    fn get(&self, path: &str, auth: Auth<'_>) -> Answer {
+        self.request("GET", path, auth, None)
+    }
+
+    /// `POST /v1/sanitize?QUERY` with `body`.
+    fn sanitize(&self, query: &str, auth: Auth<'_>, body: &[u8]) -> Answer {
+        self.request("POST", &format!("/v1/sanitize?{query}"), auth, Some(body))
+    }
+
+    /// A sanitize request's head, sent by hand to `target` with a body of `length` bytes
+    /// announced, and only `sent` of them: the connection, held open.
+    fn partial_upload(&self, target: &str, token: &str, length: usize, sent: &str) -> TcpStream {
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            conn,
+            "POST {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Length: {length}\r\n\r\n{sent}"
+        )
+        .unwrap();
+        conn
     }
 
     fn audit(&self) -> String {
@@ -217,6 +106,25 @@ impl Mugai {
 
 const ALICE: &str = "alice@city.example.lg.jp";
 const BOB: &str = "bob@city.example.lg.jp";
+
+/// The password of the users made with `--password-stdin`, and as typed there.
+const PASSWORD: &str = "a long enough password";
+const PASSWORD_LINE: Option<&str> = Some("a long enough password\n");
+
+/// A `mugai user` run for [`Mugai::start`]: its arguments and standard input.
+type UserRun = (&'static [&'static str], Option<&'static str>);
+/// `alice`, a requester for [`ALICE`], without a password.
+const ADD_ALICE: UserRun = (
+    &["add", "alice", "--role", "requester", "--address", ALICE],
+    None,
+);
+/// A token for `alice` (the run's output).
+const ALICE_TOKEN: UserRun = (&["token", "alice"], None);
+/// `boss`, an approver with [`PASSWORD`].
+const ADD_BOSS: UserRun = (
+    &["add", "boss", "--role", "approver", "--password-stdin"],
+    PASSWORD_LINE,
+);
 const HTML: &[u8] =
     b"<html><body><script>alert('x')</script><p>Hello \xe4\xb8\x96\xe7\x95\x8c</p></body></html>";
 const EXE: &[u8] = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00 this is not a PDF";
@@ -270,15 +178,11 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 
 #[test]
 fn sanitize_reports_quarantine_roles_and_metrics() {
-    let pw = Some("a long enough password\n");
     let (m, out) = Mugai::start(
         "max_body_bytes = 1048576\n",
         &[
-            (
-                &["add", "alice", "--role", "requester", "--address", ALICE],
-                None,
-            ),
-            (&["token", "alice"], None),
+            ADD_ALICE,
+            ALICE_TOKEN,
             (
                 &[
                     "add",
@@ -289,22 +193,18 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
                     BOB,
                     "--password-stdin",
                 ],
-                pw,
+                PASSWORD_LINE,
             ),
-            (
-                &["add", "boss", "--role", "approver", "--password-stdin"],
-                pw,
-            ),
+            ADD_BOSS,
             (&["list"], None),
         ],
     );
     let alice = out[1].trim().to_owned();
     assert!(alice.starts_with("mugai_"), "{alice}");
     assert!(out[4].contains("alice\trequester\tpassword=no\ttoken=yes\talice@city.example.lg.jp"));
-    let boss = || Auth::Basic("boss", "a long enough password");
 
-    assert_eq!(m.request("GET", "/healthz", Auth::None, None).status, 200);
-    let ready = m.request("GET", "/readyz", Auth::None, None);
+    assert_eq!(m.get("/healthz", Auth::None).status, 200);
+    let ready = m.get("/readyz", Auth::None);
     assert_eq!(
         ready.status,
         200,
@@ -313,27 +213,21 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
     );
 
     // No credentials, or a wrong token: 401 with a challenge.
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=a.html",
-        Auth::None,
-        Some(HTML),
-    );
+    let a = m.sanitize("filename=a.html", Auth::None, HTML);
     assert_eq!(a.status, 401);
     assert!(
         a.headers["www-authenticate"]
             .iter()
             .any(|v| v.starts_with("Bearer"))
     );
-    let a = m.request("GET", "/v1/quarantine", Auth::Token("mugai_00"), None);
+    let a = m.get("/v1/quarantine", Auth::Token("mugai_00"));
     assert_eq!(a.status, 401);
 
     // HTML → text, with the headers the contract names.
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B.html",
+    let a = m.sanitize(
+        "filename=%E3%81%8A%E7%9F%A5%E3%82%89%E3%81%9B.html",
         Auth::Token(&alice),
-        Some(HTML),
+        HTML,
     );
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     let text = String::from_utf8(a.body.clone()).unwrap();
@@ -355,40 +249,21 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
     assert!(!html_id.is_empty());
 
     // The report, for its maker only (and approvers).
-    let r = m.request(
-        "GET",
-        &format!("/v1/reports/{html_id}"),
-        Auth::Token(&alice),
-        None,
-    );
+    let r = m.get(&format!("/v1/reports/{html_id}"), Auth::Token(&alice));
     assert_eq!(r.status, 200);
     let report = r.json();
     assert_eq!(report["id"], html_id.as_str());
     assert_eq!(report["verdict"], "sanitized");
     assert!(report["quarantine_id"].is_string(), "held: {report}");
     assert_eq!(
-        m.request("GET", &format!("/v1/reports/{html_id}"), bob_auth(), None)
-            .status,
+        m.get(&format!("/v1/reports/{html_id}"), bob_auth()).status,
         404
     );
-    assert_eq!(
-        m.request("GET", &format!("/v1/reports/{html_id}"), boss(), None)
-            .status,
-        200
-    );
-    assert_eq!(
-        m.request("GET", "/v1/reports/nope", Auth::Token(&alice), None)
-            .status,
-        404
-    );
+    assert_eq!(m.get(&format!("/v1/reports/{html_id}"), boss()).status, 200);
+    assert_eq!(m.get("/v1/reports/nope", Auth::Token(&alice)).status, 404);
 
     // An executable is blocked: 422 with the report.
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=invoice.pdf",
-        Auth::Token(&alice),
-        Some(EXE),
-    );
+    let a = m.sanitize("filename=invoice.pdf", Auth::Token(&alice), EXE);
     assert_eq!(a.status, 422);
     let blocked = a.json();
     assert_eq!(blocked["verdict"], "blocked");
@@ -398,12 +273,7 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
     assert_eq!(a.header("x-mugai-report-id"), exe_id);
 
     // format=json carries the report and the output.
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=b.html&format=json",
-        bob_auth(),
-        Some(HTML),
-    );
+    let a = m.sanitize("filename=b.html&format=json", bob_auth(), HTML);
     assert_eq!(a.status, 200);
     let j = a.json();
     assert_eq!(j["report"]["verdict"], "sanitized");
@@ -430,16 +300,11 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
 
     // Over the body limit: 413, whatever the content.
     let big = vec![b'a'; 2 << 20];
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=big.txt",
-        Auth::Token(&alice),
-        Some(&big),
-    );
+    let a = m.sanitize("filename=big.txt", Auth::Token(&alice), &big);
     assert_eq!(a.status, 413);
 
     // A requester sees only items addressed to them, and never originals.
-    let a = m.request("GET", "/v1/quarantine", Auth::Token(&alice), None);
+    let a = m.get("/v1/quarantine", Auth::Token(&alice));
     assert_eq!(a.status, 200);
     let list = a.json();
     let ids: Vec<&str> = list["items"]
@@ -454,46 +319,24 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
     }
     assert!(!ids.contains(&bob_id.as_str()));
     assert_eq!(list["total"], 3);
-    let a = m.request(
-        "GET",
-        "/v1/quarantine?verdict=blocked",
-        Auth::Token(&alice),
-        None,
-    );
+    let a = m.get("/v1/quarantine?verdict=blocked", Auth::Token(&alice));
     assert_eq!(a.json()["items"][0]["report_id"], exe_id.as_str());
-    let a = m.request(
-        "GET",
-        &format!("/v1/quarantine/{bob_id}"),
-        Auth::Token(&alice),
-        None,
-    );
+    let a = m.get(&format!("/v1/quarantine/{bob_id}"), Auth::Token(&alice));
     assert_eq!(a.status, 404, "another requester's item is invisible");
-    let a = m.request(
-        "GET",
-        &format!("/v1/quarantine/{exe_id}"),
-        Auth::Token(&alice),
-        None,
-    );
+    let a = m.get(&format!("/v1/quarantine/{exe_id}"), Auth::Token(&alice));
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["report"]["verdict"], "blocked");
     assert_eq!(a.json()["file_name"], "invoice.pdf");
-    let a = m.request(
-        "GET",
+    let a = m.get(
         &format!("/v1/quarantine/{exe_id}/original"),
         Auth::Token(&alice),
-        None,
     );
     assert_eq!(a.status, 403);
 
     // An approver sees everything and may download originals, which is audited.
-    let a = m.request("GET", "/v1/quarantine?limit=10", boss(), None);
+    let a = m.get("/v1/quarantine?limit=10", boss());
     assert_eq!(a.json()["total"], 4, "{}", a.json());
-    let a = m.request(
-        "GET",
-        &format!("/v1/quarantine/{exe_id}/original"),
-        boss(),
-        None,
-    );
+    let a = m.get(&format!("/v1/quarantine/{exe_id}/original"), boss());
     assert_eq!(a.status, 200);
     assert_eq!(a.body, EXE);
     assert_eq!(a.header("content-type"), "application/octet-stream");
@@ -515,14 +358,10 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
         4,
         "one audit line per sanitize request"
     );
-    assert_eq!(
-        m.request("GET", "/v1/quarantine?since=yesterday", boss(), None)
-            .status,
-        400
-    );
+    assert_eq!(m.get("/v1/quarantine?since=yesterday", boss()).status, 400);
 
     // Metrics: loopback needs no credentials; the counts match what was done.
-    let a = m.request("GET", "/metrics", Auth::None, None);
+    let a = m.get("/metrics", Auth::None);
     assert_eq!(a.status, 200);
     let metrics = parse_metrics(&String::from_utf8(a.body).unwrap());
     let get = |k: &str| {
@@ -571,7 +410,11 @@ fn sanitize_reports_quarantine_roles_and_metrics() {
 }
 
 fn bob_auth() -> Auth<'static> {
-    Auth::Basic("bob", "a long enough password")
+    Auth::Basic("bob", PASSWORD)
+}
+
+fn boss() -> Auth<'static> {
+    Auth::Basic("boss", PASSWORD)
 }
 
 #[test]
@@ -591,26 +434,20 @@ fn failed_logins_are_throttled_per_user_and_address() {
         ],
     );
     let right = || Auth::Basic("kacho", "the right password");
-    assert_eq!(
-        m.request("GET", "/v1/quarantine", right(), None).status,
-        200
-    );
+    assert_eq!(m.get("/v1/quarantine", right()).status, 200);
     for i in 0..5 {
-        let a = m.request("GET", "/v1/quarantine", Auth::Basic("kacho", "guess"), None);
+        let a = m.get("/v1/quarantine", Auth::Basic("kacho", "guess"));
         assert_eq!(a.status, 401, "attempt {i}");
     }
-    let a = m.request("GET", "/v1/quarantine", Auth::Basic("kacho", "guess"), None);
+    let a = m.get("/v1/quarantine", Auth::Basic("kacho", "guess"));
     assert_eq!(a.status, 429);
     let wait: u64 = a.header("retry-after").parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     // Locked out even with the right password, and so is this address for everyone.
-    assert_eq!(
-        m.request("GET", "/v1/quarantine", right(), None).status,
-        429
-    );
+    assert_eq!(m.get("/v1/quarantine", right()).status, 429);
     let other = Auth::Basic("other", "the right password");
-    assert_eq!(m.request("GET", "/v1/quarantine", other, None).status, 429);
-    let log = std::fs::read_to_string(m.dir.path().join("mugai.log")).unwrap();
+    assert_eq!(m.get("/v1/quarantine", other).status, 429);
+    let log = common::log(m.dir.path());
     assert!(
         log.contains("Login failed") && log.contains("kacho"),
         "{log}"
@@ -621,18 +458,16 @@ fn failed_logins_are_throttled_per_user_and_address() {
 #[test]
 fn a_public_address_without_tls_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mugai.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let path = common::write_config(
+        dir.path(),
+        &format!(
             "[quarantine]\ndir = {q:?}\n[smtp]\nenabled = false\n[dropdir]\nenabled = false\n\
              [http]\nlisten = \"0.0.0.0:{p}\"\nusers_file = {u:?}\n",
             q = dir.path().join("q"),
             u = dir.path().join("users.sqlite"),
             p = free_port(),
         ),
-    )
-    .unwrap();
+    );
     let out = Command::new(MUGAI)
         .args(["serve", "--config"])
         .arg(&path)
@@ -647,34 +482,16 @@ fn a_public_address_without_tls_is_refused() {
 
 #[test]
 fn concurrency_cap_and_request_timeout_answer_503() {
-    let (m, out) = Mugai::start(
-        "max_concurrent = 1\ntimeout_secs = 2\n",
-        &[
-            (&["add", "scanner", "--role", "requester"], None),
-            (&["token", "scanner"], None),
-        ],
-    );
-    let token = out[1].trim().to_owned();
+    let (m, token) = Mugai::with_scanner("max_concurrent = 1\ntimeout_secs = 2\n");
     // A client that sends its headers and then stalls holds the only slot...
-    let mut slow = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
-    write!(
-        slow,
-        "POST /v1/sanitize?filename=a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: 100000\r\n\r\nhello"
-    )
-    .unwrap();
+    let mut slow = m.partial_upload("/v1/sanitize?filename=a.txt", &token, 100_000, "hello");
     std::thread::sleep(Duration::from_millis(500));
     // ...so the next request is told to come back later.
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=b.txt",
-        Auth::Token(&token),
-        Some(b"hi"),
-    );
+    let a = m.sanitize("filename=b.txt", Auth::Token(&token), b"hi");
     assert_eq!(a.status, 503);
     assert_eq!(a.header("retry-after"), "30");
     // Health probes are never refused.
-    assert_eq!(m.request("GET", "/healthz", Auth::None, None).status, 200);
+    assert_eq!(m.get("/healthz", Auth::None).status, 200);
     // The stalled request runs out of time: 503, and the slot is free again.
     let started = Instant::now();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
@@ -684,58 +501,28 @@ fn concurrency_cap_and_request_timeout_answer_503() {
     let head = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=b.txt",
-        Auth::Token(&token),
-        Some(b"hi"),
-    );
+    let a = m.sanitize("filename=b.txt", Auth::Token(&token), b"hi");
     assert_eq!(a.status, 200);
     assert_eq!(a.header("x-mugai-verdict"), "clean");
     assert_eq!(a.body, b"hi");
     // A client that goes away mid-upload frees its slot and leaves the gauge at 0.
-    let mut gone = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
-    write!(
-        gone,
-        "POST /v1/sanitize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: 100\r\n\r\nab"
-    )
-    .unwrap();
+    let gone = m.partial_upload("/v1/sanitize", &token, 100, "ab");
     std::thread::sleep(Duration::from_millis(300));
     drop(gone);
     std::thread::sleep(Duration::from_millis(300));
-    let metrics = m.request("GET", "/metrics", Auth::None, None);
+    let metrics = m.get("/metrics", Auth::None);
     let text = String::from_utf8(metrics.body).unwrap();
     assert!(text.contains("\nmugai_http_in_flight 0\n"), "{text}");
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=c.txt",
-        Auth::Token(&token),
-        Some(b"ok"),
-    );
+    let a = m.sanitize("filename=c.txt", Auth::Token(&token), b"ok");
     assert_eq!(a.status, 200);
 }
 
 #[test]
 fn sigterm_finishes_the_request_in_flight_and_stops_accepting() {
-    let (mut m, out) = Mugai::start(
-        "",
-        &[
-            (&["add", "scanner", "--role", "requester"], None),
-            (&["token", "scanner"], None),
-        ],
-    );
-    let token = out[1].trim().to_owned();
-    let mut conn = TcpStream::connect(("127.0.0.1", m.port)).unwrap();
-    write!(
-        conn,
-        "POST /v1/sanitize?filename=a.txt HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: 5\r\n\r\nhel"
-    )
-    .unwrap();
+    let (mut m, token) = Mugai::with_scanner("");
+    let mut conn = m.partial_upload("/v1/sanitize?filename=a.txt", &token, 5, "hel");
     std::thread::sleep(Duration::from_millis(300));
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(m.proc.0.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    common::signal(&m.proc.0, nix::sys::signal::Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         TcpStream::connect(("127.0.0.1", m.port)).is_err(),
@@ -749,15 +536,7 @@ fn sigterm_finishes_the_request_in_flight_and_stops_accepting() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("hello"), "{answer}");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = m.proc.0.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_exit_ok(&mut m.proc.0, "mugai serve", Duration::from_secs(10));
 }
 
 /// A ZipCrypto archive (PPAP) made now with the zip crate's writer.
@@ -775,29 +554,9 @@ fn ppap(password: &[u8]) -> Vec<u8> {
 
 #[test]
 fn release_endpoints_keep_two_people_and_unlock_ppap() {
-    let pw = Some("a long enough password\n");
-    let (m, out) = Mugai::start(
-        "",
-        &[
-            (
-                &["add", "alice", "--role", "requester", "--address", ALICE],
-                None,
-            ),
-            (&["token", "alice"], None),
-            (
-                &["add", "boss", "--role", "approver", "--password-stdin"],
-                pw,
-            ),
-        ],
-    );
+    let (m, out) = Mugai::start("", &[ADD_ALICE, ALICE_TOKEN, ADD_BOSS]);
     let alice = out[1].trim().to_owned();
-    let boss = || Auth::Basic("boss", "a long enough password");
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=page.html",
-        Auth::Token(&alice),
-        Some(HTML),
-    );
+    let a = m.sanitize("filename=page.html", Auth::Token(&alice), HTML);
     assert_eq!(a.status, 200);
     let id = a.header("x-mugai-report-id").to_owned();
     let path = |tail: &str| format!("/v1/quarantine/{id}/{tail}");
@@ -811,7 +570,7 @@ fn release_endpoints_keep_two_people_and_unlock_ppap() {
     assert_eq!(r.json()["request"]["state"], "pending");
     let r = m.request("POST", &path("requests"), Auth::Token(&alice), Some(ask));
     assert_eq!(r.status, 409);
-    let r = m.request("GET", &path("requests"), Auth::Token(&alice), None);
+    let r = m.get(&path("requests"), Auth::Token(&alice));
     assert_eq!(r.json()["requests"].as_array().unwrap().len(), 1);
 
     // The requester cannot decide; the approver can.
@@ -849,18 +608,13 @@ fn release_endpoints_keep_two_people_and_unlock_ppap() {
         "already released: {}",
         String::from_utf8_lossy(&r.body)
     );
-    let r = m.request("GET", "/v1/requests?state=approved", boss(), None);
+    let r = m.get("/v1/requests?state=approved", boss());
     assert_eq!(r.json()["requests"].as_array().unwrap().len(), 1);
 
     // PPAP: blocked, then unlocked by the recipient's password (no approver: nothing
     // unsanitized crosses).
     let zip = ppap(b"kaigi-0601");
-    let a = m.request(
-        "POST",
-        "/v1/sanitize?filename=agenda.zip",
-        Auth::Token(&alice),
-        Some(&zip),
-    );
+    let a = m.sanitize("filename=agenda.zip", Auth::Token(&alice), &zip);
     assert_eq!(a.status, 422, "{}", String::from_utf8_lossy(&a.body));
     let zid = a.json()["id"].as_str().unwrap().to_owned();
     let pw_path = format!("/v1/quarantine/{zid}/password");
@@ -894,11 +648,7 @@ fn release_endpoints_keep_two_people_and_unlock_ppap() {
         !audit.contains("kaigi-0601"),
         "the password reached the audit log"
     );
-    let verify = Command::new(MUGAI)
-        .args(["audit", "verify"])
-        .arg(m.dir.path().join("audit.jsonl"))
-        .output()
-        .unwrap();
+    let verify = common::audit_verify(&m.dir.path().join("audit.jsonl"));
     assert!(
         verify.status.success(),
         "{}",

@@ -25,13 +25,16 @@
     reason = "a test may panic: that is its failure report"
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::free_port;
 
 const MESSAGES: u32 = 500;
 /// smtp-source sessions into Postfix.
@@ -91,39 +94,20 @@ fn tools() -> Result<Tools, String> {
     Ok(tools)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// Waits (30 s at most) for something to listen on `port`.
 fn wait_for_port(port: u16, what: &str) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what} does not listen on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(&[port], what, Duration::from_secs(30), None, String::new);
 }
 
 /// Waits for `mugai serve` to listen, failing at once (with its log) if it exits instead.
 fn wait_for_serve(child: &mut Child, port: u16, log: &Path) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("mugai serve exited ({status}):\n{}", tail(log, 30));
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "mugai serve does not listen on port {port}:\n{}",
-            tail(log, 30)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(
+        &[port],
+        "mugai serve",
+        common::SERVE_WITHIN,
+        Some(child),
+        || format!("\n{}", tail(log, 30)),
+    );
 }
 
 fn tail(path: &Path, lines: usize) -> String {
@@ -239,15 +223,8 @@ maillog_file = /dev/stdout
 }
 
 fn write_mugai_config(dir: &Path, port: u16, sink_port: u16) -> PathBuf {
-    let state = dir.join("mugai");
     let config = format!(
-        "[pool]
-workers = 2
-
-[quarantine]
-dir = \"{state}/quarantine\"
-key_file = \"{state}/quarantine.key\"
-
+        "{core}
 [smtp]
 listen = [\"127.0.0.1:{port}\"]
 accepted_domains = [\"example.lg.jp\"]
@@ -257,20 +234,15 @@ kind = \"smtp\"
 address = \"127.0.0.1:{sink_port}\"
 tls = \"none\"
 
-[audit]
-file = \"{state}/audit.jsonl\"
-
 [dropdir]
 enabled = false
 
 [http]
 enabled = false
 ",
-        state = state.display()
+        core = common::config_core(&dir.join("mugai")),
     );
-    let path = dir.join("mugai.toml");
-    fs::write(&path, config).unwrap();
-    path
+    common::write_config(dir, &config)
 }
 
 /// How many messages the sink holds for each recipient number. smtp-sink writes the envelope
@@ -387,7 +359,7 @@ fn postfix_relay_survives_kill_9_without_losing_mail() {
         &dir.join("sink.log"),
     ));
     let serve = |log: &Path| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mugai"));
+        let mut c = Command::new(common::MUGAI);
         c.arg("serve").arg("--config").arg(&mugai_config);
         c.env_remove("RUST_LOG");
         spawn_logged(&mut c, log)
@@ -436,11 +408,7 @@ fn postfix_relay_survives_kill_9_without_losing_mail() {
         std::thread::sleep(Duration::from_millis(10));
         seen = fs::read_dir(&sink).unwrap().count();
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(guard.children[first].id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    common::signal(&guard.children[first], nix::sys::signal::Signal::SIGKILL);
     guard.children[first].wait().unwrap();
     let killed_after = began.elapsed();
     let at_kill = fs::read_dir(&sink).unwrap().count();

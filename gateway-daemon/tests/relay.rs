@@ -11,22 +11,16 @@
     reason = "a test may panic: that is its failure report"
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MUGAI: &str = env!("CARGO_BIN_EXE_mugai");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Client, MUGAI, Proc, eml_files, free_port};
 
 /// Fails loudly when a tool the test needs is missing (CI installs all of them).
 fn need(tool: &str) -> PathBuf {
@@ -37,35 +31,6 @@ fn need(tool: &str) -> PathBuf {
         }
     }
     panic!("{tool} is not installed (bash .ci/run installs the test tools)");
-}
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until something accepts connections on `port`.
-fn wait_port(port: u16, what: &str, child: &mut Child) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(60) {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("{what} exited ({status}) before listening: {err}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on {port} within 60 s");
 }
 
 /// A running `mugai serve` with its own data folder.
@@ -89,6 +54,19 @@ struct Setup<'a> {
     http: Option<u16>,
 }
 
+impl Setup<'_> {
+    /// Relays to an SMTP server on the loopback `port`, without TLS; `extra` adds
+    /// `[downstream]` keys (each line ending in a newline).
+    fn to_smtp(port: u16, extra: &str) -> Self {
+        Setup {
+            downstream: Some(format!(
+                "kind = \"smtp\"\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\n{extra}"
+            )),
+            ..Setup::default()
+        }
+    }
+}
+
 impl Mugai {
     fn start(setup: Setup<'_>) -> Mugai {
         let dir = tempfile::tempdir().unwrap();
@@ -97,20 +75,14 @@ impl Mugai {
             .downstream
             .unwrap_or_else(|| format!("kind = \"dir\"\ndir = {:?}\n", dir.path().join("out")));
         let config = format!(
-            "[pool]\nworkers = 2\n\
-             [quarantine]\ndir = {q:?}\nkey_file = {k:?}\n\
+            "{base}\
              [smtp]\nlisten = [\"127.0.0.1:{port}\"]\nhostname = \"mugai.test\"\n\
              accepted_domains = [\"city.example.lg.jp\"]\nshutdown_grace_secs = 10\n{smtp}\n\
              {http}\
              [dropdir]\nenabled = false\n\
              [downstream]\n{downstream}\n\
-             [audit]\nfile = {a:?}\n\
-             [log]\nfile = {l:?}\nlevel = \"info\"\n\
              [policy.limits]\n{limits}\n",
-            q = dir.path().join("quarantine"),
-            k = dir.path().join("quarantine.key"),
-            a = dir.path().join("audit.jsonl"),
-            l = dir.path().join("mugai.log"),
+            base = common::config_logged(dir.path()),
             http = match setup.http {
                 Some(p) => format!(
                     "[http]\nlisten = \"127.0.0.1:{p}\"\nusers_file = {:?}\n",
@@ -121,24 +93,13 @@ impl Mugai {
             smtp = setup.smtp,
             limits = setup.limits,
         );
-        let path = dir.path().join("mugai.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(MUGAI)
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_port(port, "mugai serve", &mut child);
+        let path = common::write_config(dir.path(), &config);
+        let proc = common::serve(dir.path(), &path, &[port]);
         Mugai {
             dir,
             port,
             config: path,
-            proc: Proc(child),
+            proc,
         }
     }
 
@@ -147,7 +108,7 @@ impl Mugai {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mugai.log")).unwrap_or_default()
+        common::log(self.dir.path())
     }
 
     /// The delivered messages (directory downstream), sorted by name.
@@ -156,24 +117,35 @@ impl Mugai {
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.proc.0.id()).unwrap());
-        nix::sys::signal::kill(pid, sig).unwrap();
+        common::signal(&self.proc.0, sig);
     }
-}
 
-fn eml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().path())
-                .filter(|p| {
-                    p.extension().is_some_and(|e| e == "eml")
-                        && !p.file_name().unwrap().to_string_lossy().starts_with('.')
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    /// A session that has said EHLO, MAIL FROM a@example.com and RCPT TO the staff address,
+    /// each answered 250.
+    fn staff_session(&self) -> Client {
+        let (mut c, _) = Client::connect(self.port);
+        assert_eq!(c.cmd("EHLO client.example").0, 250);
+        assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
+        assert_eq!(c.cmd("RCPT TO:<staff@city.example.lg.jp>").0, 250);
+        c
+    }
+
+    /// [`HTML_MAIL`] sent with swaks from sender@example.com to the staff address.
+    fn swaks_html_mail(&self) -> std::process::Output {
+        let mail = self.dir.path().join("in.eml");
+        std::fs::write(&mail, HTML_MAIL).unwrap();
+        swaks(
+            self.port,
+            &[
+                "--from",
+                "sender@example.com",
+                "--to",
+                "staff@city.example.lg.jp",
+                "--data",
+                &format!("@{}", mail.display()),
+            ],
+        )
+    }
 }
 
 /// Files smtp-sink dumped in `dir` (each one message, with its envelope as `X-` lines first).
@@ -199,7 +171,7 @@ fn smtp_sink_on(dir: &Path, port: u16, extra: &[&str]) -> (Proc, u16) {
     if nix::unistd::geteuid().is_root() {
         cmd.args(["-u", "root"]);
     }
-    let mut child = cmd
+    let child = cmd
         .args(extra)
         .arg("-d")
         .arg(format!("{}/%Y%m%d%H%M%S.", dir.display()))
@@ -210,50 +182,15 @@ fn smtp_sink_on(dir: &Path, port: u16, extra: &[&str]) -> (Proc, u16) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_port(port, "smtp-sink", &mut child);
-    (Proc(child), port)
-}
-
-/// A minimal SMTP client for exact transcripts.
-struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Client {
-    fn connect(port: u16) -> (Client, (u16, String)) {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut c = Client {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        let greeting = c.reply();
-        (c, greeting)
-    }
-
-    fn reply(&mut self) -> (u16, String) {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap() == 0 {
-                return (0, text);
-            }
-            text.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return (line[..3].parse().unwrap(), text);
-            }
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).unwrap();
-    }
-
-    fn cmd(&mut self, line: &str) -> (u16, String) {
-        self.send(format!("{line}\r\n").as_bytes());
-        self.reply()
-    }
+    let mut sink = Proc(child);
+    common::wait_listening(
+        &[port],
+        "smtp-sink",
+        Duration::from_secs(60),
+        Some(&mut sink.0),
+        String::new,
+    );
+    (sink, port)
 }
 
 /// What Python's `email` package reads from a message file.
@@ -314,19 +251,7 @@ MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
 #[test]
 fn html_mail_from_swaks_arrives_as_text_with_the_notice() {
     let m = Mugai::start(Setup::default());
-    let mail = m.dir.path().join("in.eml");
-    std::fs::write(&mail, HTML_MAIL).unwrap();
-    let out = swaks(
-        m.port,
-        &[
-            "--from",
-            "sender@example.com",
-            "--to",
-            "staff@city.example.lg.jp",
-            "--data",
-            &format!("@{}", mail.display()),
-        ],
-    );
+    let out = m.swaks_html_mail();
     let transcript = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{transcript}");
     assert!(
@@ -379,8 +304,9 @@ fn html_mail_from_swaks_arrives_as_text_with_the_notice() {
         String::from_utf8_lossy(&show.stderr)
     );
     let q = m.dir.path().join("quarantine");
-    let stored = walk(&q)
+    let stored = common::files(&q)
         .into_iter()
+        .map(|f| q.join(f))
         .find(|p| p.file_name().is_some_and(|n| n == "original"))
         .expect("original stored");
     let bytes = std::fs::read(stored).unwrap();
@@ -392,32 +318,12 @@ fn html_mail_from_swaks_arrives_as_text_with_the_notice() {
     let audit = std::fs::read_to_string(m.dir.path().join("audit.jsonl")).unwrap();
     assert_eq!(audit.lines().count(), 1, "{audit}");
     assert!(audit.contains(report_id), "{audit}");
-    let verify = Command::new(MUGAI)
-        .args(["audit", "verify"])
-        .arg(m.dir.path().join("audit.jsonl"))
-        .output()
-        .unwrap();
+    let verify = common::audit_verify(&m.dir.path().join("audit.jsonl"));
     assert!(
         verify.status.success(),
         "{}",
         String::from_utf8_lossy(&verify.stdout)
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -481,10 +387,7 @@ fn limits_answer_with_their_codes() {
 #[test]
 fn smuggled_end_markers_never_end_the_message() {
     let m = Mugai::start(Setup::default());
-    let (mut c, _) = Client::connect(m.port);
-    assert_eq!(c.cmd("EHLO client.example").0, 250);
-    assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
-    assert_eq!(c.cmd("RCPT TO:<staff@city.example.lg.jp>").0, 250);
+    let mut c = m.staff_session();
     assert_eq!(c.cmd("DATA").0, 354);
     let mut data = b"From: a@example.com\r\nSubject: smuggle\r\n\r\nbefore\r\n".to_vec();
     for marker in [&b"\n.\n"[..], b"\n.\r\n", b"\r.\r\n"] {
@@ -580,12 +483,7 @@ fn starttls_and_pipelining_with_swaks() {
 fn smtp_source_to_smtp_sink_through_mugai() {
     let sink_dir = tempfile::tempdir().unwrap();
     let (_sink, sink_port) = smtp_sink(sink_dir.path(), &[]);
-    let m = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{sink_port}\"\ntls = \"none\"\n"
-        )),
-        ..Setup::default()
-    });
+    let m = Mugai::start(Setup::to_smtp(sink_port, ""));
     let out = Command::new(need("smtp-source"))
         .args(["-s", "4", "-m", "12", "-l", "2048", "-f", "a@example.com"])
         .args(["-t", "staff@city.example.lg.jp"])
@@ -613,13 +511,7 @@ fn downstream_rejects_and_outages_reach_the_sender() {
     // Nothing listens downstream: 451 at MAIL, nothing delivered, nothing held.
     let sink_dir = tempfile::tempdir().unwrap();
     let sink_port = free_port();
-    let m = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{sink_port}\"\ntls = \"none\"\n\
-             connect_timeout_secs = 2\n"
-        )),
-        ..Setup::default()
-    });
+    let m = Mugai::start(Setup::to_smtp(sink_port, "connect_timeout_secs = 2\n"));
     let args = [
         "--from",
         "a@example.com",
@@ -646,12 +538,7 @@ fn downstream_rejects_and_outages_reach_the_sender() {
     // A downstream that refuses every recipient: 5xx at RCPT, in lockstep.
     let reject_dir = tempfile::tempdir().unwrap();
     let (_rejecting, port) = smtp_sink(reject_dir.path(), &["-f", "RCPT"]);
-    let m2 = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\n"
-        )),
-        ..Setup::default()
-    });
+    let m2 = Mugai::start(Setup::to_smtp(port, ""));
     let (mut c, _) = Client::connect(m2.port);
     assert_eq!(c.cmd("EHLO client.example").0, 250);
     assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
@@ -660,12 +547,7 @@ fn downstream_rejects_and_outages_reach_the_sender() {
     // A downstream that defers the message: 451 after DATA, nothing delivered.
     let defer_dir = tempfile::tempdir().unwrap();
     let (_deferring, port) = smtp_sink(defer_dir.path(), &["-r", "."]);
-    let m3 = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{port}\"\ntls = \"none\"\n"
-        )),
-        ..Setup::default()
-    });
+    let m3 = Mugai::start(Setup::to_smtp(port, ""));
     let out = swaks(m3.port, &args);
     let t = String::from_utf8_lossy(&out.stdout);
     assert!(t.contains("<** 451"), "{t}");
@@ -705,6 +587,30 @@ impl Fake {
         });
         fake
     }
+}
+
+/// A [`Fake`] that drops a client idle for `idle`; a relay to it with `downstream` keys added
+/// to its `[downstream]` and `limits` in `[policy.limits]`; and a session through the relay
+/// that has reached RCPT TO the staff address ([`Mugai::staff_session`]).
+fn through_fake(idle: Duration, downstream: &str, limits: &str) -> (Fake, Mugai, Client) {
+    let fake = Fake::start(idle);
+    let m = Mugai::start(Setup {
+        limits,
+        ..Setup::to_smtp(fake.port, downstream)
+    });
+    let c = m.staff_session();
+    (fake, m, c)
+}
+
+/// DATA (354), then a message whose text makes the worker spin (the `test-hooks` feature),
+/// which must be answered 250; the time from the end of DATA's reply to that 250.
+#[cfg(feature = "test-hooks")]
+fn spin(c: &mut Client) -> Duration {
+    assert_eq!(c.cmd("DATA").0, 354);
+    let started = Instant::now();
+    let r = c.cmd("Subject: spin\r\n\r\nMUGAI-TEST-HOOK:spin\r\n.");
+    assert_eq!(r.0, 250, "{r:?}");
+    started.elapsed()
 }
 
 fn fake_session(
@@ -763,18 +669,7 @@ fn fake_session(
 
 #[test]
 fn per_recipient_answers_in_lockstep() {
-    let fake = Fake::start(Duration::from_secs(30));
-    let m = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\n",
-            fake.port
-        )),
-        ..Setup::default()
-    });
-    let (mut c, _) = Client::connect(m.port);
-    assert_eq!(c.cmd("EHLO client.example").0, 250);
-    assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
-    assert_eq!(c.cmd("RCPT TO:<staff@city.example.lg.jp>").0, 250);
+    let (fake, _m, mut c) = through_fake(Duration::from_secs(30), "", "");
     let r = c.cmd("RCPT TO:<unknown@city.example.lg.jp>");
     assert_eq!(r.0, 550, "{r:?}");
     assert!(
@@ -797,25 +692,13 @@ fn per_recipient_answers_in_lockstep() {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_killed_sanitizer_delivers_a_notice_and_keepalive_holds_the_downstream() {
-    let fake = Fake::start(Duration::from_secs(2));
-    let m = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nkeepalive_secs = 1\n",
-            fake.port
-        )),
-        limits: "deadline_ms = 4000",
-        ..Setup::default()
-    });
-    let (mut c, _) = Client::connect(m.port);
-    assert_eq!(c.cmd("EHLO client.example").0, 250);
-    assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
-    assert_eq!(c.cmd("RCPT TO:<staff@city.example.lg.jp>").0, 250);
-    assert_eq!(c.cmd("DATA").0, 354);
-    let started = Instant::now();
-    let r = c.cmd("Subject: spin\r\n\r\nMUGAI-TEST-HOOK:spin\r\n.");
-    assert_eq!(r.0, 250, "{r:?}");
+    let (fake, _m, mut c) = through_fake(
+        Duration::from_secs(2),
+        "keepalive_secs = 1\n",
+        "deadline_ms = 4000",
+    );
     assert!(
-        started.elapsed() >= Duration::from_secs(3),
+        spin(&mut c) >= Duration::from_secs(3),
         "the hook did not run"
     );
     let log = fake.transcript.lock().unwrap().clone();
@@ -838,23 +721,13 @@ fn a_killed_sanitizer_delivers_a_notice_and_keepalive_holds_the_downstream() {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_dropped_downstream_session_is_replayed() {
-    let fake = Fake::start(Duration::from_secs(1));
-    let m = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{}\"\ntls = \"none\"\nkeepalive_secs = 0\n",
-            fake.port
-        )),
-        limits: "deadline_ms = 3000",
-        ..Setup::default()
-    });
-    let (mut c, _) = Client::connect(m.port);
-    assert_eq!(c.cmd("EHLO client.example").0, 250);
-    assert_eq!(c.cmd("MAIL FROM:<a@example.com>").0, 250);
-    assert_eq!(c.cmd("RCPT TO:<staff@city.example.lg.jp>").0, 250);
+    let (fake, _m, mut c) = through_fake(
+        Duration::from_secs(1),
+        "keepalive_secs = 0\n",
+        "deadline_ms = 3000",
+    );
     assert_eq!(c.cmd("RCPT TO:<unknown@city.example.lg.jp>").0, 550);
-    assert_eq!(c.cmd("DATA").0, 354);
-    let r = c.cmd("Subject: spin\r\n\r\nMUGAI-TEST-HOOK:spin\r\n.");
-    assert_eq!(r.0, 250, "{r:?}");
+    spin(&mut c);
     let log = fake.transcript.lock().unwrap().clone();
     assert_eq!(*fake.connections.lock().unwrap(), 2, "{log:?}");
     assert!(log.contains(&"DROPPED".to_owned()), "{log:?}");
@@ -879,10 +752,7 @@ fn sigterm_finishes_the_transaction_in_flight_and_sighup_keeps_a_good_policy() {
         m.log().contains("policy reloaded")
     });
 
-    let (mut busy, _) = Client::connect(m.port);
-    assert_eq!(busy.cmd("EHLO client.example").0, 250);
-    assert_eq!(busy.cmd("MAIL FROM:<a@example.com>").0, 250);
-    assert_eq!(busy.cmd("RCPT TO:<staff@city.example.lg.jp>").0, 250);
+    let mut busy = m.staff_session();
     let (mut idle, _) = Client::connect(m.port);
     assert_eq!(idle.cmd("EHLO idle.example").0, 250);
     m.signal(nix::sys::signal::Signal::SIGTERM);
@@ -902,49 +772,26 @@ fn sigterm_finishes_the_transaction_in_flight_and_sighup_keeps_a_good_policy() {
 
 /// `mugai user ...` against the daemon's configuration, password on standard input.
 fn add_user(m: &Mugai, args: &[&str]) {
-    let mut child = Command::new(MUGAI)
-        .arg("user")
-        .args(args)
-        .args(["--password-stdin", "--config"])
-        .arg(&m.config)
-        .current_dir(m.dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = [args, &["--password-stdin"]].concat();
+    common::mugai_user(m.dir.path(), &m.config, &args, Some(PASSWORD_LINE));
 }
+
+/// The password of the users `add_user` makes.
+const PASSWORD: &str = "a long enough password";
+/// [`PASSWORD`] as typed on standard input.
+const PASSWORD_LINE: &str = "a long enough password\n";
 
 /// POSTs JSON with curl as `user`; the status code and the body.
 fn post(port: u16, user: &str, path: &str, body: &str) -> (u16, String) {
-    let out = Command::new(need("curl"))
-        .args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "-X", "POST"])
-        .arg("-u")
-        .arg(format!("{user}:a long enough password"))
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ])
-        .arg(format!("http://127.0.0.1:{port}{path}"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_owned())
+    let a = common::request(
+        port,
+        "POST",
+        path,
+        common::Auth::Basic(user, PASSWORD),
+        Some(body.as_bytes()),
+        "application/json",
+    );
+    (a.status, a.text())
 }
 
 #[test]
@@ -953,11 +800,8 @@ fn an_approved_release_reaches_the_downstream_mta() {
     let (_sink, sink_port) = smtp_sink(sink_dir.path(), &[]);
     let http = free_port();
     let m = Mugai::start(Setup {
-        downstream: Some(format!(
-            "kind = \"smtp\"\naddress = \"127.0.0.1:{sink_port}\"\ntls = \"none\"\n"
-        )),
         http: Some(http),
-        ..Setup::default()
+        ..Setup::to_smtp(sink_port, "")
     });
     add_user(
         &m,
@@ -971,19 +815,7 @@ fn an_approved_release_reaches_the_downstream_mta() {
         ],
     );
     add_user(&m, &["add", "kacho", "--role", "approver"]);
-    let mail = m.dir.path().join("in.eml");
-    std::fs::write(&mail, HTML_MAIL).unwrap();
-    let out = swaks(
-        m.port,
-        &[
-            "--from",
-            "sender@example.com",
-            "--to",
-            "staff@city.example.lg.jp",
-            "--data",
-            &format!("@{}", mail.display()),
-        ],
-    );
+    let out = m.swaks_html_mail();
     assert!(
         out.status.success(),
         "{}",
