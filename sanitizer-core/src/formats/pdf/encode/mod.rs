@@ -222,100 +222,104 @@ const PICTURE_MIDTONES: u16 = 100;
 /// … or at least this many are colour (coloured text covers far less of its tiles).
 const PICTURE_COLOUR: u16 = 100;
 
-/// One pass over the pixels: which tiles look like pictures, which rows are all white.
-fn analyse(rgba: &[u8], width: usize, height: usize) -> (TileMap, Vec<bool>) {
+/// Mid-tone count, colour count and black bits of one span of up to 16 RGBA pixels.
+#[inline]
+fn span_stats(span: &[u8]) -> (u16, u16, u16) {
+    let (mut m, mut c, mut bits) = (0u16, 0u16, 0u16);
+    for (i, px) in span.chunks_exact(4).enumerate() {
+        if let [r, g, b, _] = *px {
+            c += u16::from(r.max(g).max(b) - r.min(g).min(b) > 24);
+            let l = luma(r, g, b);
+            // 48..=207 as one unsigned comparison.
+            m += u16::from(l.wrapping_sub(48) < 160);
+            bits |= u16::from(l < BILEVEL_THRESHOLD) << i;
+        }
+    }
+    (m, c, bits)
+}
+
+/// What the one pass over the pixels found.
+struct Analysis {
+    /// Which tiles look like pictures.
+    map: TileMap,
+    /// The page thresholded to 1 bit: one `u16` per 16-pixel span (`map.tw` per row), bit `i`
+    /// set when pixel `i` of the span is black (luminance below [`BILEVEL_THRESHOLD`]).
+    ink: Vec<u16>,
+}
+
+/// One pass over the pixels: picture tiles and the 1-bit page. All-white spans (most of a
+/// text page) cost one vectorised comparison and leave their zeroed words untouched.
+fn analyse(rgba: &[u8], width: usize, height: usize) -> Analysis {
     let tw = width.div_ceil(TILE);
     let th = height.div_ceil(TILE);
     let mut mid = vec![0u16; tw * th];
     let mut colour = vec![0u16; tw * th];
-    let mut white_rows = Vec::with_capacity(height);
+    let mut ink = vec![0u16; tw * height];
     for (y, row) in rgba.chunks_exact(width * 4).enumerate() {
         let base = (y / TILE) * tw;
-        let mut white = true;
         for (tx, span) in row.chunks(TILE * 4).enumerate() {
             if all_white(span) {
                 continue;
             }
-            white = false;
-            let (mut m, mut c) = (0u16, 0u16);
-            for px in span.chunks_exact(4) {
-                if let [r, g, b, _] = *px {
-                    c += u16::from(r.max(g).max(b) - r.min(g).min(b) > 24);
-                    // 48..=207 as one unsigned comparison.
-                    m += u16::from(luma(r, g, b).wrapping_sub(48) < 160);
-                }
-            }
+            let (m, c, bits) = span_stats(span);
             if let Some(t) = mid.get_mut(base + tx) {
                 *t += m;
             }
             if let Some(t) = colour.get_mut(base + tx) {
                 *t += c;
             }
+            if let Some(t) = ink.get_mut(y * tw + tx) {
+                *t = bits;
+            }
         }
-        white_rows.push(white);
     }
     let picture = mid
         .iter()
         .zip(&colour)
         .map(|(&m, &c)| m >= PICTURE_MIDTONES || c >= PICTURE_COLOUR)
         .collect();
-    (TileMap { tw, th, picture }, white_rows)
-}
-
-/// Appends to `out` the changing elements of pixels `from..to` of `row` (RGBA), black being
-/// luminance below [`BILEVEL_THRESHOLD`]; `black` is the colour before `from` and after.
-fn scan_changes(row: &[u8], from: usize, to: usize, black: &mut bool, out: &mut Vec<u32>) {
-    let Some(bytes) = row.get(from * 4..to * 4) else {
-        return;
-    };
-    for (i, span) in bytes.chunks(TILE * 4).enumerate() {
-        let x0 = from + i * TILE;
-        if all_white(span) {
-            if *black {
-                out.push(x0 as u32);
-                *black = false;
-            }
-            continue;
-        }
-        for (j, px) in span.chunks_exact(4).enumerate() {
-            let is_black = matches!(*px, [r, g, b, _] if luma(r, g, b) < BILEVEL_THRESHOLD);
-            if is_black != *black {
-                out.push((x0 + j) as u32);
-                *black = is_black;
-            }
-        }
+    Analysis {
+        map: TileMap { tw, th, picture },
+        ink,
     }
 }
 
-/// G4-codes the page thresholded to 1 bit, with the pixel rectangles `holes` left white.
-fn bilevel(rgba: &[u8], width: usize, white_rows: &[bool], holes: &[Rect]) -> (Vec<u8>, bool) {
+/// G4-codes the 1-bit page `ink` (`width` pixels, `tw` words a row) with the tile rectangles
+/// `holes` left white. Returns the stream and whether any black pixel was coded.
+fn bilevel(ink: &[u16], width: usize, tw: usize, holes: &[Rect]) -> (Vec<u8>, bool) {
     let mut enc = g4::G4Encoder::new(width as u32);
     let mut changes: Vec<u32> = Vec::with_capacity(256);
-    let mut skips: Vec<(usize, usize)> = Vec::with_capacity(holes.len());
+    let mut words: Vec<u16> = vec![0; tw];
     let mut any_black = false;
-    for (y, row) in rgba.chunks_exact(width * 4).enumerate() {
+    for (y, row) in ink.chunks_exact(tw.max(1)).enumerate() {
         changes.clear();
-        if !white_rows.get(y).copied().unwrap_or(false) {
-            skips.clear();
-            skips.extend(
-                holes
-                    .iter()
-                    .filter(|r| r.y0 <= y && y < r.y1)
-                    .map(|r| (r.x0, r.x1)),
-            );
-            skips.sort_unstable();
-            let mut black = false;
-            let mut start = 0usize;
-            for &(s, e) in skips.iter().chain(std::iter::once(&(width, width))) {
-                scan_changes(row, start, s.max(start), &mut black, &mut changes);
-                if black && s < width {
-                    changes.push(s as u32);
-                    black = false;
+        let mut src = row;
+        let ty = y / TILE;
+        if holes.iter().any(|r| r.y0 <= ty && ty < r.y1) {
+            words.copy_from_slice(row);
+            for r in holes.iter().filter(|r| r.y0 <= ty && ty < r.y1) {
+                for w in words.iter_mut().take(r.x1).skip(r.x0) {
+                    *w = 0;
                 }
-                start = start.max(e);
             }
-            any_black |= !changes.is_empty();
+            src = &words;
         }
+        // A change is where a bit differs from the one before it (the row starts white):
+        // `w ^ (w << 1 | carry)`, then one `trailing_zeros` per change.
+        let mut carry = 0u32;
+        for (i, &w) in src.iter().enumerate() {
+            let w = u32::from(w);
+            let mut diff = (w ^ ((w << 1) | carry)) & 0xffff;
+            carry = w >> 15;
+            while diff != 0 {
+                let bit = diff.trailing_zeros();
+                changes.push((i * TILE) as u32 + bit);
+                diff &= diff - 1;
+            }
+        }
+        // The last span may be partial: pixels past the width are white in `ink`, so a
+        // change at the width (black running into the edge) is dropped by the encoder.
+        any_black |= !changes.is_empty();
         enc.row(&changes);
     }
     (enc.finish(), any_black)
@@ -450,7 +454,7 @@ pub fn encode_page(rgba: &[u8], width: u32, height: u32) -> Result<EncodedPage, 
     if rgba.len() != w.saturating_mul(h).saturating_mul(4) || w == 0 || h == 0 {
         return Err(SanitizeError::Internal("pixmap size mismatch".into()));
     }
-    let (map, white_rows) = analyse(rgba, w, h);
+    let Analysis { map, ink } = analyse(rgba, w, h);
     let rects = map.rects(MAX_REGIONS);
     let whole = |image: PageImage, data: Vec<u8>| Layer {
         x: 0,
@@ -461,7 +465,7 @@ pub fn encode_page(rgba: &[u8], width: u32, height: u32) -> Result<EncodedPage, 
         data,
     };
     if rects.is_empty() {
-        let (data, _) = bilevel(rgba, w, &white_rows, &[]);
+        let (data, _) = bilevel(&ink, w, map.tw, &[]);
         return Ok(EncodedPage {
             width,
             height,
@@ -495,16 +499,7 @@ pub fn encode_page(rgba: &[u8], width: u32, height: u32) -> Result<EncodedPage, 
             data,
         });
     }
-    let holes: Vec<Rect> = rects
-        .iter()
-        .map(|r| Rect {
-            x0: (r.x0 * TILE).min(w),
-            y0: (r.y0 * TILE).min(h),
-            x1: (r.x1 * TILE).min(w),
-            y1: (r.y1 * TILE).min(h),
-        })
-        .collect();
-    let (data, any_black) = bilevel(rgba, w, &white_rows, &holes);
+    let (data, any_black) = bilevel(&ink, w, map.tw, &rects);
     if any_black {
         layers.push(whole(PageImage::StencilG4, data));
     }
@@ -609,15 +604,16 @@ mod tests {
                 [(x * 2 + y) as u8; 3]
             }
         });
-        let (map, white_rows) = analyse(&px, w, h);
+        let Analysis { map, ink } = analyse(&px, w, h);
         assert_eq!((map.tw, map.th), (7, 3));
+        // Tile units: pixels 16..32 of rows 0..16.
         let hole = Rect {
-            x0: 10,
+            x0: 1,
             y0: 0,
-            x1: 20,
-            y1: 10,
+            x1: 2,
+            y1: 1,
         };
-        let (data, any_black) = bilevel(&px, w, &white_rows, &[hole]);
+        let (data, any_black) = bilevel(&ink, w, map.tw, &[hole]);
         assert!(any_black);
         let mut ctx = hayro_ccitt::DecoderContext::new(hayro_ccitt::DecodeSettings {
             columns: w as u32,
@@ -643,7 +639,7 @@ mod tests {
                     px[(y * w + x) * 4 + 1],
                     px[(y * w + x) * 4 + 2],
                 ];
-                let in_hole = (10..20).contains(&x) && y < 10;
+                let in_hole = (16..32).contains(&x) && y < 16;
                 let want = !in_hole && luma(r, g, b) < BILEVEL_THRESHOLD;
                 assert_eq!(black, want, "pixel {x},{y}");
             }
