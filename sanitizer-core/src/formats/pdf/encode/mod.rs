@@ -4,9 +4,9 @@
 //! [`TILE`]-pixel tiles (all-white 16-pixel spans cost one vectorised comparison). A tile is a
 //! *picture* tile when many of its pixels are colour or mid-tones (photographs, fills,
 //! coloured plots) rather than black glyphs with anti-aliased edges. Picture tiles are grouped
-//! into a few rectangles ([`regions`]), and the page becomes one of:
+//! into a few rectangles (`regions.rs`), and the page becomes one of:
 //! - **bilevel** (no picture region): thresholded to 1 bit and CCITT G4 compressed
-//!   ([`g4`], fed changing elements, not pixels), 10–30× smaller than 8-bit grey;
+//!   (`g4.rs`, fed changing elements, not pixels), 10–30× smaller than 8-bit grey;
 //! - **mixed raster content** (`mrc`): each picture rectangle as its own image (few colours →
 //!   grey or indexed Flate, else JPEG), white elsewhere, and the text of the rest of the page as
 //!   one G4 `/ImageMask` stencil painted black over them;
