@@ -158,4 +158,6 @@ impl FormatSanitizer for PdfSanitizer {
 }
 
 #[cfg(test)]
+mod colour_tests;
+#[cfg(test)]
 mod tests;

@@ -3,8 +3,8 @@
 //! ([`SanitizeError::Recheck`]).
 //!
 //! - Rasterize output (written by pdf-writer) is parsed by lopdf and must consist of exactly the
-//!   expected structure: catalog, page tree, pages, one image XObject and one content stream per
-//!   page, with an allow-list of keys for each.
+//!   expected structure: catalog, page tree, pages, image XObjects (one, or on mixed pages one per
+//!   picture region and a stencil) and one content stream per page, with an allow-list of keys for each.
 //! - Clean output (written by lopdf's writer) is parsed afresh from its bytes by lopdf's parser
 //!   (object streams expanded, `#xx` names decoded) and walked for every dangerous key, action
 //!   and annotation type.
@@ -33,12 +33,23 @@ const IMAGE_KEYS: &[&[u8]] = &[
     b"Filter",
     b"DecodeParms",
     b"Length",
+    // A 1-bit stencil (the text layer of a mixed page), painted in the fill colour.
+    b"ImageMask",
 ];
 const CONTENT_KEYS: &[&[u8]] = &[b"Length", b"Filter"];
 /// Keys of dictionaries nested in the above (Resources, its XObject map, DecodeParms).
 const NESTED_KEYS: &[&[u8]] = &[
     b"XObject",
+    // One image per picture region plus the text stencil (`encode::MAX_REGIONS` + 1).
     b"Im0",
+    b"Im1",
+    b"Im2",
+    b"Im3",
+    b"Im4",
+    b"Im5",
+    b"Im6",
+    b"Im7",
+    b"Im8",
     b"K",
     b"Columns",
     b"Rows",
