@@ -1,0 +1,221 @@
+//! From glyphs to the words of the layer: visibility against the rendered pixels, grouping by
+//! gaps and lines, and the character filter.
+//!
+//! Visibility: a glyph whose box shows no ink variation in the rendered page (white on white,
+//! clipped away, painted over, outside the page) was not visible and is dropped, as is text
+//! shown in render mode 3. Grouping follows what `pdftotext` does with the original: a word
+//! ends at a space, at a gap wider than [`WORD_GAP`] of the font size, at a line change or
+//! when the text moves backwards.
+
+use super::Word;
+use super::extract::{DESCENT, PageGlyph};
+
+/// A gap wider than this fraction of the font size ends a word (pdftotext uses 0.1).
+pub const WORD_GAP: f64 = 0.1;
+/// A baseline shift larger than this fraction of the font size is a new line.
+const LINE_SHIFT: f64 = 0.3;
+/// Luminance range below which a glyph box counts as uniform (nothing visible).
+const INK_RANGE: u8 = 24;
+
+/// A rendered page: premultiplied RGBA over an opaque background, `scale` pixels per point.
+#[derive(Debug, Clone, Copy)]
+pub struct Pixels<'p> {
+    /// RGBA bytes, row-major, top row first.
+    pub rgba: &'p [u8],
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Pixels per point.
+    pub scale: f64,
+}
+
+impl Pixels<'_> {
+    /// Whether the page-space box (x0, y0, x1, y1) shows any ink variation.
+    pub fn has_ink(&self, bbox: [f64; 4]) -> bool {
+        let [x0, y0, x1, y1] = bbox;
+        let page_h = f64::from(self.height) / self.scale;
+        // Inset a little horizontally so a neighbour's anti-aliased edge does not count.
+        let inset = (x1 - x0) * 0.1;
+        let px0 = ((x0 + inset) * self.scale).floor().max(0.0);
+        let px1 = ((x1 - inset) * self.scale)
+            .ceil()
+            .min(f64::from(self.width));
+        let py0 = ((page_h - y1) * self.scale).floor().max(0.0);
+        let py1 = ((page_h - y0) * self.scale)
+            .ceil()
+            .min(f64::from(self.height));
+        if !(px0 < px1 && py0 < py1) {
+            return false;
+        }
+        let (px0, px1, py0, py1) = (px0 as usize, px1 as usize, py0 as usize, py1 as usize);
+        let stride = self.width as usize * 4;
+        let (mut lo, mut hi) = (u8::MAX, u8::MIN);
+        for row in py0..py1 {
+            let start = row * stride + px0 * 4;
+            let end = row * stride + px1 * 4;
+            let Some(line) = self.rgba.get(start..end) else {
+                return false;
+            };
+            for px in line.chunks_exact(4) {
+                if let [r, g, b, _] = px {
+                    let l = (u32::from(*r) * 77 + u32::from(*g) * 150 + u32::from(*b) * 29) >> 8;
+                    let l = u8::try_from(l).unwrap_or(u8::MAX);
+                    lo = lo.min(l);
+                    hi = hi.max(l);
+                }
+            }
+            if hi.saturating_sub(lo) >= INK_RANGE {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Whether `c` may be written into the layer: no controls, no bidi overrides or isolates, no
+/// replacement character (what undecodable input turns into), no private noncharacters.
+pub fn allowed_char(c: char) -> bool {
+    !(c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+        || c == '\u{FFFD}'
+        || c == '\u{FEFF}'
+        || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+}
+
+/// Words of a page and what was dropped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PageWords {
+    /// Visible words, in content order.
+    pub words: Vec<Word>,
+    /// Words dropped because they were not visible.
+    pub dropped: usize,
+}
+
+/// A word under construction.
+struct Run {
+    text: String,
+    bbox: [f64; 4],
+    /// Where the next glyph is expected on the baseline.
+    end: (f64, f64),
+    dir: (f64, f64),
+    size: f64,
+    visible: bool,
+}
+
+impl Run {
+    fn start(g: &PageGlyph, text: String, visible: bool) -> Run {
+        Run {
+            text,
+            bbox: g.bbox,
+            end: (
+                g.origin.0 + g.dir.0 * g.advance,
+                g.origin.1 + g.dir.1 * g.advance,
+            ),
+            dir: g.dir,
+            size: g.size,
+            visible,
+        }
+    }
+
+    /// Whether `g` continues this word.
+    fn continues(&self, g: &PageGlyph, visible: bool) -> bool {
+        if visible != self.visible {
+            return false;
+        }
+        let size = self.size.max(g.size);
+        let dx = g.origin.0 - self.end.0;
+        let dy = g.origin.1 - self.end.1;
+        // Distance along and across the baseline.
+        let along = dx * self.dir.0 + dy * self.dir.1;
+        let across = -dx * self.dir.1 + dy * self.dir.0;
+        let same_dir = (g.dir.0 - self.dir.0).abs() < 0.05 && (g.dir.1 - self.dir.1).abs() < 0.05;
+        same_dir
+            && across.abs() <= LINE_SHIFT * size
+            && along <= WORD_GAP * size
+            && along >= -0.5 * size
+    }
+
+    fn extend(&mut self, g: &PageGlyph, text: &str) {
+        self.text.push_str(text);
+        self.bbox[0] = self.bbox[0].min(g.bbox[0]);
+        self.bbox[1] = self.bbox[1].min(g.bbox[1]);
+        self.bbox[2] = self.bbox[2].max(g.bbox[2]);
+        self.bbox[3] = self.bbox[3].max(g.bbox[3]);
+        self.end = (
+            g.origin.0 + g.dir.0 * g.advance,
+            g.origin.1 + g.dir.1 * g.advance,
+        );
+        self.size = self.size.max(g.size);
+    }
+
+    fn finish(self, out: &mut PageWords) {
+        if self.text.is_empty() {
+            return;
+        }
+        if !self.visible {
+            out.dropped += 1;
+            return;
+        }
+        // Horizontal words keep their em box; others keep the box around their glyphs with
+        // a height of one em so that the written size stays the font size.
+        let [x0, y0, x1, y1] = self.bbox;
+        let horizontal = self.dir.0 > 0.0 && self.dir.1.abs() < 0.1 * self.dir.0;
+        let (y0, y1) = if horizontal {
+            (y0, y1)
+        } else {
+            let mid = (y0 + y1) / 2.0;
+            (mid - self.size / 2.0, mid + self.size / 2.0)
+        };
+        let vals = [x0, y0, x1, y1];
+        if vals.iter().any(|v| !v.is_finite()) || x1 <= x0 || y1 <= y0 {
+            return;
+        }
+        out.words.push(Word {
+            text: self.text,
+            x0: x0 as f32,
+            y0: y0 as f32,
+            x1: x1 as f32,
+            y1: y1 as f32,
+        });
+    }
+}
+
+/// Groups the glyphs of a page into words, dropping what `pixels` shows was not visible.
+pub fn group(glyphs: &[PageGlyph], pixels: &Pixels<'_>) -> PageWords {
+    let mut out = PageWords::default();
+    let mut run: Option<Run> = None;
+    for g in glyphs {
+        let text: String = g.text.chars().filter(|c| allowed_char(*c)).collect();
+        let is_space = text.chars().all(char::is_whitespace);
+        if is_space || text.chars().any(char::is_whitespace) {
+            // A space (or a glyph mapped to several words) ends the current word.
+            if let Some(r) = run.take() {
+                r.finish(&mut out);
+            }
+            if is_space {
+                continue;
+            }
+        }
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let visible = !g.invisible && pixels.has_ink(g.bbox);
+        match run.as_mut() {
+            Some(r) if r.continues(g, visible) => r.extend(g, &text),
+            _ => {
+                if let Some(r) = run.take() {
+                    r.finish(&mut out);
+                }
+                run = Some(Run::start(g, text, visible));
+            }
+        }
+    }
+    if let Some(r) = run.take() {
+        r.finish(&mut out);
+    }
+    out
+}
+
+/// The baseline of a layer word: [`DESCENT`] of its height above its bottom edge.
+pub fn baseline(word: &Word) -> f32 {
+    word.y0 + (word.y1 - word.y0) * DESCENT as f32
+}
