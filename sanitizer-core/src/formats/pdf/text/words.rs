@@ -4,16 +4,21 @@
 //! Visibility: a glyph whose box shows no ink variation in the rendered page (white on white,
 //! clipped away, painted over, outside the page) was not visible and is dropped, as is text
 //! shown in render mode 3. Grouping follows what `pdftotext` does with the original: a word
-//! ends at a space, at a gap wider than [`WORD_GAP`] of the font size, at a line change or
-//! when the text moves backwards.
+//! ends at a space, at a gap wider than [`WORD_GAP`] of the font size, at a change of font
+//! size or line, or when the text moves backwards.
 
 use super::Word;
 use super::extract::{DESCENT, PageGlyph};
 
 /// A gap wider than this fraction of the font size ends a word (pdftotext uses 0.1).
 pub const WORD_GAP: f64 = 0.1;
-/// A baseline shift larger than this fraction of the font size is a new line.
-const LINE_SHIFT: f64 = 0.3;
+/// A baseline shift larger than this fraction of the font size is a new line (pdftotext: 0.5).
+const LINE_SHIFT: f64 = 0.5;
+/// A font size change larger than this fraction ends a word (pdftotext: 0.05), so that
+/// subscripts and superscripts are words of their own, as pdftotext gives the original.
+const SIZE_CHANGE: f64 = 0.05;
+/// Moving back by more than this fraction of the font size ends a word (pdftotext: 0.2).
+const BACK_STEP: f64 = 0.2;
 /// Luminance range below which a glyph box counts as uniform (nothing visible).
 const INK_RANGE: u8 = 24;
 
@@ -83,6 +88,32 @@ pub fn allowed_char(c: char) -> bool {
         || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
 }
 
+/// The letters of a Latin presentation-form ligature (what a glyph named `fi` maps to), so
+/// that the layer reads and searches as the letters, as text extractors give them.
+fn expand_ligature(c: char) -> Option<&'static str> {
+    Some(match c {
+        '\u{FB00}' => "ff",
+        '\u{FB01}' => "fi",
+        '\u{FB02}' => "fl",
+        '\u{FB03}' => "ffi",
+        '\u{FB04}' => "ffl",
+        '\u{FB05}' | '\u{FB06}' => "st",
+        _ => return None,
+    })
+}
+
+/// The characters of a glyph's Unicode text that may go into the layer, ligatures expanded.
+pub fn layer_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars().filter(|c| allowed_char(*c)) {
+        match expand_ligature(c) {
+            Some(letters) => out.push_str(letters),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// Words of a page and what was dropped.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PageWords {
@@ -123,7 +154,8 @@ impl Run {
         if visible != self.visible {
             return false;
         }
-        let size = self.size.max(g.size);
+        // As pdftotext: gaps are measured against the current word's font size.
+        let size = self.size;
         let dx = g.origin.0 - self.end.0;
         let dy = g.origin.1 - self.end.1;
         // Distance along and across the baseline.
@@ -131,9 +163,10 @@ impl Run {
         let across = -dx * self.dir.1 + dy * self.dir.0;
         let same_dir = (g.dir.0 - self.dir.0).abs() < 0.05 && (g.dir.1 - self.dir.1).abs() < 0.05;
         same_dir
+            && (g.size - size).abs() <= SIZE_CHANGE * size
             && across.abs() <= LINE_SHIFT * size
             && along <= WORD_GAP * size
-            && along >= -0.5 * size
+            && along >= -BACK_STEP * size
     }
 
     fn extend(&mut self, g: &PageGlyph, text: &str) {
@@ -186,7 +219,7 @@ pub fn group(glyphs: &[PageGlyph], pixels: &Pixels<'_>) -> PageWords {
     let mut out = PageWords::default();
     let mut run: Option<Run> = None;
     for g in glyphs {
-        let text: String = g.text.chars().filter(|c| allowed_char(*c)).collect();
+        let text = layer_text(&g.text);
         let is_space = text.chars().all(char::is_whitespace);
         if is_space || text.chars().any(char::is_whitespace) {
             // A space (or a glyph mapped to several words) ends the current word.
