@@ -9,7 +9,8 @@
 //! - [`words`]: glyphs whose box shows no ink in the rendered page are dropped, the rest are
 //!   grouped into [`Word`]s and filtered to allowed characters;
 //! - [`font`]: the generated glyph-less font and its per-document `ToUnicode` map;
-//! - [`write_words`]: one `BT 3 Tr ... Tj ET` per word, after the page image is painted.
+//! - [`write_words`]: the words as `3 Tr` text (`Tm`, `Tz`, `Tj` per word), after the page
+//!   image is painted.
 //!
 //! Invariant: the layer's bytes are CIDs of our own font; the only text that reaches the
 //! output is the characters of [`Word::text`] that pass [`words::allowed_char`], through the
@@ -57,18 +58,25 @@ pub struct PageText {
     pub ocr_error: Option<String>,
 }
 
+/// Rounds to 1/100: finer positions buy nothing and cost bytes on every word.
+fn round2(v: f32) -> f32 {
+    (v * 100.0).round() / 100.0
+}
+
 /// Writes `words` into `content` as invisible text in `font`; returns how many were written
 /// (words with no allowed character or a degenerate box are skipped).
+///
+/// One text object per page (`BT 3 Tr ... ET`), each word placed by `Tm` with its own `Tz`
+/// and `Tf` only where they change: the same text as a `BT`/`ET` per word, in about half the
+/// bytes.
 pub fn write_words(content: &mut Content, font: &mut font::LayerFont, words: &[Word]) -> usize {
     let mut written = 0;
+    let mut state: Option<(f32, f32)> = None;
     for word in words {
-        let text: String = word
-            .text
-            .chars()
-            .filter(|c| words::allowed_char(*c) && !c.is_whitespace())
-            .collect();
+        let text = words::layer_text(&word.text);
+        let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let n = text.chars().count();
-        let size = word.y1 - word.y0;
+        let size = round2(word.y1 - word.y0);
         let width = word.x1 - word.x0;
         let finite = [word.x0, word.y0, size, width]
             .iter()
@@ -80,16 +88,37 @@ pub fn write_words(content: &mut Content, font: &mut font::LayerFont, words: &[W
             continue;
         };
         let natural = n as f32 * size * font::ADVANCE / 1000.0;
-        let scaling = (100.0 * width / natural).clamp(1.0, 10_000.0);
+        let scaling = (1000.0 * width / natural).round().clamp(10.0, 100_000.0) / 10.0;
+        let (last_size, last_scaling) = match state {
+            Some(s) => s,
+            None => {
+                content
+                    .begin_text()
+                    .set_text_rendering_mode(TextRenderingMode::Invisible);
+                (f32::NAN, f32::NAN)
+            }
+        };
+        if size != last_size {
+            content.set_font(Name(font::RESOURCE_NAME), size);
+        }
+        if scaling != last_scaling {
+            content.set_horizontal_scaling(scaling);
+        }
+        state = Some((size, scaling));
         content
-            .begin_text()
-            .set_text_rendering_mode(TextRenderingMode::Invisible)
-            .set_font(Name(font::RESOURCE_NAME), size)
-            .set_horizontal_scaling(scaling)
-            .set_text_matrix([1.0, 0.0, 0.0, 1.0, word.x0, words::baseline(word)])
-            .show(Str(&bytes))
-            .end_text();
+            .set_text_matrix([
+                1.0,
+                0.0,
+                0.0,
+                1.0,
+                round2(word.x0),
+                round2(words::baseline(word)),
+            ])
+            .show(Str(&bytes));
         written += 1;
+    }
+    if state.is_some() {
+        content.end_text();
     }
     written
 }

@@ -446,3 +446,31 @@ fn recheck_still_refuses_anything_but_our_layer() {
             .unwrap();
     }));
 }
+
+#[test]
+fn ink_check_reads_a_bounded_number_of_pixels() {
+    // A 100 x 100 white page with one black pixel in the middle.
+    let mut rgba = vec![255u8; 100 * 100 * 4];
+    rgba[(50 * 100 + 50) * 4..(50 * 100 + 50) * 4 + 3].fill(0);
+    let pixels = Pixels {
+        rgba: &rgba,
+        width: 100,
+        height: 100,
+        scale: 1.0,
+    };
+    let mut budget = pixels.scan_budget();
+    assert!(pixels.has_ink([40.0, 40.0, 60.0, 60.0], &mut budget));
+    assert!(!pixels.has_ink([0.0, 0.0, 20.0, 20.0], &mut budget));
+    // Outside the page: nothing to read, not visible.
+    assert!(!pixels.has_ink([200.0, 200.0, 220.0, 220.0], &mut budget));
+    // A hostile page of page-sized glyphs spends the budget and stops reading.
+    let mut charged = 0;
+    for _ in 0..100 {
+        let before = budget;
+        pixels.has_ink([0.0, 0.0, 100.0, 100.0], &mut budget);
+        charged += usize::from(budget < before);
+    }
+    // 8 pages' worth of pixels in all: at most 10 reads of an 80 x 100 box.
+    assert!(charged <= 10, "{charged}");
+    assert!(budget < 80 * 100);
+}

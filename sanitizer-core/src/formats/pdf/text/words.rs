@@ -21,6 +21,11 @@ const SIZE_CHANGE: f64 = 0.05;
 const BACK_STEP: f64 = 0.2;
 /// Luminance range below which a glyph box counts as uniform (nothing visible).
 const INK_RANGE: u8 = 24;
+/// Most pixels read for one glyph: larger boxes are sampled on a grid.
+const GLYPH_SAMPLES: u64 = 65_536;
+/// Most pixels read for one page, as a multiple of its pixel count: beyond it (a hostile page
+/// of huge overlapping glyphs) the remaining glyphs count as not visible.
+const PAGE_SCANS: u64 = 8;
 
 /// A rendered page: premultiplied RGBA over an opaque background, `scale` pixels per point.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +41,14 @@ pub struct Pixels<'p> {
 }
 
 impl Pixels<'_> {
-    /// Whether the page-space box (x0, y0, x1, y1) shows any ink variation.
-    pub fn has_ink(&self, bbox: [f64; 4]) -> bool {
+    /// Pixels [`group`] may read on this page.
+    pub fn scan_budget(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) * PAGE_SCANS
+    }
+
+    /// Whether the page-space box (x0, y0, x1, y1) shows any ink variation; the pixels read
+    /// are taken from `budget` (nothing is read, and the box counts as blank, once it is spent).
+    pub fn has_ink(&self, bbox: [f64; 4], budget: &mut u64) -> bool {
         let [x0, y0, x1, y1] = bbox;
         let page_h = f64::from(self.height) / self.scale;
         // Inset a little horizontally so a neighbour's anti-aliased edge does not count.
@@ -54,15 +65,23 @@ impl Pixels<'_> {
             return false;
         }
         let (px0, px1, py0, py1) = (px0 as usize, px1 as usize, py0 as usize, py1 as usize);
+        let area = ((px1 - px0) * (py1 - py0)) as u64;
+        // Sample every `step`-th pixel of every `step`-th row of large boxes.
+        let step = ((area as f64 / GLYPH_SAMPLES as f64).sqrt().ceil() as usize).max(1);
+        let cost = area / (step * step) as u64;
+        if cost > *budget {
+            return false;
+        }
+        *budget -= cost;
         let stride = self.width as usize * 4;
         let (mut lo, mut hi) = (u8::MAX, u8::MIN);
-        for row in py0..py1 {
+        for row in (py0..py1).step_by(step) {
             let start = row * stride + px0 * 4;
             let end = row * stride + px1 * 4;
             let Some(line) = self.rgba.get(start..end) else {
                 return false;
             };
-            for px in line.chunks_exact(4) {
+            for px in line.chunks_exact(4).step_by(step) {
                 if let [r, g, b, _] = px {
                     let l = (u32::from(*r) * 77 + u32::from(*g) * 150 + u32::from(*b) * 29) >> 8;
                     let l = u8::try_from(l).unwrap_or(u8::MAX);
@@ -218,6 +237,7 @@ impl Run {
 pub fn group(glyphs: &[PageGlyph], pixels: &Pixels<'_>) -> PageWords {
     let mut out = PageWords::default();
     let mut run: Option<Run> = None;
+    let mut budget = pixels.scan_budget();
     for g in glyphs {
         let text = layer_text(&g.text);
         let is_space = text.chars().all(char::is_whitespace);
@@ -231,7 +251,7 @@ pub fn group(glyphs: &[PageGlyph], pixels: &Pixels<'_>) -> PageWords {
             }
         }
         let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let visible = !g.invisible && pixels.has_ink(g.bbox);
+        let visible = !g.invisible && pixels.has_ink(g.bbox, &mut budget);
         match run.as_mut() {
             Some(r) if r.continues(g, visible) => r.extend(g, &text),
             _ => {
