@@ -226,6 +226,7 @@ fn page_text<'a>(
         },
         _ => PageText {
             words: found.words,
+            turns: found.turns,
             dropped: found.dropped,
             ..PageText::default()
         },
@@ -401,7 +402,7 @@ fn write_page(
             *layer = Some(LayerFont::new(alloc)?);
         }
         if let Some(font) = layer.as_mut() {
-            words = text::write_words(&mut content, font, &page.text.words);
+            words = text::write_words(&mut content, font, &page.text.words, &page.text.turns);
         }
     }
     let content = content.finish();

@@ -50,6 +50,8 @@ pub struct Word {
 pub struct PageText {
     /// Words for the layer.
     pub words: Vec<Word>,
+    /// Direction of each word in quarter turns ([`PageWords::turns`]); missing means upright.
+    pub turns: Vec<u8>,
     /// Words of the original dropped as invisible.
     pub dropped: usize,
     /// Whether the words come from OCR.
@@ -69,16 +71,22 @@ fn round2(v: f32) -> f32 {
 /// One text object per page (`BT 3 Tr ... ET`), each word placed by `Tm` with its own `Tz`
 /// and `Tf` only where they change: the same text as a `BT`/`ET` per word, in about half the
 /// bytes.
-pub fn write_words(content: &mut Content, font: &mut font::LayerFont, words: &[Word]) -> usize {
+pub fn write_words(
+    content: &mut Content,
+    font: &mut font::LayerFont,
+    words: &[Word],
+    turns: &[u8],
+) -> usize {
     let mut written = 0;
     let mut state: Option<(f32, f32)> = None;
-    for word in words {
+    for (i, word) in words.iter().enumerate() {
+        let turn = turns.get(i).copied().unwrap_or(0);
+        let (origin, size, width) = words::placement(word, turn);
         let text = words::layer_text(&word.text);
         let text: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let n = text.chars().count();
-        let size = round2(word.y1 - word.y0);
-        let width = word.x1 - word.x0;
-        let finite = [word.x0, word.y0, size, width]
+        let size = round2(size);
+        let finite = [origin.0, origin.1, size, width]
             .iter()
             .all(|v| v.is_finite());
         if n == 0 || !finite || size <= 0.01 || width <= 0.0 {
@@ -105,15 +113,14 @@ pub fn write_words(content: &mut Content, font: &mut font::LayerFont, words: &[W
             content.set_horizontal_scaling(scaling);
         }
         state = Some((size, scaling));
+        let (cos, sin) = match turn {
+            1 => (0.0, 1.0),
+            2 => (-1.0, 0.0),
+            3 => (0.0, -1.0),
+            _ => (1.0, 0.0),
+        };
         content
-            .set_text_matrix([
-                1.0,
-                0.0,
-                0.0,
-                1.0,
-                round2(word.x0),
-                round2(words::baseline(word)),
-            ])
+            .set_text_matrix([cos, sin, -sin, cos, round2(origin.0), round2(origin.1)])
             .show(Str(&bytes));
         written += 1;
     }
@@ -200,6 +207,7 @@ pub fn recognize(request: OcrRequest<'_>, pixels: &Pixels<'_>) -> PageText {
     ) {
         Ok(found) => PageText {
             words: from_ocr(&found, pixels),
+            turns: Vec::new(),
             dropped: 0,
             ocr: true,
             ocr_error: None,

@@ -28,6 +28,11 @@ macro_rules! sample {
 
 /// A one-page PDF (612 x 792) with Helvetica as /F1 and `content` as its content stream.
 fn one_page(content: &str) -> Vec<u8> {
+    one_page_rotated(content, 0)
+}
+
+/// [`one_page`] with `/Rotate rotate`.
+fn one_page_rotated(content: &str, rotate: i64) -> Vec<u8> {
     let mut doc = Document::with_version("1.7");
     let font = doc.add_object(dictionary! {
         "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
@@ -41,6 +46,7 @@ fn one_page(content: &str) -> Vec<u8> {
         "Type" => "Page", "Parent" => pages, "Contents" => stream,
         "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
         "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+        "Rotate" => rotate,
     });
     doc.objects.insert(
         pages,
@@ -236,7 +242,7 @@ fn characters_are_filtered_and_non_bmp_maps_through_surrogates() {
             y1: 40.0,
         },
     ];
-    assert_eq!(write_words(&mut content, &mut font, &words), 1);
+    assert_eq!(write_words(&mut content, &mut font, &words, &[]), 1);
     let mut pdf = pdf_writer::Pdf::new();
     font.write(&mut pdf, &mut alloc).unwrap();
     let bytes = pdf.finish();
@@ -473,4 +479,43 @@ fn ink_check_reads_a_bounded_number_of_pixels() {
     // 8 pages' worth of pixels in all: at most 10 reads of an 80 x 100 box.
     assert!(charged <= 10, "{charged}");
     assert!(budget < 80 * 100);
+}
+
+/// The text matrices of the layer's words on page 1.
+fn text_matrices(pdf: &[u8]) -> Vec<Vec<f32>> {
+    let doc = Document::load_mem(pdf).unwrap();
+    let page = *doc.get_pages().values().next().unwrap();
+    lopdf::content::Content::decode(&doc.get_page_content(page))
+        .unwrap()
+        .operations
+        .iter()
+        .filter(|o| o.operator == "Tm")
+        .map(|o| o.operands.iter().map(|v| v.as_float().unwrap()).collect())
+        .collect()
+}
+
+#[test]
+fn rotated_text_keeps_its_direction_and_order() {
+    // Text turned a quarter counter-clockwise on an upright page.
+    let input = one_page("BT /F1 14 Tf 0 1 -1 0 300 100 Tm (Sideways text here) Tj ET\n");
+    let out = crate::testing::sanitize_file(&input, Some("a.pdf"), &Policy::default());
+    let bytes = out.output.unwrap().bytes.into_vec();
+    assert_eq!(layer_words(&bytes), vec![vec!["Sideways", "text", "here"]]);
+    let tm = text_matrices(&bytes);
+    assert_eq!(tm[0][..4], [0.0, 1.0, -1.0, 0.0]);
+    // Upright text on a page shown turned (/Rotate 90): upright in the output's page space
+    // after the turn is applied, lines in order.
+    let input = one_page_rotated(
+        "BT /F1 14 Tf 72 700 Td 20 TL (The quick brown fox) Tj T* (jumps over) Tj ET\n",
+        90,
+    );
+    let out = crate::testing::sanitize_file(&input, Some("a.pdf"), &Policy::default());
+    let bytes = out.output.unwrap().bytes.into_vec();
+    assert_eq!(
+        layer_words(&bytes),
+        vec![vec!["The", "quick", "brown", "fox", "jumps", "over"]]
+    );
+    for m in text_matrices(&bytes) {
+        assert_eq!(m[..4], [0.0, -1.0, 1.0, 0.0]);
+    }
 }

@@ -138,6 +138,9 @@ pub fn layer_text(text: &str) -> String {
 pub struct PageWords {
     /// Visible words, in content order.
     pub words: Vec<Word>,
+    /// For each word, its baseline direction in quarter turns counter-clockwise (0: left to
+    /// right, 1: bottom to top, 2: upside down, 3: top to bottom), rounded to the nearest.
+    pub turns: Vec<u8>,
     /// Words dropped because they were not visible.
     pub dropped: usize,
 }
@@ -209,16 +212,20 @@ impl Run {
             out.dropped += 1;
             return;
         }
-        // Horizontal words keep their em box; others keep the box around their glyphs with
-        // a height of one em so that the written size stays the font size.
-        let [x0, y0, x1, y1] = self.bbox;
-        let horizontal = self.dir.0 > 0.0 && self.dir.1.abs() < 0.1 * self.dir.0;
-        let (y0, y1) = if horizontal {
-            (y0, y1)
-        } else {
-            let mid = (y0 + y1) / 2.0;
-            (mid - self.size / 2.0, mid + self.size / 2.0)
-        };
+        // Words along a quarter turn keep their em box; others keep the box around their
+        // glyphs, one em across, so that the written size stays the font size.
+        let [mut x0, mut y0, mut x1, mut y1] = self.bbox;
+        let turns = quarter_turns(self.dir);
+        let exact = self.dir.0.abs() < 0.1 || self.dir.1.abs() < 0.1;
+        if !exact {
+            if turns.is_multiple_of(2) {
+                let mid = (y0 + y1) / 2.0;
+                (y0, y1) = (mid - self.size / 2.0, mid + self.size / 2.0);
+            } else {
+                let mid = (x0 + x1) / 2.0;
+                (x0, x1) = (mid - self.size / 2.0, mid + self.size / 2.0);
+            }
+        }
         let vals = [x0, y0, x1, y1];
         if vals.iter().any(|v| !v.is_finite()) || x1 <= x0 || y1 <= y0 {
             return;
@@ -230,6 +237,31 @@ impl Run {
             x1: x1 as f32,
             y1: y1 as f32,
         });
+        out.turns.push(turns);
+    }
+}
+
+/// The baseline direction `dir` (a unit vector) in quarter turns, rounded to the nearest.
+fn quarter_turns(dir: (f64, f64)) -> u8 {
+    if dir.0.abs() >= dir.1.abs() {
+        if dir.0 >= 0.0 { 0 } else { 2 }
+    } else if dir.1 > 0.0 {
+        1
+    } else {
+        3
+    }
+}
+
+/// Where a layer word written `turns` quarter turns from upright starts on its baseline, its
+/// font size and its length along the baseline, from its box.
+pub fn placement(word: &Word, turns: u8) -> ((f32, f32), f32, f32) {
+    let d = DESCENT as f32;
+    let (w, h) = (word.x1 - word.x0, word.y1 - word.y0);
+    match turns {
+        1 => ((word.x1 - d * w, word.y0), w, h),
+        2 => ((word.x1, word.y1 - d * h), h, w),
+        3 => ((word.x0 + d * w, word.y1), w, h),
+        _ => ((word.x0, word.y0 + d * h), h, w),
     }
 }
 
@@ -266,9 +298,4 @@ pub fn group(glyphs: &[PageGlyph], pixels: &Pixels<'_>) -> PageWords {
         r.finish(&mut out);
     }
     out
-}
-
-/// The baseline of a layer word: [`DESCENT`] of its height above its bottom edge.
-pub fn baseline(word: &Word) -> f32 {
-    word.y0 + (word.y1 - word.y0) * DESCENT as f32
 }
