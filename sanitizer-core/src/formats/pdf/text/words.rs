@@ -75,7 +75,10 @@ impl Pixels<'_> {
         *budget -= cost;
         let stride = self.width as usize * 4;
         let (mut lo, mut hi) = (u8::MAX, u8::MIN);
-        for row in (py0..py1).step_by(step) {
+        // Start in the x-height band (from 3/5 of the box down, the box being 4/5 ascent),
+        // where nearly every glyph has ink: a visible glyph is then settled in a few rows.
+        let band = py0 + (py1 - py0) * 3 / 5;
+        for row in (band..py1).chain(py0..band).step_by(step) {
             let start = row * stride + px0 * 4;
             let end = row * stride + px1 * 4;
             let Some(line) = self.rgba.get(start..end) else {
