@@ -1,6 +1,7 @@
 //! Drives the PDF sanitizer through the public API until the `mugai` CLI is available:
-//! `pdfsan [--mode rasterize|clean] [--dpi N] INPUT OUTPUT` prints the report as JSON on stderr
-//! and exits 3 when the file is blocked.
+//! `pdfsan [--mode rasterize|clean] [--dpi N] [--no-text-layer] INPUT OUTPUT` prints the report
+//! as JSON on stderr and exits 3 when the file is blocked. `--no-text-layer` leaves out the
+//! invisible text layer of rasterize mode (on by default).
 //!
 //! `pdfsan --render-only INPUT` renders every page with hayro on one thread at 150 DPI and
 //! discards the pixels: the single-thread render baseline of `benches/pdf`.
@@ -55,6 +56,10 @@ fn main() -> ExitCode {
     let mut toml = String::from("[pdf]\n");
     while args.first().is_some_and(|a| a.starts_with("--")) {
         let flag = args.remove(0);
+        if flag == "--no-text-layer" {
+            toml.push_str("text_layer = false\n");
+            continue;
+        }
         let value = if args.is_empty() {
             String::new()
         } else {
@@ -70,7 +75,9 @@ fn main() -> ExitCode {
         }
     }
     let [input, output] = args.as_slice() else {
-        eprintln!("usage: pdfsan [--mode rasterize|clean] [--dpi N] INPUT OUTPUT");
+        eprintln!(
+            "usage: pdfsan [--mode rasterize|clean] [--dpi N] [--no-text-layer] INPUT OUTPUT"
+        );
         return ExitCode::from(2);
     };
     let policy = match Policy::from_toml(&toml) {

@@ -87,12 +87,6 @@ impl Policy {
         if self.limits.deadline_ms == 0 {
             return Err(PolicyError("limits.deadline_ms must be positive".into()));
         }
-        // An option that is accepted but does nothing would mislead: refuse it until built.
-        if self.pdf.text_layer {
-            return Err(PolicyError(
-                "pdf.text_layer = true is not implemented yet; set it to false or remove it".into(),
-            ));
-        }
         Ok(())
     }
 }
@@ -185,10 +179,12 @@ pub struct PdfPolicy {
     pub mode: PdfMode,
     /// Render resolution in dots per inch. Default 150.
     pub dpi: u32,
-    /// Add an invisible text layer to rasterized pages. Default false.
+    /// Put the original's visible text over rasterized pages as an invisible text layer
+    /// (search and copy), in a font the output controls; text that was not visible (render
+    /// mode 3, white on white, clipped, covered, off the page) is left out. Default true.
     pub text_layer: bool,
     /// Recognise text (OCR) on rasterized pages that carry none, when the caller lends an
-    /// [`crate::pipeline::Ocr`] engine. Default false.
+    /// [`crate::pipeline::Ocr`] engine; needs `text_layer`. Default false.
     pub ocr: bool,
     /// Tesseract language list for OCR, `+`-separated. Default `jpn+eng`.
     pub ocr_languages: String,
@@ -201,7 +197,7 @@ impl Default for PdfPolicy {
         PdfPolicy {
             mode: PdfMode::Rasterize,
             dpi: 150,
-            text_layer: false,
+            text_layer: true,
             ocr: false,
             ocr_languages: "jpn+eng".into(),
             ocr_page_secs: 20,
@@ -303,10 +299,20 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_text_layer_is_refused() {
-        let err = Policy::from_toml("[pdf]\ntext_layer = true\n").unwrap_err();
-        assert!(err.to_string().contains("pdf.text_layer"), "{err}");
-        assert!(Policy::from_toml("[pdf]\ntext_layer = false\n").is_ok());
+    fn text_layer_is_on_by_default_and_can_be_turned_off() {
+        assert!(Policy::default().pdf.text_layer);
+        assert!(
+            Policy::from_toml("[pdf]\ntext_layer = true\n")
+                .unwrap()
+                .pdf
+                .text_layer
+        );
+        assert!(
+            !Policy::from_toml("[pdf]\ntext_layer = false\n")
+                .unwrap()
+                .pdf
+                .text_layer
+        );
     }
 
     #[test]

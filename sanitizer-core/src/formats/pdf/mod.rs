@@ -11,9 +11,10 @@
 //! Fonts the PDF does not embed (Japanese above all) are resolved from the policy's CJK font
 //! files ([`fonts`]); text that still has no font gives the `pdf.font_missing` warning.
 //!
-//! Not implemented: `pdf.text_layer` (an invisible OCR-free text layer over rasterized pages).
-//! Copying the input's text into the output would carry its encoding tricks along; the option
-//! is accepted by the policy but has no effect yet.
+//! `pdf.text_layer` (default on) puts the original's visible text over rasterized pages as
+//! invisible text in a font of our own ([`text`]); with `pdf.ocr` and a lent OCR engine, pages
+//! without text are recognised instead. Only Unicode characters cross, never the original's
+//! fonts or encodings.
 
 pub mod active;
 pub mod clean;
@@ -36,6 +37,8 @@ use crate::threats as t;
 
 /// Warning id: some text could not be given a font; the page may be incomplete.
 pub const WARN_FONT_MISSING: &str = "pdf.font_missing";
+/// Warning id: the OCR engine failed on some page, which was delivered without a text layer.
+pub const WARN_OCR_FAILED: &str = "pdf.ocr_failed";
 
 /// The PDF sanitizer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -114,10 +117,21 @@ impl FormatSanitizer for PdfSanitizer {
                     .then(|| clean::repaired_copy(input, cx.budget()))
                     .flatten();
                 let source = repaired.as_deref().unwrap_or(input);
-                let (bytes, stats) = rasterize::rasterize(source, policy.dpi, &fonts, cx.budget())?;
+                let ocr = if policy.ocr { cx.ocr() } else { None };
+                let options = rasterize::RasterOptions {
+                    dpi: policy.dpi,
+                    text_layer: policy.text_layer,
+                    ocr,
+                    ocr_languages: &policy.ocr_languages,
+                    ocr_page_secs: policy.ocr_page_secs,
+                };
+                let (bytes, stats) = rasterize::rasterize(source, &options, &fonts, cx.budget())?;
                 recheck(&bytes, PdfMode::Rasterize)?;
                 if stats.font_missing {
                     cx.warn(WARN_FONT_MISSING);
+                }
+                if stats.ocr_failed > 0 {
+                    cx.warn(WARN_OCR_FAILED);
                 }
                 let detail = serde_json::json!({
                     "mode": "rasterize",
@@ -125,14 +139,29 @@ impl FormatSanitizer for PdfSanitizer {
                     "dpi": policy.dpi,
                     "clamped_pages": stats.clamped,
                     "encodings": stats.encodings,
+                    "text_layer": {
+                        "enabled": policy.text_layer,
+                        "pages": stats.text_pages,
+                        "words": stats.words,
+                        "words_dropped_invisible": stats.words_dropped,
+                        "pages_ocr": stats.ocr_pages,
+                        "pages_ocr_failed": stats.ocr_failed,
+                    },
                 });
-                Ok(Rebuilt::new(bytes, Action::Rasterized, Kind::Pdf, "application/pdf")
-                    .with_threats(found)
-                    .with_reason(format!(
-                        "{} page(s) rasterized to images; text, links and active content removed",
-                        stats.pages
-                    ))
-                    .with_detail(detail))
+                Ok(
+                    Rebuilt::new(bytes, Action::Rasterized, Kind::Pdf, "application/pdf")
+                        .with_threats(found)
+                        .with_reason(format!(
+                            "{} page(s) rasterized to images{}; links and active content removed",
+                            stats.pages,
+                            if stats.text_pages > 0 {
+                                "; visible text kept as an invisible text layer"
+                            } else {
+                                "; text removed"
+                            }
+                        ))
+                        .with_detail(detail),
+                )
             }
             PdfMode::Clean => {
                 let cleaned = clean::clean(input, cx.budget())?;

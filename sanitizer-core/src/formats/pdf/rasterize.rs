@@ -9,7 +9,13 @@
 //!    them ([`super::encode`]); a worker may run at most [`WINDOW`] pages ahead of the writer;
 //! 3. the calling thread writes the pages in their original order with pdf-writer: a catalog,
 //!    a page tree, and per page a MediaBox of the rendered (cropped, rotated) size, one image
-//!    XObject and a content stream that paints it. No metadata, fonts, annotations or actions.
+//!    XObject and a content stream that paints it. No metadata, annotations or actions.
+//!
+//! With `text_layer` on, each worker also interprets its page a second time for the glyphs
+//! (hayro's render device is private, so the render itself cannot hand them out), keeps the
+//! words the rendered pixels show were visible, or asks the lent OCR engine for a page without
+//! any; the writer puts them over the image as invisible text in the one font of [`text`]
+//! (written once per document).
 //!
 //! A render that panics is caught in its worker and fails the document; the deadline is
 //! checked before every page (a single page's render cannot be interrupted: the daemon's
@@ -21,16 +27,18 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use hayro::hayro_interpret::{InterpreterSettings, InterpreterWarning};
+use hayro::hayro_interpret::{InterpreterCache, InterpreterSettings, InterpreterWarning};
 use hayro::hayro_syntax::{LoadPdfError, Pdf as HayroPdf, PdfData};
 use hayro::{PixmapSettings, RenderCache, RenderSettings};
-use pdf_writer::{Content, Name, Pdf, Rect, Ref};
+use pdf_writer::{Content, Filter, Name, Pdf, Rect, Ref};
 
 use crate::error::SanitizeError;
 use crate::limits::{Budget, LimitKind};
+use crate::pipeline::Ocr;
 
 use super::encode::{EncodedPage, encode_page, write_images};
 use super::fonts::FontResolver;
+use super::text::{self, OcrRequest, PageText, Pixels, font::LayerFont};
 
 /// Most render threads used for one document.
 pub const MAX_WORKERS: usize = 4;
@@ -47,6 +55,46 @@ struct PagePlan {
     scale: f32,
 }
 
+/// What [`rasterize`] does besides rendering.
+#[derive(Clone, Copy)]
+pub struct RasterOptions<'o> {
+    /// Render resolution.
+    pub dpi: u32,
+    /// Write an invisible text layer of the original's visible text.
+    pub text_layer: bool,
+    /// OCR engine for pages without text (only used with `text_layer`).
+    pub ocr: Option<&'o dyn Ocr>,
+    /// Languages for the OCR engine (`jpn+eng`).
+    pub ocr_languages: &'o str,
+    /// Wall-clock seconds the OCR of one page may take.
+    pub ocr_page_secs: u32,
+}
+
+impl std::fmt::Debug for RasterOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RasterOptions")
+            .field("dpi", &self.dpi)
+            .field("text_layer", &self.text_layer)
+            .field("ocr", &self.ocr.is_some())
+            .field("ocr_languages", &self.ocr_languages)
+            .field("ocr_page_secs", &self.ocr_page_secs)
+            .finish()
+    }
+}
+
+impl RasterOptions<'_> {
+    /// Image only, at `dpi`.
+    pub fn image_only(dpi: u32) -> RasterOptions<'static> {
+        RasterOptions {
+            dpi,
+            text_layer: false,
+            ocr: None,
+            ocr_languages: "",
+            ocr_page_secs: 0,
+        }
+    }
+}
+
 /// Statistics for the report and the benchmark.
 #[derive(Debug, Default, Clone)]
 pub struct RasterStats {
@@ -58,6 +106,16 @@ pub struct RasterStats {
     pub encodings: BTreeMap<&'static str, usize>,
     /// Whether some text had no font (the page may be incomplete).
     pub font_missing: bool,
+    /// Pages with a text layer.
+    pub text_pages: usize,
+    /// Words written into the text layer.
+    pub words: usize,
+    /// Words of the original not written because they were not visible.
+    pub words_dropped: usize,
+    /// Pages given to the OCR engine.
+    pub ocr_pages: usize,
+    /// Pages whose OCR failed (delivered without a layer).
+    pub ocr_failed: usize,
 }
 
 /// Render settings of the interpreter for one thread.
@@ -134,12 +192,52 @@ struct Progress {
     abort: bool,
 }
 
-type PageResult = Result<EncodedPage, SanitizeError>;
+/// A rendered, encoded page and its text.
+struct RenderedPage {
+    image: EncodedPage,
+    text: PageText,
+}
+
+type PageResult = Result<RenderedPage, SanitizeError>;
+
+/// What a worker needs for the text of its pages.
+struct TextJob<'a, 'o> {
+    cache: InterpreterCache<'a>,
+    ocr: Option<OcrRequest<'o>>,
+}
+
+/// The visible words of `page` (or its OCR words when it has none); a panic in the text-only
+/// interpretation costs the page its layer, not the document.
+fn page_text<'a>(
+    page: &'a hayro::hayro_syntax::page::Page<'a>,
+    job: &TextJob<'a, '_>,
+    settings: &InterpreterSettings,
+    pixels: &Pixels<'_>,
+) -> PageText {
+    let found = catch_unwind(AssertUnwindSafe(|| {
+        let glyphs = text::extract::page_glyphs(page, &job.cache, settings);
+        text::words::group(&glyphs.glyphs, pixels)
+    }))
+    .unwrap_or_default();
+    match job.ocr {
+        Some(request) if found.words.is_empty() => PageText {
+            dropped: found.dropped,
+            ..text::recognize(request, pixels)
+        },
+        _ => PageText {
+            words: found.words,
+            turns: found.turns,
+            dropped: found.dropped,
+            ..PageText::default()
+        },
+    }
+}
 
 fn render_one<'a>(
     pdf: &'a HayroPdf,
     cache: &RenderCache<'a>,
     settings: &InterpreterSettings,
+    text_job: Option<&TextJob<'a, '_>>,
     index: usize,
     plan: PagePlan,
 ) -> PageResult {
@@ -158,16 +256,30 @@ fn render_one<'a>(
             bg_color: hayro::vello_cpu::color::palette::css::WHITE,
         },
     );
-    encode_page(
-        pixmap.data_as_u8_slice(),
-        u32::from(pixmap.width()),
-        u32::from(pixmap.height()),
-    )
+    let (width, height) = (u32::from(pixmap.width()), u32::from(pixmap.height()));
+    let rgba = pixmap.data_as_u8_slice();
+    let text = match text_job {
+        Some(job) => {
+            let pixels = Pixels {
+                rgba,
+                width,
+                height,
+                scale: f64::from(plan.scale),
+            };
+            page_text(page, job, settings, &pixels)
+        }
+        None => PageText::default(),
+    };
+    Ok(RenderedPage {
+        image: encode_page(rgba, width, height)?,
+        text,
+    })
 }
 
 fn worker(
     data: &PdfData,
     plans: &[PagePlan],
+    options: &RasterOptions<'_>,
     fonts: &FontResolver,
     progress: &(Mutex<Progress>, Condvar),
     deadline: Instant,
@@ -184,6 +296,10 @@ fn worker(
     };
     let cache = RenderCache::new();
     let settings = interpreter_settings(fonts);
+    let mut text_job = options.text_layer.then(|| TextJob {
+        cache: InterpreterCache::new(),
+        ocr: None,
+    });
     let (lock, cvar) = progress;
     loop {
         let index = {
@@ -203,8 +319,17 @@ fn worker(
                 "deadline passed while rendering",
             ))
         } else if let Some(plan) = plans.get(index) {
+            if let Some(job) = text_job.as_mut() {
+                let page_deadline =
+                    Instant::now() + std::time::Duration::from_secs(options.ocr_page_secs.into());
+                job.ocr = options.ocr.map(|engine| OcrRequest {
+                    engine,
+                    languages: options.ocr_languages,
+                    deadline: page_deadline.min(deadline),
+                });
+            }
             catch_unwind(AssertUnwindSafe(|| {
-                render_one(&pdf, &cache, &settings, index, *plan)
+                render_one(&pdf, &cache, &settings, text_job.as_ref(), index, *plan)
             }))
             .unwrap_or_else(|_| {
                 Err(SanitizeError::Malformed(format!(
@@ -234,6 +359,12 @@ impl RefAlloc {
         RefAlloc(3)
     }
 
+    /// An allocator for unit tests that write objects outside a whole document.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        RefAlloc::new()
+    }
+
     /// The next free object number.
     pub fn bump(&mut self) -> Result<Ref, SanitizeError> {
         let r = Ref::new(self.0);
@@ -245,26 +376,45 @@ impl RefAlloc {
     }
 }
 
-/// Writes one page; returns its object.
+/// Writes one page (its image, then its text layer in `layer`, created on first use); returns
+/// its object, the words written and the bytes of its content stream.
 fn write_page(
     out: &mut Pdf,
     alloc: &mut RefAlloc,
     plan: PagePlan,
-    page: &EncodedPage,
-) -> Result<Ref, SanitizeError> {
+    page: &RenderedPage,
+    layer: &mut Option<LayerFont>,
+) -> Result<(Ref, usize, usize), SanitizeError> {
     let page_ref = alloc.bump()?;
     let content_ref = alloc.bump()?;
     let mut content = Content::new();
     let xobjects = write_images(
         out,
         alloc,
-        page,
+        &page.image,
         plan.width_pt,
         plan.height_pt,
         &mut content,
     )?;
+    let mut words = 0;
+    if !page.text.words.is_empty() {
+        if layer.is_none() {
+            *layer = Some(LayerFont::new(alloc)?);
+        }
+        if let Some(font) = layer.as_mut() {
+            words = text::write_words(&mut content, font, &page.text.words, &page.text.turns);
+        }
+    }
     let content = content.finish();
-    out.stream(content_ref, &content);
+    let content_len;
+    if words > 0 {
+        let packed = text::font::flate(&content)?;
+        content_len = packed.len();
+        out.stream(content_ref, &packed).filter(Filter::FlateDecode);
+    } else {
+        content_len = content.len();
+        out.stream(content_ref, &content);
+    }
     let mut p = out.page(page_ref);
     p.media_box(Rect::new(0.0, 0.0, plan.width_pt, plan.height_pt));
     p.parent(Ref::new(2));
@@ -274,16 +424,26 @@ fn write_page(
     for (name, r) in &xobjects {
         names.pair(Name(name.as_bytes()), *r);
     }
-    Ok(page_ref)
+    drop(names);
+    if words > 0
+        && let Some(font) = layer.as_ref()
+    {
+        resources
+            .fonts()
+            .pair(Name(text::font::RESOURCE_NAME), font.font_ref());
+    }
+    Ok((page_ref, words, content_len))
 }
 
-/// Renders `input` at `dpi` into a new image-only PDF.
+/// Renders `input` at `options.dpi` into a new image-only PDF, with an invisible text layer
+/// when `options.text_layer` is on.
 pub fn rasterize(
     input: &[u8],
-    dpi: u32,
+    options: &RasterOptions<'_>,
     fonts: &FontResolver,
     budget: &mut Budget,
 ) -> Result<(Vec<u8>, RasterStats), SanitizeError> {
+    let dpi = options.dpi;
     let data: PdfData = Arc::new(input.to_vec()).into();
     let mut stats = RasterStats::default();
     let plans = {
@@ -309,6 +469,7 @@ pub fn rasterize(
     let mut out = Pdf::new();
     let mut alloc = RefAlloc::new();
     let mut kids: Vec<Ref> = Vec::with_capacity(n);
+    let mut layer: Option<LayerFont> = None;
     let mut out_bytes: u64 = 0;
 
     let written: Result<(), SanitizeError> = std::thread::scope(|scope| {
@@ -316,10 +477,10 @@ pub fn rasterize(
         for _ in 0..workers {
             let tx = tx.clone();
             let (data, plans, progress) = (&data, &plans, &progress);
-            scope.spawn(move || worker(data, plans, fonts, progress, deadline, &tx));
+            scope.spawn(move || worker(data, plans, options, fonts, progress, deadline, &tx));
         }
         drop(tx);
-        let mut pending: BTreeMap<usize, EncodedPage> = BTreeMap::new();
+        let mut pending: BTreeMap<usize, RenderedPage> = BTreeMap::new();
         let mut next = 0usize;
         let result = (|| {
             while next < n {
@@ -333,15 +494,23 @@ pub fn rasterize(
                         .get(next)
                         .copied()
                         .ok_or_else(|| SanitizeError::Internal("plan missing".into()))?;
-                    out_bytes = out_bytes.saturating_add(page.byte_len() as u64);
+                    out_bytes = out_bytes.saturating_add(page.image.byte_len() as u64);
+                    *stats.encodings.entry(page.image.label()).or_insert(0) += 1;
+                    let (page_ref, words, content_len) =
+                        write_page(&mut out, &mut alloc, plan, &page, &mut layer)?;
+                    out_bytes = out_bytes.saturating_add(content_len as u64);
                     if out_bytes > max_output {
                         return Err(SanitizeError::limit(
                             LimitKind::OutputBytes,
                             format!("rasterized output over {max_output} bytes"),
                         ));
                     }
-                    *stats.encodings.entry(page.label()).or_insert(0) += 1;
-                    kids.push(write_page(&mut out, &mut alloc, plan, &page)?);
+                    kids.push(page_ref);
+                    stats.words += words;
+                    stats.text_pages += usize::from(words > 0);
+                    stats.words_dropped += page.text.dropped;
+                    stats.ocr_pages += usize::from(page.text.ocr);
+                    stats.ocr_failed += usize::from(page.text.ocr_error.is_some());
                     next += 1;
                     let (lock, cvar) = &progress;
                     lock.lock().unwrap_or_else(|e| e.into_inner()).written = next;
@@ -356,6 +525,9 @@ pub fn rasterize(
         result
     });
     written?;
+    if let Some(font) = layer {
+        font.write(&mut out, &mut alloc)?;
+    }
 
     out.pages(Ref::new(2)).kids(kids).count(to_i32(n)?);
     out.catalog(Ref::new(1)).pages(Ref::new(2));
