@@ -127,6 +127,51 @@ impl Converter for PipeConverter {
     }
 }
 
+/// Asks the parent to recognise the text of a page, over the same pipe as [`PipeConverter`]
+/// (sharing its lock, so a request and its answer are never interleaved with another).
+struct PipeOcr<'a> {
+    io: &'a Mutex<(io::Stdin, io::Stdout)>,
+}
+
+impl sanitizer_core::pipeline::Ocr for PipeOcr<'_> {
+    fn recognize(
+        &self,
+        grey: &[u8],
+        width: u32,
+        height: u32,
+        dpi: u32,
+        languages: &str,
+        deadline: Instant,
+    ) -> Result<Vec<sanitizer_core::pipeline::OcrWord>, String> {
+        let mut guard = self.io.lock().map_err(|_| "OCR lock poisoned".to_owned())?;
+        let (stdin, stdout) = &mut *guard;
+        let req = wire::OcrRequest {
+            width,
+            height,
+            dpi,
+            languages: languages.to_owned(),
+            timeout_ms: u64::try_from(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        };
+        wire::write_frame(&mut stdout.lock(), tag::OCR, &req, grey).map_err(|e| e.to_string())?;
+        let frame = wire::read_frame(&mut stdin.lock(), 0)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "parent closed the pipe".to_owned())?;
+        if frame.tag != tag::OCR_REPLY {
+            return Err("unexpected frame from parent".into());
+        }
+        let reply: wire::OcrReply = frame.header().map_err(|e| e.to_string())?;
+        match reply.error {
+            None => Ok(reply.words.into_iter().map(Into::into).collect()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 /// Set in the environment of a worker that re-executed itself to drop inherited descriptors.
 const REEXEC_MARK: &str = "MUGAI_WORKER_FDS_SHED";
 
@@ -206,13 +251,16 @@ pub fn run(args: &[String]) -> i32 {
     let converter = PipeConverter {
         io: Mutex::new((stdin, io::stdout())),
     };
+    let ocr = PipeOcr { io: &converter.io };
     let fonts: std::sync::Arc<dyn sanitizer_core::FontSource> =
         std::sync::Arc::new(crate::fonts::FileFonts::new(&header.host));
     let services = Services {
         converter: header.converter.then_some(&converter as &dyn Converter),
         fonts: Some(&fonts),
         archive_password: None,
-        ocr: None,
+        ocr: header
+            .ocr
+            .then_some(&ocr as &dyn sanitizer_core::pipeline::Ocr),
     };
     // The same dispatch as the in-process path: one function decides file or mail.
     let job = crate::sanitize::Job {
