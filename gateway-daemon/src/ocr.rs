@@ -180,8 +180,7 @@ impl Tesseract {
             let last = said
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("Warning"))
-                .next_back()
+                .rfind(|l| !l.is_empty() && !l.starts_with("Warning"))
                 .unwrap_or("no message");
             return Err(format!("tesseract failed ({status}): {}", clean_text(last)));
         }
@@ -321,7 +320,8 @@ fn parse_word(line: &str, width: u32, height: u32) -> Option<OcrWord> {
     let mut num = || f.next()?.trim().parse::<i64>().ok();
     let (left, top, w, h) = (num()?, num()?, num()?, num()?);
     let conf: f32 = f.next()?.trim().parse().ok()?;
-    if !(conf >= MIN_CONFIDENCE) {
+    // NaN is never confident enough.
+    if conf.is_nan() || conf < MIN_CONFIDENCE {
         return None;
     }
     let text = clean_text(f.next()?.trim_end_matches(['\r', '\n']));
