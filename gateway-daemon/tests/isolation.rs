@@ -306,6 +306,97 @@ fn libreoffice_converts_inside_the_sandbox() {
     assert!(docx.starts_with(b"PK"));
 }
 
+/// Tesseract, confined by the trampoline as the daemon runs it, reads English and Japanese off
+/// a 150 DPI grey page (typeset by LibreOffice, rendered by mutool).
+#[test]
+fn tesseract_recognises_a_page_inside_the_sandbox() {
+    use sanitizer_core::pipeline::Ocr;
+    let tools = ["soffice", "mutool", "tesseract"];
+    if tools
+        .iter()
+        .any(|t| Command::new(t).arg("--version").output().is_err())
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have {tools:?} installed"
+        );
+        eprintln!("NOTICE: {tools:?} not all installed; skipping the confined OCR check");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let txt = d.path().join("page.txt");
+    std::fs::write(
+        &txt,
+        "Sanitized invoice number 4521 for the city office\n請求書の金額は五万円です\n",
+    )
+    .unwrap();
+    let lo = Command::new("soffice")
+        .arg(format!(
+            "-env:UserInstallation=file://{}/profile",
+            d.path().display()
+        ))
+        .args([
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            "pdf",
+            "--outdir",
+        ])
+        .arg(d.path())
+        .arg(&txt)
+        .output()
+        .unwrap();
+    assert!(lo.status.success(), "{lo:?}");
+    let pgm = d.path().join("page.pgm");
+    let draw = Command::new("mutool")
+        .args(["draw", "-q", "-r", "150", "-c", "gray", "-o"])
+        .arg(&pgm)
+        .arg(d.path().join("page.pdf"))
+        .output()
+        .unwrap();
+    assert!(draw.status.success(), "{draw:?}");
+    // P5 header: magic, width, height, maxval, each followed by one whitespace byte.
+    let bytes = std::fs::read(&pgm).unwrap();
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        let end = at
+            + bytes[at..]
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .unwrap();
+        fields.push(std::str::from_utf8(&bytes[at..end]).unwrap().to_owned());
+        at = end + 1;
+    }
+    assert_eq!((fields[0].as_str(), fields[3].as_str()), ("P5", "255"));
+    let (w, h): (u32, u32) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    let grey = &bytes[at..];
+    let engine = gateway_daemon::ocr::Tesseract::find("tesseract", Duration::from_secs(60))
+        .unwrap()
+        .confined(env!("CARGO_BIN_EXE_mugai"));
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let words = engine
+        .recognize(grey, w, h, 150, "jpn+eng", deadline)
+        .unwrap();
+    eprintln!(
+        "confined tesseract, jpn+eng, {w}x{h}: {:?}",
+        started.elapsed()
+    );
+    let text: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    for word in ["Sanitized", "invoice", "4521", "office", "請求", "金額"] {
+        assert!(text.contains(&word), "{word:?} not in {text:?}");
+    }
+    let invoice = words.iter().find(|x| x.text == "invoice").unwrap();
+    // On the first line, about an inch from the left edge, inside the image.
+    assert!(invoice.left > 150 && invoice.top < 300, "{invoice:?}");
+    assert!(
+        words
+            .iter()
+            .all(|x| x.left + x.width <= w && x.top + x.height <= h)
+    );
+}
+
 /// Every corpus sample gives the same output and the same report items through the pool as in
 /// this process (report ids differ by design; they are replaced before comparing).
 #[test]
