@@ -451,7 +451,7 @@ impl Pool {
     ) -> std::io::Result<()> {
         let reply = match (&self.converter, frame.header::<ConvertRequest>()) {
             (Some(conv), Ok(req)) => {
-                let by = deadline.min(Instant::now() + Duration::from_millis(req.timeout_ms));
+                let by = within(deadline, req.timeout_ms);
                 conv.convert(&frame.body, &req.from_ext, &req.to, by)
             }
             (None, _) => Err("no converter available".to_owned()),
@@ -489,7 +489,7 @@ impl Pool {
         let words = match (&self.ocr, frame.header::<wire::OcrRequest>()) {
             (Some(ocr), Ok(req)) => {
                 check_ocr_request(&req, frame.body.len(), policy).and_then(|()| {
-                    let by = deadline.min(Instant::now() + Duration::from_millis(req.timeout_ms));
+                    let by = within(deadline, req.timeout_ms);
                     ocr.recognize(
                         &frame.body,
                         req.width,
@@ -516,6 +516,14 @@ impl Pool {
         wire::write_frame(stdin, tag::OCR_REPLY, &reply, b"")?;
         stdin.flush()
     }
+}
+
+/// The earlier of `deadline` and `timeout_ms` from now. The worker names the timeout, so it
+/// may be absurd: past the end of time it is simply `deadline` (never an overflow panic).
+fn within(deadline: Instant, timeout_ms: u64) -> Instant {
+    Instant::now()
+        .checked_add(Duration::from_millis(timeout_ms))
+        .map_or(deadline, |t| deadline.min(t))
 }
 
 /// Whether the parent may run OCR for a worker's `req` with a body of `body_len` bytes under
@@ -835,6 +843,13 @@ mod tests {
         let mut pipe = Vec::new();
         wire::write_frame(&mut pipe, tag::RESULT, &"h", &[0u8; 1001]).unwrap();
         assert!(wire::read_frame(&mut &pipe[..], frame_cap(1 << 30, &policy)).is_err());
+    }
+
+    #[test]
+    fn a_worker_cannot_stretch_or_overflow_the_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(within(deadline, u64::MAX), deadline);
+        assert!(within(deadline, 10) < deadline);
     }
 
     #[test]
