@@ -2417,3 +2417,26 @@ fn office_documents_become_pages_of_pixels() {
         "no searchable text in the rasterized output of {missing_text:?}"
     );
 }
+
+#[test]
+fn check_config_names_a_missing_tesseract_only_when_ocr_is_on() {
+    let d = tempfile::tempdir().unwrap();
+    let host = "[host]\ntesseract = \"/nonexistent/tesseract\"\n";
+    let on = write(
+        d.path(),
+        "on.toml",
+        format!("{host}[policy.pdf]\nocr = true\n").as_bytes(),
+    );
+    mugai()
+        .arg("check-config")
+        .arg(&on)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("host.tesseract"));
+    for off in [host.to_owned(), "[host]\ntesseract = \"\"\n".to_owned()] {
+        let off = write(d.path(), "off.toml", off.as_bytes());
+        let assert = mugai().arg("check-config").arg(&off).assert();
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(!err.contains("host.tesseract"), "{err}");
+    }
+}
