@@ -263,7 +263,7 @@ def main():
         print("| Office document | tool | pages | pages/s (wall) | wall s | CPU s | peak RSS MiB | output |")
         print("|---|---|---|---|---|---|---|---|")
         for r in offices:
-            out = "%.2f MB" % (r["output_bytes"] / 1e6) if r["output_bytes"] else "-"
+            out = "%.0f KB" % (r["output_bytes"] / 1e3) if r["output_bytes"] else "-"
             status = "" if r["exit"] == 0 else " (exit %d)" % r["exit"]
             print("| %s | %s%s | %d | %s | %.2f | %.2f | %.0f | %s |" % (
                 r["doc"], r["tool"], status, r["pages"], r["pages_per_s"], r["seconds"],
