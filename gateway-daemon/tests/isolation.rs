@@ -95,6 +95,64 @@ fn fact(pool: &Pool, name: &str) -> String {
     said.unwrap()
 }
 
+/// An OCR engine that finds one word anywhere.
+#[cfg(feature = "test-hooks")]
+struct OneWord;
+
+#[cfg(feature = "test-hooks")]
+impl sanitizer_core::pipeline::Ocr for OneWord {
+    fn recognize(
+        &self,
+        _grey: &[u8],
+        _width: u32,
+        _height: u32,
+        _dpi: u32,
+        _languages: &str,
+        _deadline: std::time::Instant,
+    ) -> Result<Vec<sanitizer_core::pipeline::OcrWord>, String> {
+        Ok(vec![sanitizer_core::pipeline::OcrWord {
+            text: "word".into(),
+            left: 0,
+            top: 0,
+            width: 1,
+            height: 1,
+        }])
+    }
+}
+
+/// The parent checks a worker's OCR requests before running anything, and answers a plain one.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn forged_ocr_requests_are_refused_by_the_parent() {
+    let pool = pool().with_ocr(std::sync::Arc::new(OneWord));
+    let mut p = policy();
+    p.pdf.ocr = true;
+    let out = pool.sanitize_file(&hook("ocr"), Some("x.txt"), &p).unwrap();
+    let said: Vec<&str> = out
+        .report
+        .items
+        .iter()
+        .find_map(|i| i.reason.split_once("hook ocr: "))
+        .map(|(_, s)| s.split(" | ").collect())
+        .unwrap_or_default();
+    assert_eq!(said.len(), 4, "{:?}", out.report);
+    assert!(said[0].contains("comes with 5 bytes"), "{said:?}");
+    assert!(said[1].contains("over the OCR cap"), "{said:?}");
+    assert!(said[2].contains("languages differ"), "{said:?}");
+    assert_eq!(said[3], "1 words", "{said:?}");
+    // Under a policy without OCR, nothing is recognised for the worker.
+    let out = pool
+        .sanitize_file(&hook("ocr"), Some("x.txt"), &policy())
+        .unwrap();
+    let reason = out
+        .report
+        .items
+        .iter()
+        .map(|i| i.reason.clone())
+        .collect::<String>();
+    assert!(!reason.contains("1 words"), "{reason}");
+}
+
 #[cfg(feature = "test-hooks")]
 #[test]
 fn spinning_worker_is_killed_at_the_deadline() {

@@ -464,7 +464,43 @@ mod hooks {
                     .map(drop)
                     .map_err(|e| e.to_string()),
             )),
+            "ocr" => said(ocr_probe()),
             _ => said("no such hook".to_owned()),
         }
+    }
+
+    /// Sends the parent OCR requests no honest worker would (a body that is not width x
+    /// height, an image over the cap, languages other than the policy's, a timeout past the
+    /// end of time) and one plain request; returns the parent's answers.
+    fn ocr_probe() -> String {
+        let ask = |width: u32, height: u32, body: &[u8], languages: &str, timeout_ms: u64| {
+            let req = wire::OcrRequest {
+                width,
+                height,
+                dpi: 150,
+                languages: languages.to_owned(),
+                timeout_ms,
+            };
+            if let Err(e) = wire::write_frame(&mut io::stdout().lock(), tag::OCR, &req, body) {
+                return format!("write: {e}");
+            }
+            match wire::read_frame(&mut io::stdin().lock(), 0) {
+                Ok(Some(f)) if f.tag == tag::OCR_REPLY => match f.header::<wire::OcrReply>() {
+                    Ok(r) => r
+                        .error
+                        .unwrap_or_else(|| format!("{} words", r.words.len())),
+                    Err(e) => format!("reply: {e}"),
+                },
+                _ => "no reply".to_owned(),
+            }
+        };
+        let white = [255u8; 6];
+        [
+            ask(3, 2, &white[..5], "jpn+eng", 1000),
+            ask(u32::MAX, u32::MAX, &white, "jpn+eng", 1000),
+            ask(3, 2, &white, "eng", 1000),
+            ask(3, 2, &white, "jpn+eng", u64::MAX),
+        ]
+        .join(" | ")
     }
 }
