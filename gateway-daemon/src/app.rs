@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sanitizer_core::pipeline::Ocr;
 use sanitizer_core::{Converter, Policy};
 
 use crate::config::Config;
 use crate::convert::LibreOffice;
 use crate::fonts::FileFonts;
 use crate::isolate::pool::{Isolated, PoolConfig};
+use crate::ocr::Tesseract;
 use crate::sanitize::{InProcess, Transform};
 use crate::sinks::quarantine::DirStore;
 
@@ -76,6 +78,7 @@ impl App {
 ///
 /// LibreOffice, when installed and the policy wants it, is lent as the document converter; it
 /// always runs confined (`mugai __confine`), in this process's care, never inside a worker.
+/// Tesseract is lent the same way as the text recogniser when the policy has `pdf.ocr` on.
 pub fn transform(
     policy: Policy,
     config: &Config,
@@ -97,10 +100,14 @@ pub fn transform(
     } else {
         None
     };
+    let ocr = ocr_engine(&policy, config, &exe);
     if no_isolation {
         let mut t = InProcess::new(policy).with_fonts(Arc::new(FileFonts::new(&config.host)));
         if let Some(c) = converter {
             t = t.with_converter(c);
+        }
+        if let Some(o) = ocr {
+            t = t.with_ocr(o);
         }
         return Ok(Arc::new(t));
     }
@@ -110,8 +117,34 @@ pub fn transform(
     if config.pool.workers > 0 {
         pool.size = config.pool.workers;
     }
-    let pool = Isolated::new(policy, pool, converter)
+    let mut pool = Isolated::new(policy, pool, converter)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("cannot start the sandboxed worker pool")?;
+    if let Some(o) = ocr {
+        pool = pool.with_ocr(o);
+    }
     Ok(Arc::new(pool))
+}
+
+/// Tesseract, confined, when the policy has `pdf.ocr` on and `host.tesseract` is found. When it
+/// is not, pages are delivered without a text layer (the core warns per page), so a missing
+/// engine is said once here, at start-up.
+fn ocr_engine(policy: &Policy, config: &Config, exe: &Path) -> Option<Arc<dyn Ocr + Send + Sync>> {
+    if !policy.pdf.ocr {
+        return None;
+    }
+    let timeout = Duration::from_secs(u64::from(policy.pdf.ocr_page_secs.max(1)));
+    match Tesseract::find(&config.host.tesseract, timeout) {
+        Some(t) => Some(Arc::new(
+            t.confined(exe)
+                .allow_without_landlock(config.pool.allow_without_landlock),
+        )),
+        None => {
+            tracing::warn!(
+                tesseract = %config.host.tesseract,
+                "Tesseract not found; pages without text get no text layer."
+            );
+            None
+        }
+    }
 }

@@ -25,6 +25,9 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 pub struct Host {
     /// The LibreOffice binary (a name is looked up in `PATH` once, at start-up).
     pub soffice: String,
+    /// Tesseract, for text recognition on rasterized pages (policy `pdf.ocr`); a name is looked
+    /// up in `PATH` once, at start-up; "" = no OCR.
+    pub tesseract: String,
     /// CJK font collection for text a PDF does not embed (sans; serif too when
     /// `cjk_serif_font` is empty).
     pub cjk_font: PathBuf,
@@ -38,6 +41,7 @@ impl Default for Host {
     fn default() -> Host {
         Host {
             soffice: "soffice".into(),
+            tesseract: "tesseract".into(),
             cjk_font: "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc".into(),
             cjk_serif_font: "/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc".into(),
             svg_font_dir: "/usr/share/fonts".into(),
@@ -484,6 +488,17 @@ impl Config {
                  removed (install libreoffice-writer-nogui, -calc-nogui, -impress-nogui, or set \
                  policy.office.convert_legacy = false and policy.office.rasterize = false)",
                 h.soffice
+            ));
+        }
+        if self.policy.pdf.ocr
+            && crate::ocr::Tesseract::find(&h.tesseract, std::time::Duration::from_secs(60))
+                .is_none()
+        {
+            problems.push(format!(
+                "host.tesseract: Tesseract ({:?}) not found: pages without text would be \
+                 delivered without a text layer (install tesseract-ocr and tesseract-ocr-jpn, or \
+                 set policy.pdf.ocr = false)",
+                h.tesseract
             ));
         }
         problems

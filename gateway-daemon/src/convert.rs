@@ -253,7 +253,7 @@ fn read_output(path: &Path, owner: u32, cap: u64) -> Result<Vec<u8>, String> {
 }
 
 /// Makes the conversion directory private (tempfile already creates it 0700 on Unix).
-fn restrict(dir: &Path) -> Result<(), String> {
+pub(crate) fn restrict(dir: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -266,7 +266,7 @@ fn restrict(dir: &Path) -> Result<(), String> {
 }
 
 /// Kills the child's whole process group (soffice is a wrapper that starts soffice.bin).
-fn kill_group(child: &mut std::process::Child) {
+pub(crate) fn kill_group(child: &mut std::process::Child) {
     // A system call, never a `kill` program looked up through PATH.
     if let Ok(pgid) = i32::try_from(child.id()) {
         let _ = nix::sys::signal::killpg(

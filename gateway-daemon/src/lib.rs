@@ -39,6 +39,7 @@ pub mod fonts;
 pub mod i18n;
 pub mod isolate;
 pub mod logging;
+pub mod ocr;
 pub mod release;
 pub mod sanitize;
 pub mod serve;

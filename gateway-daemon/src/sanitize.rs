@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use sanitizer_core::pipeline::Ocr;
 use sanitizer_core::preview::{PreviewLimits, Thumbnail, thumbnails};
 use sanitizer_core::report::{Kind, Report, Verdict};
 use sanitizer_core::unicode::{extension, normalize_filename, with_extension};
@@ -239,6 +240,7 @@ pub struct InProcess {
     policy: Policy,
     converter: Option<Arc<dyn Converter + Send + Sync>>,
     fonts: Option<Arc<dyn FontSource>>,
+    ocr: Option<Arc<dyn Ocr + Send + Sync>>,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -256,7 +258,14 @@ impl InProcess {
             policy,
             converter: None,
             fonts: None,
+            ocr: None,
         }
+    }
+
+    /// Lends the core a text recogniser (Tesseract) for pages without text (`pdf.ocr`).
+    pub fn with_ocr(mut self, ocr: Arc<dyn Ocr + Send + Sync>) -> InProcess {
+        self.ocr = Some(ocr);
+        self
     }
 
     /// Lends the core fonts for text documents name but do not embed.
@@ -278,7 +287,7 @@ impl Transform for InProcess {
             converter: self.converter.as_deref().map(|c| c as &dyn Converter),
             fonts: self.fonts.as_ref(),
             archive_password: None,
-            ocr: None,
+            ocr: self.ocr.as_deref().map(|o| o as &dyn Ocr),
         };
         Ok(sanitize(job, &self.policy, services))
     }

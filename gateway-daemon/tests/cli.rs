@@ -2110,3 +2110,335 @@ fn unlock_opens_a_ppap_file_with_the_password_from_stdin() {
     assert!(audit.contains("ppap_unlock_failed") && audit.contains("ppap_unlocked"));
     assert!(!audit.contains("kaigi-0601") && !audit.contains("guess"));
 }
+
+// ---- Issue 13: pages as pixels with text (OCR, Office rasterize) -------------------------
+
+/// Whether the external `tool` is installed; in CI (`.ci/run` installs them) it must be.
+fn have(tool: &str) -> bool {
+    let found = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} must be installed in CI"
+        );
+        eprintln!("NOTICE: {tool} not installed; test skipped");
+    }
+    found
+}
+
+/// Runs `program args` and returns its standard output, failing the test on a non-zero exit.
+fn run_tool(program: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `input` converted to PDF by LibreOffice itself, in `dir`.
+fn soffice_pdf(dir: &Path, input: &Path) -> PathBuf {
+    let profile = format!("-env:UserInstallation=file://{}/lo-profile", dir.display());
+    run_tool(
+        "soffice",
+        &[
+            profile.as_ref(),
+            "--headless".as_ref(),
+            "--norestore".as_ref(),
+            "--convert-to".as_ref(),
+            "pdf".as_ref(),
+            "--outdir".as_ref(),
+            dir.as_os_str(),
+            input.as_os_str(),
+        ],
+    );
+    dir.join(input.with_extension("pdf").file_name().unwrap())
+}
+
+fn pdf_pages(pdf: &Path) -> u32 {
+    let info = String::from_utf8(run_tool("pdfinfo", &[pdf.as_os_str()])).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn pdf_text(pdf: &Path) -> String {
+    String::from_utf8(run_tool("pdftotext", &[pdf.as_os_str(), "-".as_ref()])).unwrap()
+}
+
+/// A scanned-style page: `text` (English and Japanese) laid out by LibreOffice, rendered to a
+/// 150 DPI grey PNG by mutool and wrapped back into a PDF that holds only that image.
+fn scanned_pdf(dir: &Path, text: &str) -> PathBuf {
+    let txt = write(dir, "scan-src.txt", text.as_bytes());
+    let typeset = soffice_pdf(dir, &txt);
+    let png = dir.join("scan.png");
+    let scan = dir.join("scanned.pdf");
+    run_tool(
+        "mutool",
+        &[
+            "draw".as_ref(),
+            "-q".as_ref(),
+            "-r".as_ref(),
+            "150".as_ref(),
+            "-c".as_ref(),
+            "gray".as_ref(),
+            "-o".as_ref(),
+            png.as_os_str(),
+            typeset.as_os_str(),
+        ],
+    );
+    run_tool(
+        "mutool",
+        &[
+            "convert".as_ref(),
+            "-o".as_ref(),
+            scan.as_os_str(),
+            png.as_os_str(),
+        ],
+    );
+    scan
+}
+
+/// Every `/Name` key and `/Subtype` value in `pdf`'s objects, read with `qpdf --json`.
+fn pdf_names(pdf: &Path) -> (Vec<String>, Vec<String>) {
+    fn walk(v: &Value, keys: &mut Vec<String>, subtypes: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k.starts_with('/') {
+                        keys.push(k.clone());
+                    }
+                    if k == "/Subtype"
+                        && let Some(s) = v.as_str()
+                    {
+                        subtypes.push(s.to_owned());
+                    }
+                    walk(v, keys, subtypes);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, keys, subtypes)),
+            _ => {}
+        }
+    }
+    let json = run_tool(
+        "qpdf",
+        &[
+            "--json=2".as_ref(),
+            "--json-key=qpdf".as_ref(),
+            pdf.as_os_str(),
+        ],
+    );
+    let json: Value = serde_json::from_slice(&json).unwrap();
+    let (mut keys, mut subtypes) = (Vec::new(), Vec::new());
+    walk(&json, &mut keys, &mut subtypes);
+    (keys, subtypes)
+}
+
+/// A rasterized output holds pages of images, their content streams and (with the text
+/// layer) fonts: nothing active, nothing attached, nothing a reader would act on.
+fn assert_only_pixels_and_text(pdf: &Path) {
+    let (keys, subtypes) = pdf_names(pdf);
+    for bad in [
+        "/JavaScript",
+        "/JS",
+        "/AA",
+        "/OpenAction",
+        "/Names",
+        "/EmbeddedFile",
+        "/EmbeddedFiles",
+        "/Annots",
+        "/AcroForm",
+        "/XFA",
+        "/Launch",
+        "/URI",
+        "/RichMedia",
+        "/OCProperties",
+    ] {
+        assert!(
+            !keys.iter().any(|k| k == bad),
+            "{}: has {bad}",
+            pdf.display()
+        );
+    }
+    let allowed = [
+        "/Image",
+        "/Type0",
+        "/CIDFontType0",
+        "/CIDFontType2",
+        "/TrueType",
+        "/Type1",
+        "/Type3",
+        "/CIDFontType0C",
+        "/OpenType",
+    ];
+    for s in &subtypes {
+        assert!(
+            allowed.contains(&s.as_str()),
+            "{}: object of subtype {s}",
+            pdf.display()
+        );
+    }
+    assert!(
+        subtypes.iter().any(|s| s == "/Image"),
+        "{}: no image",
+        pdf.display()
+    );
+}
+
+/// OCR end to end: a page that is only a picture of English and Japanese text comes out with
+/// a text layer a reader can search, through the sandboxed worker asking the parent, which
+/// runs Tesseract confined. (Needs the core's OCR hook, issue 13 branch i13-a.)
+#[test]
+fn scanned_pages_get_searchable_text_by_ocr() {
+    if !["soffice", "mutool", "tesseract", "pdftotext"]
+        .iter()
+        .all(|t| have(t))
+    {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let scan = scanned_pdf(
+        d.path(),
+        "Sanitized invoice number 4521 for the city office\n請求書の金額は五万円です\n",
+    );
+    assert_eq!(
+        pdf_text(&scan).trim(),
+        "",
+        "the scanned input has no text of its own"
+    );
+    // The text layer is on by default once issue 13 lands (branch i13-a).
+    let policy = write(
+        d.path(),
+        "ocr.toml",
+        b"[pdf]\nmode = \"rasterize\"\nocr = true\nocr_languages = \"jpn+eng\"\n",
+    );
+    let out = d.path().join("out.pdf");
+    for isolation in [true, false] {
+        let mut cmd = mugai();
+        cmd.arg("sanitize").arg("--policy").arg(&policy);
+        if !isolation {
+            cmd.arg("--no-isolation");
+        }
+        cmd.arg(&scan)
+            .arg("-o")
+            .arg(&out)
+            .args(["--report", "-"])
+            .assert()
+            .code(0);
+        assert_only_pixels_and_text(&out);
+        let text = pdf_text(&out);
+        for word in ["Sanitized", "invoice", "4521", "office", "請求", "金額"] {
+            assert!(
+                text.contains(word),
+                "isolation {isolation}: {word:?} not found by OCR in {text:?}"
+            );
+        }
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+/// Office rasterize end to end: documents become PDFs of pixels with exactly LibreOffice's
+/// pages, nothing active inside, and the text still searchable (the text layer; issue 13
+/// branch i13-a).
+#[test]
+fn office_documents_become_pages_of_pixels() {
+    if !["soffice", "pdfinfo", "pdftotext", "qpdf"]
+        .iter()
+        .all(|t| have(t))
+    {
+        return;
+    }
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/samples/office");
+    let d = tempfile::tempdir().unwrap();
+    // The text layer is on by default once issue 13 lands (branch i13-a).
+    let policy = write(
+        d.path(),
+        "raster.toml",
+        b"[office]\nrasterize = true\n[pdf]\nmode = \"rasterize\"\n",
+    );
+    // Word, Excel, PowerPoint (with an ActiveX control) and OpenDocument text, Japanese included.
+    let cases = [
+        ("japanese_plain.docx", "docx"),
+        ("macro.docm", "docm"),
+        ("dde_external.xlsx", "xlsx"),
+        ("activex_ole.pptx", "pptx"),
+        ("japanese_lo.odt", "odt"),
+    ];
+    let mut missing_text = Vec::new();
+    for (name, _) in cases {
+        let input = samples.join(name);
+        let reference_dir = d.path().join(format!("ref-{name}"));
+        std::fs::create_dir(&reference_dir).unwrap();
+        let reference = soffice_pdf(&reference_dir, &input);
+        let out = d.path().join(format!("{name}.pdf"));
+        let report = mugai()
+            .arg("sanitize")
+            .arg("--policy")
+            .arg(&policy)
+            .arg(&input)
+            .arg("-o")
+            .arg(&out)
+            .args(["--report", "-"])
+            .assert()
+            .code(0)
+            .get_output()
+            .stdout
+            .clone();
+        let report = json_lines(&String::from_utf8(report).unwrap());
+        let r = &report[0];
+        assert_eq!(r["verdict"], "sanitized", "{name}: {r}");
+        assert_eq!(r["output"]["kind"], "pdf", "{name}: {r}");
+        assert!(
+            std::fs::read(&out).unwrap().starts_with(b"%PDF-"),
+            "{name}: not a PDF"
+        );
+        assert_eq!(
+            pdf_pages(&out),
+            pdf_pages(&reference),
+            "{name}: page count differs from LibreOffice's own PDF"
+        );
+        assert_only_pixels_and_text(&out);
+        if pdf_text(&out).trim().is_empty() {
+            missing_text.push(name);
+        }
+    }
+    assert!(
+        missing_text.is_empty(),
+        "no searchable text in the rasterized output of {missing_text:?}"
+    );
+}
+
+#[test]
+fn check_config_names_a_missing_tesseract_only_when_ocr_is_on() {
+    let d = tempfile::tempdir().unwrap();
+    let host = "[host]\ntesseract = \"/nonexistent/tesseract\"\n";
+    let on = write(
+        d.path(),
+        "on.toml",
+        format!("{host}[policy.pdf]\nocr = true\n").as_bytes(),
+    );
+    mugai()
+        .arg("check-config")
+        .arg(&on)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("host.tesseract"));
+    for off in [host.to_owned(), "[host]\ntesseract = \"\"\n".to_owned()] {
+        let off = write(d.path(), "off.toml", off.as_bytes());
+        let assert = mugai().arg("check-config").arg(&off).assert();
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(!err.contains("host.tesseract"), "{err}");
+    }
+}

@@ -95,6 +95,64 @@ fn fact(pool: &Pool, name: &str) -> String {
     said.unwrap()
 }
 
+/// An OCR engine that finds one word anywhere.
+#[cfg(feature = "test-hooks")]
+struct OneWord;
+
+#[cfg(feature = "test-hooks")]
+impl sanitizer_core::pipeline::Ocr for OneWord {
+    fn recognize(
+        &self,
+        _grey: &[u8],
+        _width: u32,
+        _height: u32,
+        _dpi: u32,
+        _languages: &str,
+        _deadline: std::time::Instant,
+    ) -> Result<Vec<sanitizer_core::pipeline::OcrWord>, String> {
+        Ok(vec![sanitizer_core::pipeline::OcrWord {
+            text: "word".into(),
+            left: 0,
+            top: 0,
+            width: 1,
+            height: 1,
+        }])
+    }
+}
+
+/// The parent checks a worker's OCR requests before running anything, and answers a plain one.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn forged_ocr_requests_are_refused_by_the_parent() {
+    let pool = pool().with_ocr(std::sync::Arc::new(OneWord));
+    let mut p = policy();
+    p.pdf.ocr = true;
+    let out = pool.sanitize_file(&hook("ocr"), Some("x.txt"), &p).unwrap();
+    let said: Vec<&str> = out
+        .report
+        .items
+        .iter()
+        .find_map(|i| i.reason.split_once("hook ocr: "))
+        .map(|(_, s)| s.split(" | ").collect())
+        .unwrap_or_default();
+    assert_eq!(said.len(), 4, "{:?}", out.report);
+    assert!(said[0].contains("comes with 5 bytes"), "{said:?}");
+    assert!(said[1].contains("over the OCR cap"), "{said:?}");
+    assert!(said[2].contains("languages differ"), "{said:?}");
+    assert_eq!(said[3], "1 words", "{said:?}");
+    // Under a policy without OCR, nothing is recognised for the worker.
+    let out = pool
+        .sanitize_file(&hook("ocr"), Some("x.txt"), &policy())
+        .unwrap();
+    let reason = out
+        .report
+        .items
+        .iter()
+        .map(|i| i.reason.clone())
+        .collect::<String>();
+    assert!(!reason.contains("1 words"), "{reason}");
+}
+
 #[cfg(feature = "test-hooks")]
 #[test]
 fn spinning_worker_is_killed_at_the_deadline() {
@@ -304,6 +362,97 @@ fn libreoffice_converts_inside_the_sandbox() {
     assert!(out.status.success(), "{out:?}");
     let docx = std::fs::read(outdir.join("in.docx")).unwrap();
     assert!(docx.starts_with(b"PK"));
+}
+
+/// Tesseract, confined by the trampoline as the daemon runs it, reads English and Japanese off
+/// a 150 DPI grey page (typeset by LibreOffice, rendered by mutool).
+#[test]
+fn tesseract_recognises_a_page_inside_the_sandbox() {
+    use sanitizer_core::pipeline::Ocr;
+    let tools = ["soffice", "mutool", "tesseract"];
+    if tools
+        .iter()
+        .any(|t| Command::new(t).arg("--version").output().is_err())
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have {tools:?} installed"
+        );
+        eprintln!("NOTICE: {tools:?} not all installed; skipping the confined OCR check");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let txt = d.path().join("page.txt");
+    std::fs::write(
+        &txt,
+        "Sanitized invoice number 4521 for the city office\n請求書の金額は五万円です\n",
+    )
+    .unwrap();
+    let lo = Command::new("soffice")
+        .arg(format!(
+            "-env:UserInstallation=file://{}/profile",
+            d.path().display()
+        ))
+        .args([
+            "--headless",
+            "--norestore",
+            "--convert-to",
+            "pdf",
+            "--outdir",
+        ])
+        .arg(d.path())
+        .arg(&txt)
+        .output()
+        .unwrap();
+    assert!(lo.status.success(), "{lo:?}");
+    let pgm = d.path().join("page.pgm");
+    let draw = Command::new("mutool")
+        .args(["draw", "-q", "-r", "150", "-c", "gray", "-o"])
+        .arg(&pgm)
+        .arg(d.path().join("page.pdf"))
+        .output()
+        .unwrap();
+    assert!(draw.status.success(), "{draw:?}");
+    // P5 header: magic, width, height, maxval, each followed by one whitespace byte.
+    let bytes = std::fs::read(&pgm).unwrap();
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        let end = at
+            + bytes[at..]
+                .iter()
+                .position(u8::is_ascii_whitespace)
+                .unwrap();
+        fields.push(std::str::from_utf8(&bytes[at..end]).unwrap().to_owned());
+        at = end + 1;
+    }
+    assert_eq!((fields[0].as_str(), fields[3].as_str()), ("P5", "255"));
+    let (w, h): (u32, u32) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    let grey = &bytes[at..];
+    let engine = gateway_daemon::ocr::Tesseract::find("tesseract", Duration::from_secs(60))
+        .unwrap()
+        .confined(env!("CARGO_BIN_EXE_mugai"));
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let words = engine
+        .recognize(grey, w, h, 150, "jpn+eng", deadline)
+        .unwrap();
+    eprintln!(
+        "confined tesseract, jpn+eng, {w}x{h}: {:?}",
+        started.elapsed()
+    );
+    let text: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    for word in ["Sanitized", "invoice", "4521", "office", "請求", "金額"] {
+        assert!(text.contains(&word), "{word:?} not in {text:?}");
+    }
+    let invoice = words.iter().find(|x| x.text == "invoice").unwrap();
+    // On the first line, about an inch from the left edge, inside the image.
+    assert!(invoice.left > 150 && invoice.top < 300, "{invoice:?}");
+    assert!(
+        words
+            .iter()
+            .all(|x| x.left + x.width <= w && x.top + x.height <= h)
+    );
 }
 
 /// Every corpus sample gives the same output and the same report items through the pool as in

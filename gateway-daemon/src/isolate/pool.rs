@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sanitizer_core::pipeline::Ocr;
 use sanitizer_core::preview::{PreviewLimits, Thumbnail};
 use sanitizer_core::report::is_valid_report_id;
 use sanitizer_core::unicode::extension;
@@ -103,6 +104,7 @@ pub struct Pool {
     idle: Arc<Mutex<VecDeque<Worker>>>,
     converter: Option<Arc<dyn Converter + Send + Sync>>,
     warned_landlock: AtomicBool,
+    ocr: Option<Arc<dyn Ocr + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -269,7 +271,15 @@ impl Pool {
             idle: Arc::new(Mutex::new(idle)),
             converter,
             warned_landlock: AtomicBool::new(false),
+            ocr: None,
         })
+    }
+
+    /// Lends the workers a text recogniser (Tesseract), run here in the parent on their
+    /// behalf for jobs whose policy has `pdf.ocr` on.
+    pub fn with_ocr(mut self, ocr: Arc<dyn Ocr + Send + Sync>) -> Pool {
+        self.ocr = Some(ocr);
+        self
     }
 
     /// Takes an idle worker and starts its replacement in the background.
@@ -426,6 +436,8 @@ impl Pool {
             name: name.map(str::to_owned),
             policy: policy.clone(),
             converter: self.converter.is_some(),
+            // A preview draws pixels only: no OCR for it.
+            ocr: self.ocr.is_some() && policy.pdf.ocr && preview.is_none(),
             host: self.cfg.host.clone(),
             password: password.cloned(),
             preview,
@@ -447,6 +459,11 @@ impl Pool {
                     }
                     Ok(Event::Frame(f)) if f.tag == tag::CONVERT => {
                         if self.answer_convert(&mut w.stdin, &f, deadline).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Event::Frame(f)) if f.tag == tag::OCR => {
+                        if self.answer_ocr(&mut w.stdin, &f, policy, deadline).is_err() {
                             break;
                         }
                     }
@@ -478,7 +495,7 @@ impl Pool {
     ) -> std::io::Result<()> {
         let reply = match (&self.converter, frame.header::<ConvertRequest>()) {
             (Some(conv), Ok(req)) => {
-                let by = deadline.min(Instant::now() + Duration::from_millis(req.timeout_ms));
+                let by = within(deadline, req.timeout_ms);
                 conv.convert(&frame.body, &req.from_ext, &req.to, by)
             }
             (None, _) => Err("no converter available".to_owned()),
@@ -500,6 +517,74 @@ impl Pool {
         }?;
         stdin.flush()
     }
+}
+
+impl Pool {
+    /// Answers a worker's OCR request. The worker is not trusted: the request must come under a
+    /// policy with `pdf.ocr` on, name that policy's languages, and carry exactly
+    /// `width` x `height` bytes of at most [`ocr::MAX_PIXELS`](crate::ocr::MAX_PIXELS).
+    fn answer_ocr(
+        &self,
+        stdin: &mut ChildStdin,
+        frame: &Frame,
+        policy: &Policy,
+        deadline: Instant,
+    ) -> std::io::Result<()> {
+        let words = match (&self.ocr, frame.header::<wire::OcrRequest>()) {
+            (Some(ocr), Ok(req)) => {
+                check_ocr_request(&req, frame.body.len(), policy).and_then(|()| {
+                    let by = within(deadline, req.timeout_ms);
+                    ocr.recognize(
+                        &frame.body,
+                        req.width,
+                        req.height,
+                        req.dpi,
+                        &req.languages,
+                        by,
+                    )
+                })
+            }
+            (None, _) => Err("no OCR engine available".to_owned()),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        let reply = match words {
+            Ok(words) => wire::OcrReply {
+                error: None,
+                words: words.into_iter().map(Into::into).collect(),
+            },
+            Err(e) => wire::OcrReply {
+                error: Some(e),
+                words: Vec::new(),
+            },
+        };
+        wire::write_frame(stdin, tag::OCR_REPLY, &reply, b"")?;
+        stdin.flush()
+    }
+}
+
+/// The earlier of `deadline` and `timeout_ms` from now. The worker names the timeout, so it
+/// may be absurd: past the end of time it is simply `deadline` (never an overflow panic).
+fn within(deadline: Instant, timeout_ms: u64) -> Instant {
+    Instant::now()
+        .checked_add(Duration::from_millis(timeout_ms))
+        .map_or(deadline, |t| deadline.min(t))
+}
+
+/// Whether the parent may run OCR for a worker's `req` with a body of `body_len` bytes under
+/// `policy`.
+fn check_ocr_request(
+    req: &wire::OcrRequest,
+    body_len: usize,
+    policy: &Policy,
+) -> Result<(), String> {
+    if !policy.pdf.ocr {
+        return Err("OCR is off in this policy".into());
+    }
+    if req.languages != policy.pdf.ocr_languages {
+        return Err("OCR languages differ from the policy's".into());
+    }
+    crate::ocr::check_languages(&req.languages)?;
+    crate::ocr::check_image(body_len, req.width, req.height)
 }
 
 /// The [`Transform`] that runs every job in a sandboxed worker process.
@@ -527,6 +612,12 @@ impl Isolated {
             pool: Pool::new(cfg, converter)?,
             policy,
         })
+    }
+
+    /// Lends the workers a text recogniser (see [`Pool::with_ocr`]).
+    pub fn with_ocr(mut self, ocr: Arc<dyn Ocr + Send + Sync>) -> Isolated {
+        self.pool = self.pool.with_ocr(ocr);
+        self
     }
 }
 
@@ -855,6 +946,39 @@ mod tests {
         let mut pipe = Vec::new();
         wire::write_frame(&mut pipe, tag::RESULT, &"h", &[0u8; 1001]).unwrap();
         assert!(wire::read_frame(&mut &pipe[..], frame_cap(1 << 30, &policy)).is_err());
+    }
+
+    #[test]
+    fn a_worker_cannot_stretch_or_overflow_the_deadline() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(within(deadline, u64::MAX), deadline);
+        assert!(within(deadline, 10) < deadline);
+    }
+
+    #[test]
+    fn ocr_requests_from_a_worker_are_checked() {
+        let mut policy = Policy::default();
+        let req = |w: u32, h: u32, langs: &str| wire::OcrRequest {
+            width: w,
+            height: h,
+            dpi: 150,
+            languages: langs.into(),
+            timeout_ms: 1000,
+        };
+        // Off in the policy: refused whatever the worker says.
+        assert!(check_ocr_request(&req(3, 2, "jpn+eng"), 6, &policy).is_err());
+        policy.pdf.ocr = true;
+        assert!(check_ocr_request(&req(3, 2, "jpn+eng"), 6, &policy).is_ok());
+        // Languages other than the policy's, a body that is not width x height, too many
+        // pixels, an empty image.
+        assert!(check_ocr_request(&req(3, 2, "eng"), 6, &policy).is_err());
+        assert!(check_ocr_request(&req(3, 2, "jpn+eng"), 7, &policy).is_err());
+        assert!(check_ocr_request(&req(u32::MAX, u32::MAX, "jpn+eng"), 6, &policy).is_err());
+        assert!(check_ocr_request(&req(0, 2, "jpn+eng"), 0, &policy).is_err());
+        // A policy language list that is not of the expected form never reaches tesseract.
+        policy.pdf.ocr_languages = "eng --tessdata-dir /".into();
+        let r = req(3, 2, "eng --tessdata-dir /");
+        assert!(check_ocr_request(&r, 6, &policy).is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! | `J` | parent → worker | [`JobHeader`] | input bytes |
 //! | `C` | worker → parent | [`ConvertRequest`] | document to convert |
 //! | `c` | parent → worker | [`ConvertReply`] | converted document |
+//! | `O` | worker → parent | [`OcrRequest`] | 8-bit grey page image, row-major |
+//! | `o` | parent → worker | [`OcrReply`] (the words) | empty |
 //! | `R` | worker → parent | [`ResultHeader`] | output bytes (empty when blocked) |
 //! | `P` | worker → parent | [`PreviewHeader`] | raw RGB pictures, one after another |
 
@@ -35,6 +37,10 @@ pub mod tag {
     pub const RESULT: u8 = b'R';
     /// The pictures of a preview job.
     pub const PREVIEW: u8 = b'P';
+    /// A text-recognition request from the worker.
+    pub const OCR: u8 = b'O';
+    /// The answer to a text-recognition request.
+    pub const OCR_REPLY: u8 = b'o';
 }
 
 pub use crate::sanitize::Mode;
@@ -50,6 +56,9 @@ pub struct JobHeader {
     pub policy: Policy,
     /// Whether the parent can convert documents (LibreOffice) on the worker's behalf.
     pub converter: bool,
+    /// Whether the parent can recognise text (Tesseract) on the worker's behalf.
+    #[serde(default)]
+    pub ocr: bool,
     /// The configured font paths (the worker reads them lazily, inside its sandbox, and lends
     /// them to the core).
     pub host: crate::config::Host,
@@ -98,6 +107,71 @@ pub struct ConvertRequest {
 pub struct ConvertReply {
     /// `None` on success (body holds the document), else the error.
     pub error: Option<String>,
+}
+
+/// A page the worker asks the parent to recognise text on (`O` frame; the body holds
+/// `width` x `height` grey bytes). The parent checks every field before acting on it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OcrRequest {
+    /// Image width in pixels.
+    pub width: u32,
+    /// Image height in pixels.
+    pub height: u32,
+    /// Resolution the page was rendered at.
+    pub dpi: u32,
+    /// Tesseract languages (`jpn+eng`).
+    pub languages: String,
+    /// Milliseconds the worker can still wait.
+    pub timeout_ms: u64,
+}
+
+/// One recognised word, in image pixels (a wire copy of [`sanitizer_core::pipeline::OcrWord`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcrWordWire {
+    /// The word.
+    pub text: String,
+    /// Left edge.
+    pub left: u32,
+    /// Top edge.
+    pub top: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// The parent's answer to a text-recognition request (`o` frame, empty body).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OcrReply {
+    /// `None` on success, else the error.
+    pub error: Option<String>,
+    /// The words found.
+    #[serde(default)]
+    pub words: Vec<OcrWordWire>,
+}
+
+impl From<sanitizer_core::pipeline::OcrWord> for OcrWordWire {
+    fn from(w: sanitizer_core::pipeline::OcrWord) -> OcrWordWire {
+        OcrWordWire {
+            text: w.text,
+            left: w.left,
+            top: w.top,
+            width: w.width,
+            height: w.height,
+        }
+    }
+}
+
+impl From<OcrWordWire> for sanitizer_core::pipeline::OcrWord {
+    fn from(w: OcrWordWire) -> sanitizer_core::pipeline::OcrWord {
+        sanitizer_core::pipeline::OcrWord {
+            text: w.text,
+            left: w.left,
+            top: w.top,
+            width: w.width,
+            height: w.height,
+        }
+    }
 }
 
 /// The result header.

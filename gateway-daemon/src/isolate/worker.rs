@@ -129,6 +129,51 @@ impl Converter for PipeConverter {
     }
 }
 
+/// Asks the parent to recognise the text of a page, over the same pipe as [`PipeConverter`]
+/// (sharing its lock, so a request and its answer are never interleaved with another).
+struct PipeOcr<'a> {
+    io: &'a Mutex<(io::Stdin, io::Stdout)>,
+}
+
+impl sanitizer_core::pipeline::Ocr for PipeOcr<'_> {
+    fn recognize(
+        &self,
+        grey: &[u8],
+        width: u32,
+        height: u32,
+        dpi: u32,
+        languages: &str,
+        deadline: Instant,
+    ) -> Result<Vec<sanitizer_core::pipeline::OcrWord>, String> {
+        let mut guard = self.io.lock().map_err(|_| "OCR lock poisoned".to_owned())?;
+        let (stdin, stdout) = &mut *guard;
+        let req = wire::OcrRequest {
+            width,
+            height,
+            dpi,
+            languages: languages.to_owned(),
+            timeout_ms: u64::try_from(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        };
+        wire::write_frame(&mut stdout.lock(), tag::OCR, &req, grey).map_err(|e| e.to_string())?;
+        let frame = wire::read_frame(&mut stdin.lock(), 0)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "parent closed the pipe".to_owned())?;
+        if frame.tag != tag::OCR_REPLY {
+            return Err("unexpected frame from parent".into());
+        }
+        let reply: wire::OcrReply = frame.header().map_err(|e| e.to_string())?;
+        match reply.error {
+            None => Ok(reply.words.into_iter().map(Into::into).collect()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
 /// Set in the environment of a worker that re-executed itself to drop inherited descriptors.
 const REEXEC_MARK: &str = "MUGAI_WORKER_FDS_SHED";
 
@@ -208,13 +253,16 @@ pub fn run(args: &[String]) -> i32 {
     let converter = PipeConverter {
         io: Mutex::new((stdin, io::stdout())),
     };
+    let ocr = PipeOcr { io: &converter.io };
     let fonts: std::sync::Arc<dyn sanitizer_core::FontSource> =
         std::sync::Arc::new(crate::fonts::FileFonts::new(&header.host));
     let services = Services {
         converter: header.converter.then_some(&converter as &dyn Converter),
         fonts: Some(&fonts),
         archive_password: None,
-        ocr: None,
+        ocr: header
+            .ocr
+            .then_some(&ocr as &dyn sanitizer_core::pipeline::Ocr),
     };
     // The same dispatch as the in-process path: one function decides file or mail.
     let job = crate::sanitize::Job {
@@ -438,7 +486,43 @@ mod hooks {
                     .map(drop)
                     .map_err(|e| e.to_string()),
             )),
+            "ocr" => said(ocr_probe()),
             _ => said("no such hook".to_owned()),
         }
+    }
+
+    /// Sends the parent OCR requests no honest worker would (a body that is not width x
+    /// height, an image over the cap, languages other than the policy's, a timeout past the
+    /// end of time) and one plain request; returns the parent's answers.
+    fn ocr_probe() -> String {
+        let ask = |width: u32, height: u32, body: &[u8], languages: &str, timeout_ms: u64| {
+            let req = wire::OcrRequest {
+                width,
+                height,
+                dpi: 150,
+                languages: languages.to_owned(),
+                timeout_ms,
+            };
+            if let Err(e) = wire::write_frame(&mut io::stdout().lock(), tag::OCR, &req, body) {
+                return format!("write: {e}");
+            }
+            match wire::read_frame(&mut io::stdin().lock(), 0) {
+                Ok(Some(f)) if f.tag == tag::OCR_REPLY => match f.header::<wire::OcrReply>() {
+                    Ok(r) => r
+                        .error
+                        .unwrap_or_else(|| format!("{} words", r.words.len())),
+                    Err(e) => format!("reply: {e}"),
+                },
+                _ => "no reply".to_owned(),
+            }
+        };
+        let white = [255u8; 6];
+        [
+            ask(3, 2, &white[..5], "jpn+eng", 1000),
+            ask(u32::MAX, u32::MAX, &white, "jpn+eng", 1000),
+            ask(3, 2, &white, "eng", 1000),
+            ask(3, 2, &white, "jpn+eng", u64::MAX),
+        ]
+        .join(" | ")
     }
 }

@@ -300,6 +300,11 @@ fn worker(
         cache: InterpreterCache::new(),
         ocr: None,
     });
+    // OCR takes seconds a page: it may use the first two thirds of the item's time, so a long
+    // scan still finishes (its last pages without a layer, with a warning) instead of tripping
+    // the deadline and being blocked.
+    let started = Instant::now();
+    let ocr_cutoff = started + deadline.saturating_duration_since(started) * 2 / 3;
     let (lock, cvar) = progress;
     loop {
         let index = {
@@ -320,8 +325,13 @@ fn worker(
             ))
         } else if let Some(plan) = plans.get(index) {
             if let Some(job) = text_job.as_mut() {
-                let page_deadline =
-                    Instant::now() + std::time::Duration::from_secs(options.ocr_page_secs.into());
+                let now = Instant::now();
+                let page_deadline = if now >= ocr_cutoff {
+                    now
+                } else {
+                    (now + std::time::Duration::from_secs(options.ocr_page_secs.into()))
+                        .min(ocr_cutoff)
+                };
                 job.ocr = options.ocr.map(|engine| OcrRequest {
                     engine,
                     languages: options.ocr_languages,

@@ -195,6 +195,13 @@ impl std::fmt::Debug for OcrRequest<'_> {
 
 /// Recognises a page that has no words of its own.
 pub fn recognize(request: OcrRequest<'_>, pixels: &Pixels<'_>) -> PageText {
+    if request.deadline <= std::time::Instant::now() {
+        return PageText {
+            ocr: true,
+            ocr_error: Some("no time left in the item's budget for OCR".into()),
+            ..PageText::default()
+        };
+    }
     let dpi = (pixels.scale * 72.0).round().clamp(1.0, 100_000.0) as u32;
     let grey = grey(pixels);
     match request.engine.recognize(

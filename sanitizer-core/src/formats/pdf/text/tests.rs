@@ -519,3 +519,40 @@ fn rotated_text_keeps_its_direction_and_order() {
         assert_eq!(m[..4], [0.0, -1.0, 1.0, 0.0]);
     }
 }
+
+/// Past its share of the item's time, a page is not sent to the engine at all: it is delivered
+/// without a layer, counted as failed (and so warned about), and the document still finishes.
+#[test]
+fn no_ocr_is_started_without_time_left() {
+    struct Never;
+    impl Ocr for Never {
+        fn recognize(
+            &self,
+            _: &[u8],
+            _: u32,
+            _: u32,
+            _: u32,
+            _: &str,
+            _: std::time::Instant,
+        ) -> Result<Vec<OcrWord>, String> {
+            panic!("the engine was called after the deadline");
+        }
+    }
+    let rgba = vec![255u8; 4 * 4 * 4];
+    let pixels = super::words::Pixels {
+        rgba: &rgba,
+        width: 4,
+        height: 4,
+        scale: 150.0 / 72.0,
+    };
+    let found = super::recognize(
+        super::OcrRequest {
+            engine: &Never,
+            languages: "jpn+eng",
+            deadline: std::time::Instant::now(),
+        },
+        &pixels,
+    );
+    assert!(found.ocr && found.words.is_empty());
+    assert!(found.ocr_error.unwrap().contains("no time left"));
+}
