@@ -46,12 +46,18 @@ fn render_only(path: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+const USAGE: &str = "usage: pdfsan [--mode rasterize|clean] [--dpi N] [--no-text-layer] INPUT OUTPUT\n       pdfsan --render-only INPUT";
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--render-only")
         && let Some(path) = args.get(1)
     {
         return render_only(path);
+    }
+    if args.first().is_some_and(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
     }
     let mut toml = String::from("[pdf]\n");
     while args.first().is_some_and(|a| a.starts_with("--")) {
@@ -75,9 +81,7 @@ fn main() -> ExitCode {
         }
     }
     let [input, output] = args.as_slice() else {
-        eprintln!(
-            "usage: pdfsan [--mode rasterize|clean] [--dpi N] [--no-text-layer] INPUT OUTPUT"
-        );
+        eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
     let policy = match Policy::from_toml(&toml) {
