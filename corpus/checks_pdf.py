@@ -7,12 +7,17 @@ check(sample, output_path, report) raises AssertionError with a reason when the 
   no active keyword appears as a PDF name in the expanded file;
 - it has as many pages as the input (`qpdf --show-npages`), when qpdf can count the input's
   pages and the sample's checks include "pdftoppm" (truncated inputs are exempt);
-- `pdftoppm -r 20` renders it without error.
+- `pdftoppm -r 20` renders it without error;
+- when the input has text and the output was rasterized, the output's text layer gives it back:
+  every word `pdftotext` reads from the input is found, in order (difflib, page by page, CJK
+  compared character by character), in `pdftotext` of the output, or was reported left out as
+  invisible (`text_layer.words_dropped_invisible`), for at least 95 % of the input's words.
 
 `sample` is the manifest entry (a dict with at least "file", relative to corpus/, and
 "checks"); `report` is the parsed JSON report (unused here beyond sanity).
 """
 
+import difflib
 import os
 import re
 import subprocess
@@ -48,6 +53,48 @@ def _size_and_highest(path):
     return (int(sizes[-1]) if sizes else None), highest
 
 
+CJK = re.compile(
+    "([\u3000-\u303f\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\uff00-\uffef\U00020000-\U0003ffff])"
+)
+
+
+def _words(path):
+    """Words per page from pdftotext, CJK characters one token each; None if unreadable."""
+    r = _run(["pdftotext", "-enc", "UTF-8", path, "-"])
+    if r.returncode != 0:
+        return None
+    return [CJK.sub(r" \1 ", page).split() for page in r.stdout.decode("utf-8", "replace").split("\f")]
+
+
+def _text_layer(report):
+    """The rasterized item's text-layer detail ({} when it has none); None when nothing was
+    rasterized (clean mode keeps the original text: nothing to compare)."""
+    for item in (report or {}).get("items", []):
+        if item.get("action") == "rasterized":
+            return (item.get("detail") or {}).get("text_layer") or {}
+    return None
+
+
+def check_text_layer(sample, output_path, report):
+    layer = _text_layer(report)
+    if layer is None:
+        return
+    src = _words(os.path.join(CORPUS, sample["file"]))
+    if not src or not any(src):
+        return
+    out = _words(output_path) or []
+    total = matched = 0
+    for i, a in enumerate(src):
+        b = out[i] if i < len(out) else []
+        total += len(a)
+        m = difflib.SequenceMatcher(None, a, b, autojunk=False)
+        matched += sum(block.size for block in m.get_matching_blocks())
+    dropped = int(layer.get("words_dropped_invisible") or 0)
+    assert matched + dropped >= 0.95 * total, (
+        "text layer: %d of %d input words found (%d reported invisible)" % (matched, total, dropped))
+
+
 def check(sample, output_path, report):
     checks = sample.get("checks", [])
     assert report is None or report.get("verdict") != "blocked", "blocked output cannot be checked"
@@ -78,6 +125,7 @@ def check(sample, output_path, report):
             r = _run(["pdftoppm", "-r", "20", "-png", output_path, os.path.join(tmp, "p")])
             assert r.returncode == 0, "pdftoppm: %s" % r.stderr.decode(errors="replace")[-400:]
             assert os.listdir(tmp), "pdftoppm rendered nothing"
+        check_text_layer(sample, output_path, report)
 
 
 if __name__ == "__main__":
