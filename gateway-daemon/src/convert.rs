@@ -102,23 +102,14 @@ impl LibreOffice {
         std::fs::write(&src, input).map_err(|e| format!("writing the input: {e}"))?;
         let log = std::fs::File::create(dir.path().join("soffice.log"))
             .map_err(|e| format!("log file: {e}"))?;
-        let mut cmd = match &self.confine {
-            Some(mugai) => {
-                crate::isolate::confine::prepare_dir(dir.path())
-                    .map_err(|e| format!("preparing the conversion directory: {e}"))?;
-                let cpu = self.timeout.as_secs().saturating_mul(2).saturating_add(5);
-                let mut c = crate::isolate::confine::command(
-                    mugai,
-                    dir.path(),
-                    cpu,
-                    8 << 30,
-                    self.allow_without_landlock,
-                );
-                c.arg(&self.soffice);
-                c
-            }
-            None => Command::new(&self.soffice),
-        };
+        let mut cmd = helper_command(
+            self.confine.as_deref(),
+            &self.soffice,
+            dir.path(),
+            self.timeout.as_secs().saturating_mul(2).saturating_add(5),
+            8 << 30,
+            self.allow_without_landlock,
+        )?;
         cmd.arg("--headless")
             .arg("--norestore")
             .arg("--nologo")
@@ -133,40 +124,10 @@ impl LibreOffice {
             .arg("--outdir")
             .arg(&out)
             .arg(&src)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("LANG", "C.UTF-8")
-            .env("TMPDIR", dir.path())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.soffice.display()))?;
         let give_up = deadline.min(Instant::now() + self.timeout);
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= give_up => {
-                    kill_group(&mut child);
-                    return Err("LibreOffice timed out".into());
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(25)),
-                Err(e) => {
-                    kill_group(&mut child);
-                    return Err(format!("waiting for LibreOffice: {e}"));
-                }
-            }
-        };
-        // oosplash may leave soffice.bin behind in the group; nothing of it may outlive us.
-        kill_group(&mut child);
+        let status = run_helper(&mut cmd, "LibreOffice", give_up, Duration::from_millis(25))?;
         let result = out.join(format!("input.{to}"));
         if std::fs::symlink_metadata(&result).is_err() {
             let tail = std::fs::read_to_string(dir.path().join("soffice.log")).unwrap_or_default();
@@ -276,6 +237,80 @@ pub(crate) fn kill_group(child: &mut std::process::Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A helper program (LibreOffice, Tesseract) as the daemon starts it: through the confinement
+/// trampoline when `confine` names the `mugai` binary (Landlock: writes only in `dir`;
+/// `cpu_secs` of CPU, `memory` bytes; `nobody` instead of root), else directly. Either way it
+/// runs in `dir` with an emptied environment (`HOME` and `TMPDIR` in `dir`, a fixed `PATH`,
+/// `C.UTF-8`), stdin closed, in a process group of its own ([`kill_group`]). The caller adds
+/// the program's arguments and its stdout/stderr.
+pub(crate) fn helper_command(
+    confine: Option<&Path>,
+    program: &Path,
+    dir: &Path,
+    cpu_secs: u64,
+    memory: u64,
+    allow_without_landlock: bool,
+) -> Result<Command, String> {
+    let mut cmd = match confine {
+        Some(mugai) => {
+            crate::isolate::confine::prepare_dir(dir)
+                .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
+            let mut c = crate::isolate::confine::command(
+                mugai,
+                dir,
+                cpu_secs,
+                memory,
+                allow_without_landlock,
+            );
+            c.arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("HOME", dir)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null());
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    Ok(cmd)
+}
+
+/// Starts `cmd` and waits for it until `give_up`, polling every `poll`; its whole process group
+/// is killed afterwards whatever happened (a wrapper such as oosplash may leave children
+/// behind). `what` names the program in errors.
+pub(crate) fn run_helper(
+    cmd: &mut Command,
+    what: &str,
+    give_up: Instant,
+    poll: Duration,
+) -> Result<std::process::ExitStatus, String> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= give_up => {
+                kill_group(&mut child);
+                return Err(format!("{what} timed out"));
+            }
+            Ok(None) => std::thread::sleep(poll),
+            Err(e) => {
+                kill_group(&mut child);
+                return Err(format!("waiting for {what}: {e}"));
+            }
+        }
+    };
+    kill_group(&mut child);
+    Ok(status)
 }
 
 #[cfg(test)]

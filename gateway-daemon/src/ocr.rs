@@ -20,7 +20,6 @@
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sanitizer_core::pipeline::{Ocr, OcrWord};
@@ -116,24 +115,15 @@ impl Tesseract {
         let stdout = out.try_clone().map_err(|e| format!("output: {e}"))?;
         let stderr = log.try_clone().map_err(|e| format!("log: {e}"))?;
         let give_up = deadline.min(Instant::now() + self.timeout);
-        let mut cmd = match &self.confine {
-            Some(mugai) => {
-                crate::isolate::confine::prepare_dir(dir.path())
-                    .map_err(|e| format!("preparing the OCR directory: {e}"))?;
-                let secs = give_up.saturating_duration_since(Instant::now()).as_secs();
-                let cpu = secs.saturating_mul(2).saturating_add(5);
-                let mut c = crate::isolate::confine::command(
-                    mugai,
-                    dir.path(),
-                    cpu,
-                    4 << 30,
-                    self.allow_without_landlock,
-                );
-                c.arg(&self.tesseract);
-                c
-            }
-            None => Command::new(&self.tesseract),
-        };
+        let secs = give_up.saturating_duration_since(Instant::now()).as_secs();
+        let mut cmd = crate::convert::helper_command(
+            self.confine.as_deref(),
+            &self.tesseract,
+            dir.path(),
+            secs.saturating_mul(2).saturating_add(5),
+            4 << 30,
+            self.allow_without_landlock,
+        )?;
         cmd.arg("page.pgm")
             .arg("stdout")
             .arg("-l")
@@ -141,39 +131,12 @@ impl Tesseract {
             .arg("--dpi")
             .arg(dpi.to_string())
             .arg("tsv")
-            .current_dir(dir.path())
-            .env_clear()
-            .env("HOME", dir.path())
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("LANG", "C.UTF-8")
-            .env("TMPDIR", dir.path())
             // One thread per page: the pool already runs one job per core.
             .env("OMP_THREAD_LIMIT", "1")
-            .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        {
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.tesseract.display()))?;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() >= give_up => {
-                    crate::convert::kill_group(&mut child);
-                    return Err("tesseract timed out".into());
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => {
-                    crate::convert::kill_group(&mut child);
-                    return Err(format!("waiting for tesseract: {e}"));
-                }
-            }
-        };
-        crate::convert::kill_group(&mut child);
+        let status =
+            crate::convert::run_helper(&mut cmd, "tesseract", give_up, Duration::from_millis(10))?;
         if !status.success() {
             let said = read_capped(&mut log, 64 * 1024).unwrap_or_default();
             let said = String::from_utf8_lossy(&said);
