@@ -187,6 +187,20 @@ def main():
             descriptor(b"GothicBBB-Medium", 4)]
     write("ja_nonembedded.pdf", build(objs))
 
+    # Vertical Japanese (縦書き): the same kind of font with the vertical UniJIS-UCS2-V CMap,
+    # two columns read right to left. The text layer must give each column as one line.
+    col1 = "縦書きの通知文です".encode("utf-16-be")
+    col2 = "二行目も縦に書く".encode("utf-16-be")
+    content = (b"BT /F1 24 Tf 500 720 Td <" + col1.hex().encode() + b"> Tj ET\n"
+               b"BT /F1 24 Tf 460 720 Td <" + col2.hex().encode() + b"> Tj ET\n")
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
+            stream(content),
+            cid_font(b"GothicBBB-Medium", b"UniJIS-UCS2-V", 6),
+            descriptor(b"GothicBBB-Medium", 4)]
+    write("ja_vertical.pdf", build(objs))
+
     # A landscape page by /Rotate 90 with a CropBox: the output page must be 500 x 300 pt.
     objs, _ = simple_doc()
     objs[3] = objs[3].replace(b"/MediaBox [0 0 612 792]", b"/MediaBox [0 0 612 792] /CropBox [50 50 350 550] /Rotate 90")

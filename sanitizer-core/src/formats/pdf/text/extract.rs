@@ -8,6 +8,7 @@
 //! (cropped, rotated) page — the space of the output's MediaBox.
 
 use hayro::hayro_interpret::font::{Glyph, GlyphRun};
+use hayro::hayro_interpret::hayro_cmap::WritingMode;
 use hayro::hayro_interpret::{
     BlendMode, ClipPath, Context, Device, DrawMode, DrawProps, Image, ImageDrawProps,
     InterpreterCache, InterpreterSettings, SoftMask, TransformExt, interpret_page,
@@ -105,6 +106,9 @@ impl GlyphCollector {
             return;
         }
         self.last_run = sig;
+        // Vertical writing (縦書き, a `-V` CMap): glyphs stand upright and follow each other
+        // down the column, one em apart; the word runs along that column.
+        let vertical = matches!(run.writing_mode(), WritingMode::Vertical);
         for g in run.glyphs() {
             if self.glyphs.len() >= MAX_GLYPHS {
                 self.overflow = self.overflow.saturating_add(1);
@@ -125,11 +129,20 @@ impl GlyphCollector {
             if em_len <= 1e-6 {
                 continue;
             }
-            let dir = (along.x / em_len, along.y / em_len);
+            let mut dir = (along.x / em_len, along.y / em_len);
             // The em measured perpendicular to the baseline (robust to skew).
             let size = (along.x * across.y - along.y * across.x).abs() / em_len;
             if !(size.is_finite() && size > 1e-3) {
                 continue;
+            }
+            let mut advance = adv / UNITS_PER_EM * em_len;
+            if vertical {
+                let up_len = across.hypot();
+                if up_len <= 1e-6 {
+                    continue;
+                }
+                dir = (-across.x / up_len, -across.y / up_len);
+                advance = up_len;
             }
             let corners = [
                 m * Point::new(0.0, -DESCENT * UNITS_PER_EM),
@@ -149,7 +162,7 @@ impl GlyphCollector {
                 origin: (o.x, o.y),
                 dir,
                 size,
-                advance: adv / UNITS_PER_EM * em_len,
+                advance,
                 bbox,
                 invisible,
             });

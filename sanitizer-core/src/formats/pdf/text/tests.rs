@@ -176,6 +176,23 @@ fn japanese_text_reads_the_same_in_the_output() {
     assert!(text.contains("見積書"), "{text}");
 }
 
+/// 縦書き: glyphs of a vertical (`-V`) CMap follow each other down the column, so each column
+/// is one word, written along the column (a quarter turn clockwise), not one word a character.
+#[test]
+fn vertical_japanese_keeps_its_columns() {
+    let out = crate::testing::sanitize_file(
+        sample!("ja_vertical.pdf"),
+        Some("通知.pdf"),
+        &Policy::default(),
+    );
+    let bytes = out.output.unwrap().bytes.into_vec();
+    assert_eq!(
+        layer_words(&bytes),
+        vec![vec!["縦書きの通知文です", "二行目も縦に書く"]]
+    );
+    recheck(&bytes, PdfMode::Rasterize).unwrap();
+}
+
 #[test]
 fn invisible_text_is_not_carried_over() {
     let content = "BT /F1 20 Tf 72 700 Td (Visible) Tj ET\n\
