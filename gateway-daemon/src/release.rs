@@ -223,38 +223,40 @@ pub struct Release {
     downstream: Option<Downstream>,
     released_dir: PathBuf,
     /// Requests whose original is being delivered right now (shared by clones).
-    delivering: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    delivering: ClaimSet<i64>,
+    /// Held items being unlocked with a PPAP password right now (shared by clones).
+    unlocking: ClaimSet<String>,
 }
 
-/// A request claimed for delivery: while it lives, no other approval or retry of the same
-/// request can start a second delivery. Released on drop, whatever happened.
-struct Delivering {
-    set: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
-    id: i64,
+/// Keys claimed by a delivery under way (see [`Delivering`]).
+type ClaimSet<K> = Arc<std::sync::Mutex<std::collections::HashSet<K>>>;
+
+/// A request (or held item) claimed for delivery: while it lives, no other approval, retry or
+/// unlock of the same key can start a second delivery. Released on drop, whatever happened.
+struct Delivering<K: std::hash::Hash + Eq + Clone> {
+    set: ClaimSet<K>,
+    key: K,
 }
 
-impl Delivering {
-    /// Claims request `id`; `None` when a delivery of it is already under way.
-    fn claim(
-        set: &Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
-        id: i64,
-    ) -> Option<Delivering> {
+impl<K: std::hash::Hash + Eq + Clone> Delivering<K> {
+    /// Claims `key`; `None` when a delivery of it is already under way.
+    fn claim(set: &ClaimSet<K>, key: K) -> Option<Delivering<K>> {
         let mut guard = set
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        guard.insert(id).then(|| Delivering {
+        guard.insert(key.clone()).then(|| Delivering {
             set: Arc::clone(set),
-            id,
+            key,
         })
     }
 }
 
-impl Drop for Delivering {
+impl<K: std::hash::Hash + Eq + Clone> Drop for Delivering<K> {
     fn drop(&mut self) {
         self.set
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.id);
+            .remove(&self.key);
     }
 }
 
@@ -339,6 +341,7 @@ impl Release {
             downstream,
             released_dir,
             delivering: Arc::default(),
+            unlocking: Arc::default(),
         }
     }
 
@@ -831,6 +834,13 @@ impl Release {
                 "{report_id} was not held for an encrypted archive: there is nothing to unlock"
             )));
         }
+        // Two unlocks of one item at once would deliver its contents twice (and count one
+        // wrong password twice); the second waits for nothing and is told so.
+        let Some(_claim) = Delivering::claim(&self.unlocking, report_id.to_owned()) else {
+            return Err(ReleaseError::Conflict(format!(
+                "{report_id} is being unlocked right now"
+            )));
+        };
         if self.vault.requests().unlock_failures(report_id)? >= MAX_UNLOCK_ATTEMPTS {
             return Err(ReleaseError::TooManyAttempts(format!(
                 "{MAX_UNLOCK_ATTEMPTS} wrong passwords were given for {report_id}: ask for a \
@@ -1604,6 +1614,18 @@ Subject: invoice\r\n\r\nsee attachment\r\n";
             "{err}"
         );
         assert_eq!(err.http_status(), 422);
+        // While another unlock of the item runs, a second one is refused and counts nothing.
+        let busy = Delivering::claim(&f.release.unlocking, id.clone()).unwrap();
+        let err = rt
+            .block_on(f.release.unlock_with_password(
+                &staff,
+                &id,
+                Password::new("himitsu".into()),
+                t.clone(),
+            ))
+            .unwrap_err();
+        assert_eq!(err.http_status(), 409, "{err}");
+        drop(busy);
         let done = rt
             .block_on(f.release.unlock_with_password(
                 &staff,
